@@ -1,0 +1,147 @@
+"""The host end of the socket: frames out, validated messages in, caps and deadlines.
+
+This is the one place where socket errors, EOF, oversized frames and bad JSON from the child
+become :class:`securepy.errors.ProtocolError`. Everything above sees only valid messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from ._worker import protocol
+from .errors import ProtocolError
+
+__all__ = ["AsyncChannel", "Channel", "DeadlineExceeded", "open_socketpair"]
+
+
+class DeadlineExceeded(Exception):
+    """The deadline passed before a whole message arrived (the buffer keeps what did)."""
+
+
+def open_socketpair() -> tuple[socket.socket, socket.socket]:
+    """A connected pair: the host's end, and the child's (inheritable) end."""
+    host, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    child.set_inheritable(True)
+    return host, child
+
+
+class _FrameBuffer:
+    """Bytes received so far, cut into frames with the size cap checked before the body."""
+
+    def __init__(self, max_frame_bytes: int) -> None:
+        self.max_frame_bytes = max_frame_bytes
+        self.data = bytearray()
+
+    def next_message(self) -> dict[str, Any] | None:
+        if len(self.data) < protocol.HEADER.size:
+            return None
+        (length,) = protocol.HEADER.unpack_from(self.data)
+        if length > self.max_frame_bytes:
+            raise ProtocolError(
+                f"the child sent a frame of {length} bytes, over the {self.max_frame_bytes}-byte"
+                " cap (max_frame_bytes); the child was stopped"
+            )
+        end = protocol.HEADER.size + length
+        if len(self.data) < end:
+            return None
+        body = bytes(self.data[protocol.HEADER.size:end])
+        del self.data[:end]
+        try:
+            return protocol.parse_body(body, protocol.CHILD_MESSAGES)
+        except protocol.FrameError as exc:
+            raise ProtocolError(f"the child sent an invalid frame: {exc}") from None
+
+    def wanted(self) -> int:
+        """How many bytes to ask the socket for next."""
+        if len(self.data) >= protocol.HEADER.size:
+            (length,) = protocol.HEADER.unpack_from(self.data)
+            missing = protocol.HEADER.size + min(length, self.max_frame_bytes) - len(self.data)
+            return max(missing, 65536)
+        return 65536
+
+
+class Channel:
+    """Blocking host end of the socket."""
+
+    def __init__(self, sock: socket.socket, *, max_frame_bytes: int) -> None:
+        self._sock = sock
+        self._buffer = _FrameBuffer(max_frame_bytes)
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_frame(protocol.encode_frame(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        try:
+            self._sock.sendall(frame)
+        except OSError as exc:
+            raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
+
+    def receive(self, deadline: float | None) -> dict[str, Any]:
+        """The next message from the child.
+
+        Raises:
+            DeadlineExceeded: ``deadline`` (a ``time.monotonic()`` value) passed first.
+            securepy.errors.ProtocolError: EOF, a socket error or an invalid frame.
+        """
+        while True:
+            message = self._buffer.next_message()
+            if message is not None:
+                return message
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded
+            try:
+                self._sock.settimeout(timeout)
+                chunk = self._sock.recv(self._buffer.wanted())
+            except TimeoutError:
+                raise DeadlineExceeded from None
+            except OSError as exc:
+                raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
+            if not chunk:
+                raise ProtocolError("the child closed the connection (it exited or crashed)")
+            self._buffer.data += chunk
+
+    def close(self) -> None:
+        self._sock.close()
+
+
+class AsyncChannel:
+    """Asyncio host end of the socket (the socket is put in non-blocking mode)."""
+
+    def __init__(self, sock: socket.socket, *, max_frame_bytes: int) -> None:
+        sock.setblocking(False)
+        self._sock = sock
+        self._buffer = _FrameBuffer(max_frame_bytes)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        try:
+            await asyncio.get_running_loop().sock_sendall(self._sock, protocol.encode_frame(message))
+        except OSError as exc:
+            raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
+
+    async def receive(self, deadline: float | None) -> dict[str, Any]:
+        """Async counterpart of :meth:`Channel.receive`; same arguments."""
+        loop = asyncio.get_running_loop()
+        while True:
+            message = self._buffer.next_message()
+            if message is not None:
+                return message
+            timeout = None if deadline is None else deadline - time.monotonic()
+            if timeout is not None and timeout <= 0:
+                raise DeadlineExceeded
+            try:
+                async with asyncio.timeout(timeout):
+                    chunk = await loop.sock_recv(self._sock, self._buffer.wanted())
+            except TimeoutError:
+                raise DeadlineExceeded from None
+            except OSError as exc:
+                raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
+            if not chunk:
+                raise ProtocolError("the child closed the connection (it exited or crashed)")
+            self._buffer.data += chunk
+
+    def close(self) -> None:
+        self._sock.close()

@@ -1,0 +1,91 @@
+"""The result of one execute: value, output, tool calls, and an LLM-ready rendering."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from typing import Any
+
+__all__ = ["Execution", "ToolCall", "render_for_model"]
+
+TRUNCATION_MARKER = "\n...[output truncated: {dropped} more characters]...\n"
+DEFAULT_TEXT_CHARS = 8000
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One host tool call made during an execution.
+
+    Attributes:
+        name: the tool's name.
+        arguments: the arguments as the code sent them.
+        duration: seconds the host spent on the call.
+        ok: True if the tool returned a value.
+        error: the error message sent back into the sandbox when ``ok`` is False.
+    """
+
+    name: str
+    arguments: dict[str, Any]
+    duration: float
+    ok: bool
+    error: str | None = None
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class Execution:
+    """What one ``execute`` produced.
+
+    Attributes:
+        value: the value of the code's final expression statement (None if there is none).
+        stdout: everything printed to stdout (capped by the output limit, with a marker).
+        stderr: everything printed to stderr (capped likewise).
+        tool_calls: the host tool calls made, in the order they finished.
+        duration: wall-clock seconds, measured on the host.
+        truncated: True when output went past the output limit and was cut.
+    """
+
+    value: Any
+    stdout: str
+    stderr: str
+    tool_calls: tuple[ToolCall, ...]
+    duration: float
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        """Output and the value's repr as one bounded text, ready to show a model."""
+        return self.render_text()
+
+    def render_text(self, max_chars: int = DEFAULT_TEXT_CHARS) -> str:
+        """Like :attr:`text`, bounded to ``max_chars`` characters with a visible note."""
+        return render_for_model(self.stdout, self.stderr, self.value, max_chars=max_chars)
+
+
+def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int) -> str:
+    """Output, error output and the value's repr, bounded to ``max_chars`` characters."""
+    parts = []
+    if stdout:
+        parts.append(stdout.rstrip("\n"))
+    if stderr:
+        parts.append("[stderr]\n" + stderr.rstrip("\n"))
+    if value is not None:
+        try:
+            shown = repr(value)
+        except Exception as exc:  # noqa: BLE001 - a value's broken repr must not break rendering
+            shown = f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
+        parts.append(shown)
+    text = "\n".join(parts) if parts else "(no output)"
+    return truncate_middle(text, max_chars)
+
+
+def truncate_middle(text: str, max_chars: int) -> str:
+    """Keep the head and tail of ``text`` within ``max_chars``, noting what was dropped."""
+    if max_chars <= 0 or len(text) <= max_chars:
+        return text
+    marker = TRUNCATION_MARKER.format(dropped=len(text) - max_chars)
+    keep = max(max_chars - len(marker), 0)
+    head = keep * 2 // 3
+    return text[:head] + marker + text[len(text) - (keep - head):] if keep > head else (
+        text[:head] + marker)

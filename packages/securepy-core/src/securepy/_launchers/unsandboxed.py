@@ -1,0 +1,108 @@
+"""Runs the worker as a plain child process: ``sandbox=False``, the caller's explicit choice.
+
+Limits still apply (the worker's bootstrap sets the rlimits), but there are no namespaces and
+no mounts: the code can read whatever the host user can, and reach the network.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+
+from .base import LaunchSpec
+from .procfs import read_process_usage
+
+__all__ = ["UnsandboxedLauncher"]
+
+
+class UnsandboxedLauncher:
+    """Starts the worker directly, in its own session and a private temporary directory."""
+
+    sandboxed = False
+
+    def launch(self, spec: LaunchSpec) -> UnsandboxedChild:
+        """Start the worker as a direct child process."""
+        workdir = tempfile.mkdtemp(prefix="securepy-")
+        try:
+            popen = subprocess.Popen(
+                spec.argv,
+                pass_fds=(spec.child_fd,),
+                env={**spec.env, "HOME": workdir, "TMPDIR": workdir},
+                cwd=workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+            )
+        except BaseException:
+            shutil.rmtree(workdir, ignore_errors=True)
+            raise
+        return UnsandboxedChild(popen, workdir)
+
+
+class UnsandboxedChild:
+    """The worker process, its process group and its temporary directory."""
+
+    sandboxed = False
+
+    def __init__(self, popen: subprocess.Popen[bytes], workdir: str) -> None:
+        self._popen = popen
+        self._workdir: str | None = workdir
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._popen.wait(timeout)
+
+    def interrupt(self) -> None:
+        if self._popen.poll() is None:
+            os.kill(self._popen.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        if self._popen.returncode is None:
+            try:
+                os.killpg(self._popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self._popen.wait()
+        if self._popen.stderr is not None:
+            self._popen.stderr.close()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
+
+    def read_startup_error(self) -> str:
+        return read_startup_stderr(self._popen)
+
+    def describe_exit(self, status: int) -> str | None:
+        return describe_signal_exit(-status if status < 0 else 0)
+
+    def resource_usage(self) -> dict[str, float] | None:
+        return read_process_usage(self._popen.pid)
+
+
+def read_startup_stderr(popen: subprocess.Popen[bytes]) -> str:
+    """Whatever the child wrote to stderr before it died, bounded (the pipe is closed after)."""
+    if popen.stderr is None or popen.stderr.closed:
+        return ""
+    if popen.poll() is None:
+        return ""
+    data = popen.stderr.read(65536)
+    return data.decode("utf-8", "replace").strip()
+
+
+def describe_signal_exit(signum: int) -> str | None:
+    """Which limit a fatal signal points to."""
+    if signum == signal.SIGXCPU:
+        return "cpu_seconds"
+    if signum == signal.SIGXFSZ:
+        return "file_size"
+    return None

@@ -1,0 +1,1021 @@
+"""Session and AsyncSession: a persistent sandboxed interpreter that can call host tools."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import concurrent.futures
+import dataclasses
+import inspect
+import itertools
+import logging
+import math
+import os
+import threading
+import time
+import typing
+import uuid
+import weakref
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from ._audit import Auditor, open_auditor
+from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
+from ._driver import CallTool, Finish, Reply, Turn, error_reply
+from ._execution import Execution
+from ._interpreter import probe_interpreter
+from ._launchers import ChildProcess, Launcher, LaunchSpec, select_launcher
+from ._limits import Limits, resolve_limits
+from ._tools import Tool, collect_tools
+from ._worker import BOOTSTRAP, WORKER_DIR, protocol
+from .errors import (
+    CodeValidationError,
+    ExecutionTimeout,
+    PolicyError,
+    ProtocolError,
+    ResourceLimitError,
+    SandboxUnavailableError,
+    SecurePyError,
+    SessionClosedError,
+)
+
+__all__ = ["AsyncSession", "Session"]
+
+logger = logging.getLogger("securepy")
+
+
+class _Default:
+    """Marks an argument that was not given (so ``timeout=None`` can mean "no timeout")."""
+
+    def __repr__(self) -> str:
+        return "<session default>"
+
+
+DEFAULT: Any = _Default()
+
+START_TIMEOUT = 30.0
+INTERRUPT_GRACE = 1.0
+_TOOL_THREADS = 8
+_cell_counter = itertools.count(1)
+
+OnOutput = Callable[[str, str], Any]
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
+class SessionConfig:
+    """Every session option, checked once. Pools keep one and start sessions from it."""
+
+    tools: dict[str, Tool]
+    sandbox: bool
+    limits: Limits
+    timeout: float | None
+    python: str | None
+    max_frame_bytes: int
+    max_output_bytes: int | None
+    max_tool_calls: int | None
+    max_executions: int | None
+    max_code_length: int | None
+    pre_execute_hook: Callable[[str], Any] | None
+    sanitize_errors: bool
+    audit_log: str | os.PathLike[str] | None
+    audit: Callable[[dict[str, Any]], Any] | None
+    verbose: bool
+    launcher: Launcher | None
+
+
+def make_config(
+    tools: Iterable[Tool | Callable[..., Any]] | Tool | Callable[..., Any] = (),
+    *,
+    sandbox: bool = True,
+    limits: Limits | None = None,
+    timeout: float | None = 30,
+    python: str | None = None,
+    max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
+    max_output_bytes: int | None | _Default = DEFAULT,
+    max_tool_calls: int | None = None,
+    max_executions: int | None = None,
+    max_code_length: int | None = None,
+    pre_execute_hook: Callable[[str], Any] | None = None,
+    sanitize_errors: bool = False,
+    audit_log: str | os.PathLike[str] | None = None,
+    audit: Callable[[dict[str, Any]], Any] | None = None,
+    verbose: bool = False,
+    launcher: Launcher | None = None,
+) -> SessionConfig:
+    """Validate and freeze the session options (see :class:`Session`)."""
+    if not isinstance(sandbox, bool):
+        raise TypeError("sandbox must be True or False")
+    resolved = resolve_limits(limits)
+    output_cap = resolved.output_bytes if isinstance(max_output_bytes, _Default) else (
+        max_output_bytes)
+    for name, value in (("max_tool_calls", max_tool_calls), ("max_executions", max_executions),
+                        ("max_code_length", max_code_length), ("max_output_bytes", output_cap)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                  or value < 0):
+            raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
+    if not isinstance(max_frame_bytes, int) or max_frame_bytes < 1024:
+        raise ValueError(f"max_frame_bytes must be an integer of at least 1024, got "
+                         f"{max_frame_bytes!r}")
+    if pre_execute_hook is not None and not callable(pre_execute_hook):
+        raise TypeError("pre_execute_hook must be callable")
+    if audit is not None and not callable(audit):
+        raise TypeError("audit must be a callable that takes one event dict")
+    return SessionConfig(
+        tools=collect_tools(tools),
+        sandbox=sandbox,
+        limits=resolved,
+        timeout=check_timeout(timeout),
+        python=python,
+        max_frame_bytes=max_frame_bytes,
+        max_output_bytes=output_cap,
+        max_tool_calls=max_tool_calls,
+        max_executions=max_executions,
+        max_code_length=max_code_length,
+        pre_execute_hook=pre_execute_hook,
+        sanitize_errors=bool(sanitize_errors),
+        audit_log=audit_log,
+        audit=audit,
+        verbose=bool(verbose),
+        launcher=launcher,
+    )
+
+
+def check_timeout(timeout: Any) -> float | None:
+    """A positive, finite number of seconds, or None for no timeout."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+        raise TypeError(f"timeout must be a number of seconds or None, not "
+                        f"{type(timeout).__name__}")
+    if not math.isfinite(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+    return float(timeout)
+
+
+class _Child:
+    """A started worker: its process and its socket."""
+
+    def __init__(self, process: ChildProcess, sock: Any) -> None:
+        self.process = process
+        self.sock = sock
+        self.send_lock = threading.Lock()
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+        finally:
+            self.sock.close()
+
+
+def start_child(config: SessionConfig) -> _Child:
+    """Launch a worker, configure it and wait until it is ready.
+
+    Raises:
+        securepy.errors.SandboxUnavailableError: the child could not start.
+    """
+    launcher = config.launcher or select_launcher(sandbox=config.sandbox)
+    interpreter = probe_interpreter(config.python)
+    host_sock, child_sock = open_socketpair()
+    try:
+        fd = child_sock.fileno()
+        spec = LaunchSpec(
+            interpreter=interpreter,
+            argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
+            child_fd=fd,
+            limits=config.limits,
+            env=_child_environment(),
+        )
+        process = launcher.launch(spec)
+    except BaseException:
+        host_sock.close()
+        raise
+    finally:
+        child_sock.close()
+    child = _Child(process, host_sock)
+    try:
+        _handshake(child, config)
+    except BaseException:
+        child.kill()
+        raise
+    return child
+
+
+def _child_environment() -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+
+
+def _handshake(child: _Child, config: SessionConfig) -> None:
+    channel = Channel(child.sock, max_frame_bytes=config.max_frame_bytes)
+    interpreter = probe_interpreter(config.python)
+    try:
+        channel.send({
+            "kind": "configure",
+            "version": protocol.PROTOCOL_VERSION,
+            "tools": [tool.to_wire() for tool in config.tools.values()],
+            "limits": config.limits.to_wire(),
+            "path": list(interpreter.path),
+            "nproc": child.process.sandboxed,
+        })
+        ready = channel.receive(time.monotonic() + START_TIMEOUT)
+    except (ProtocolError, DeadlineExceeded) as exc:
+        detail = child.process.read_startup_error() or str(exc) or "no output"
+        raise SandboxUnavailableError(
+            f"the {'sandboxed ' if child.process.sandboxed else ''}worker failed to start: "
+            f"{detail[-2000:]}"
+        ) from None
+    if ready["kind"] != "ready" or ready.get("version") != protocol.PROTOCOL_VERSION:
+        raise SandboxUnavailableError(
+            f"the worker speaks protocol {ready.get('version')!r}, the host "
+            f"{protocol.PROTOCOL_VERSION}; reinstall securepy"
+        )
+
+
+def _kill_quietly(child: _Child | None) -> None:
+    """Finalizer: no child outlives its session object or the host process."""
+    if child is not None:
+        try:
+            child.kill()
+        except Exception:  # noqa: BLE001 - finalizers must not raise
+            pass
+
+
+class _SessionBase:
+    """What both twins share: options, guards, the audit trail, the child's lifecycle."""
+
+    def __init__(self, config: SessionConfig) -> None:
+        self._config = config
+        self.id = uuid.uuid4().hex[:12]
+        self._closed = False
+        self._executions = 0
+        self._child: _Child | None = None
+        self._busy = threading.Lock()
+        self._auditor: Auditor | None = open_auditor(self.id, config.audit_log, config.audit)
+        self._handler: logging.Handler | None = None
+        self._finalizer = weakref.finalize(self, _kill_quietly, None)
+        if config.verbose:
+            self._handler = _attach_verbose_handler(self.id)
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        """The session's tools by name (a copy)."""
+        return dict(self._config.tools)
+
+    @property
+    def sandboxed(self) -> bool:
+        """True when the code runs inside the OS sandbox."""
+        return self._config.sandbox
+
+    def is_alive(self) -> bool:
+        """True if the session is open and its child process is running."""
+        child = self._child
+        return not self._closed and child is not None and child.process.poll() is None
+
+    def _emit(self, event: str, **fields: Any) -> None:
+        if self._auditor is not None:
+            self._auditor.emit(event, fields)
+
+    def _sanitize(self, text: str) -> str:
+        if not self._config.sanitize_errors:
+            return text
+        from ._sanitize import sanitize_text
+
+        return sanitize_text(text)
+
+    def _adopt_child(self, child: _Child, reason: str | None) -> None:
+        self._child = child
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, _kill_quietly, child)
+        usage = {"pid": child.process.pid, "sandbox": child.process.sandboxed}
+        if reason is None:
+            self._emit("session_start", limits=self._config.limits.to_wire(), **usage)
+            logger.info("session %s started (pid %d, sandbox %s)", self.id, child.process.pid,
+                        "on" if child.process.sandboxed else "off",
+                        extra={"session_id": self.id})
+        else:
+            self._emit("session_restart", reason=reason, **usage)
+            logger.info("session %s restarted (pid %d): %s", self.id, child.process.pid,
+                        reason, extra={"session_id": self.id})
+        if not child.process.sandboxed and reason is None:
+            logger.warning("session %s runs WITHOUT a sandbox (sandbox=False)", self.id,
+                           extra={"session_id": self.id})
+
+    def _drop_child(self) -> None:
+        child, self._child = self._child, None
+        self._finalizer.detach()
+        _kill_quietly(child)
+
+    def _check_before_execute(self, code: str, validate: bool) -> None:
+        """The guards that need no round trip to the child."""
+        if self._closed:
+            raise SessionClosedError("the session is closed; create a new one")
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a str, not {type(code).__name__}")
+        config = self._config
+        if config.max_code_length is not None and len(code) > config.max_code_length:
+            self._refuse(f"the code is {len(code)} characters long, over max_code_length="
+                         f"{config.max_code_length}")
+        if config.max_executions is not None and self._executions >= config.max_executions:
+            self._refuse(f"this session already ran max_executions={config.max_executions} "
+                         "executions; start a new session")
+        if config.pre_execute_hook is not None and config.pre_execute_hook(code) is False:
+            self._refuse("the pre_execute_hook refused this code")
+        if validate:
+            check_syntax(code)
+
+    def _refuse(self, reason: str) -> typing.NoReturn:
+        self._emit("policy_denied", what="execute", reason=reason)
+        raise PolicyError(reason)
+
+    def _new_turn(self, on_output: OnOutput | None, max_tool_calls: Any,
+                  started: float) -> Turn:
+        limit = self._config.max_tool_calls if isinstance(max_tool_calls, _Default) else (
+            max_tool_calls)
+        return Turn(
+            self._config.tools,
+            max_tool_calls=limit,
+            max_output_bytes=self._config.max_output_bytes,
+            on_output=on_output,
+            emit=self._emit,
+            sanitize=self._sanitize,
+            started=started,
+        )
+
+    def _resolve_timeout(self, timeout: Any) -> float | None:
+        return self._config.timeout if isinstance(timeout, _Default) else check_timeout(timeout)
+
+    def _execute_message(self, code: str) -> dict[str, Any]:
+        self._executions += 1
+        filename = f"<cell-{next(_cell_counter)}>"
+        self._emit("execute_start", code=_truncate_code(code), sha256=_sha256(code))
+        return {"kind": "execute", "code": code, "filename": filename}
+
+    def _complete(self, turn: Turn, execution: Execution, started: float) -> Execution:
+        duration = time.monotonic() - started
+        execution = dataclasses.replace(execution, duration=duration)
+        usage = self._child.process.resource_usage() if self._child is not None else None
+        self._emit("execute_complete", duration=duration, stdout_bytes=len(execution.stdout),
+                   stderr_bytes=len(execution.stderr), **(usage or {}))
+        logger.info("session %s: execution finished in %.3f s", self.id, duration,
+                    extra={"session_id": self.id})
+        return execution
+
+    def _record_error(self, error: SecurePyError) -> None:
+        if isinstance(error, ResourceLimitError):
+            self._emit("limit_exceeded", limit=error.limit, message=str(error))
+        elif isinstance(error, ExecutionTimeout):
+            self._emit("execute_timeout", timeout=error.timeout, state_kept=error.state_kept)
+        else:
+            self._emit("execute_error", type=getattr(error, "type_name", type(error).__name__),
+                       message=str(error))
+        logger.info("session %s: execution failed: %s", self.id, type(error).__name__,
+                    extra={"session_id": self.id})
+
+    def _death_error(self, exc: ProtocolError) -> SecurePyError:
+        """What a broken turn means: a resource limit if the exit status says so."""
+        child = self._child
+        status = child.process.poll() if child is not None else None
+        if child is not None and status is None:
+            try:
+                status = child.process.wait(0.5)
+            except Exception:  # noqa: BLE001 - still running: a protocol breach, not a death
+                status = None
+        if child is not None and status is not None:
+            limit = child.process.describe_exit(status)
+            if limit is not None:
+                return ResourceLimitError(
+                    f"the code hit the {limit} limit and the child was stopped; the session "
+                    "was restarted with a fresh namespace", limit=limit, state_kept=False)
+            return ProtocolError(f"the child process died unexpectedly (exit status {status}); "
+                                 "the session was restarted with a fresh namespace")
+        return ProtocolError(f"{exc}; the child was stopped and the session restarted with a "
+                             "fresh namespace")
+
+    def _finish_close(self) -> None:
+        self._drop_child()
+        self._emit("session_close")
+        logger.info("session %s closed", self.id, extra={"session_id": self.id})
+        if self._auditor is not None:
+            self._auditor.close()
+        if self._handler is not None:
+            logging.getLogger("securepy").removeHandler(self._handler)
+            self._handler = None
+
+
+@typing.final
+class Session(_SessionBase):
+    """A persistent Python interpreter in a sandboxed child process, with host tools.
+
+    State (variables, imports) persists between executes. The child starts when the session is
+    created; an exception in the code leaves the session usable; a crash, a protocol breach or
+    a timeout that needed a kill restarts the child with a fresh namespace.
+
+    Args:
+        tools: host tools the code can call: securepy.Tool objects or plain typed functions.
+        sandbox: run inside the OS sandbox (bubblewrap). ``False`` is an explicit, unsafe
+            choice: the code runs as a plain child process with the limits only.
+        limits: resource limits; None means the safe defaults (``securepy.Limits()``).
+        timeout: default seconds per execute (wall clock); None for none.
+        python: interpreter for the child (absolute path); default: the host's.
+        max_frame_bytes: largest frame accepted from the child (default 64 MiB).
+        max_output_bytes: stdout+stderr kept per execute; default ``limits.output_bytes``.
+        max_tool_calls: tool calls allowed per execute (None: no limit).
+        max_executions: executes allowed over the session's life (None: no limit).
+        max_code_length: longest code accepted, in characters (None: no limit).
+        pre_execute_hook: called with the code before each execute; returning False refuses it.
+        sanitize_errors: strip host paths, user names, pids and addresses from error text.
+        audit_log: path of a JSON-lines audit log to append to.
+        audit: a callable that receives each audit event as a dict.
+        verbose: log this session's activity to stderr.
+        launcher: advanced: a custom launcher (tests).
+
+    Raises:
+        securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
+
+    Example:
+        >>> import securepy
+        >>> with securepy.Session(sandbox=False) as session:
+        ...     session.execute("x = 20")
+        ...     session.execute("x + 22").value
+        42
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] | Tool | Callable[..., Any] = (),
+        *,
+        sandbox: bool = True,
+        limits: Limits | None = None,
+        timeout: float | None = 30,
+        python: str | None = None,
+        max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
+        max_output_bytes: int | None = DEFAULT,
+        max_tool_calls: int | None = None,
+        max_executions: int | None = None,
+        max_code_length: int | None = None,
+        pre_execute_hook: Callable[[str], Any] | None = None,
+        sanitize_errors: bool = False,
+        audit_log: str | os.PathLike[str] | None = None,
+        audit: Callable[[dict[str, Any]], Any] | None = None,
+        verbose: bool = False,
+        launcher: Launcher | None = None,
+    ) -> None:
+        config = make_config(
+            tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
+            max_frame_bytes=max_frame_bytes, max_output_bytes=max_output_bytes,
+            max_tool_calls=max_tool_calls, max_executions=max_executions,
+            max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
+            sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
+            verbose=verbose, launcher=launcher,
+        )
+        self._init_from_config(config)
+
+    def _init_from_config(self, config: SessionConfig, child: _Child | None = None) -> None:
+        super().__init__(config)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tool_loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._adopt_child(child or start_child(config), None)
+        except BaseException:
+            self._closed = True
+            self._finish_close()
+            raise
+
+    @classmethod
+    def _from_config(cls, config: SessionConfig, child: _Child | None = None) -> Session:
+        session = cls.__new__(cls)
+        session._init_from_config(config, child)
+        return session
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<securepy.Session {self.id} {state} sandbox={self._config.sandbox}>"
+
+    def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = DEFAULT,
+        on_output: OnOutput | None = None,
+        max_tool_calls: int | None = DEFAULT,
+        validate: bool = True,
+    ) -> Execution:
+        """Run ``code`` in the session and return what it produced.
+
+        Args:
+            code: Python source. A final expression statement's value becomes
+                ``Execution.value``.
+            timeout: seconds for this execute (default: the session's); None for none.
+            on_output: called as ``on_output(stream, text)`` while the code prints, with
+                stream ``"stdout"`` or ``"stderr"``.
+            max_tool_calls: tool calls allowed in this execute (default: the session's).
+            validate: check the syntax on the host first (``False`` leaves it to the child).
+
+        Returns:
+            The :class:`securepy.Execution`.
+
+        Raises:
+            securepy.errors.ExecutionError: the code raised; the session keeps its state.
+            securepy.errors.ExecutionTimeout: the code ran past ``timeout``.
+            securepy.errors.CodeValidationError: the code does not parse.
+            securepy.errors.ResourceLimitError: the code hit a resource limit.
+            securepy.errors.PolicyError: a session guard refused the execute.
+            securepy.errors.SessionClosedError: the session is closed or busy.
+            securepy.errors.ProtocolError: the child broke the protocol and was restarted.
+        """
+        self._check_before_execute(code, validate)
+        if not self._busy.acquire(blocking=False):
+            raise SessionClosedError(
+                "the session is busy running another execute; a session runs one execute at a "
+                "time (use a SessionPool to run code concurrently)")
+        try:
+            return self._execute_locked(code, self._resolve_timeout(timeout), on_output,
+                                        max_tool_calls)
+        finally:
+            self._busy.release()
+
+    def _execute_locked(self, code: str, timeout: float | None, on_output: OnOutput | None,
+                        max_tool_calls: Any) -> Execution:
+        if self._closed:
+            raise SessionClosedError("the session is closed; create a new one")
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        if self._child is None:
+            self._adopt_child(start_child(self._config), "the previous child was stopped")
+        child = self._child
+        assert child is not None
+        turn = self._new_turn(on_output, max_tool_calls, started)
+        channel = Channel(child.sock, max_frame_bytes=self._config.max_frame_bytes)
+        try:
+            self._send(child, channel, self._execute_message(code))
+            finish = self._drive(child, channel, turn, deadline, timeout)
+        except ProtocolError as exc:
+            error = self._death_error(exc)
+            self._restart(str(error))
+            self._record_error(error)
+            raise error from None
+        if finish.error is not None:
+            self._record_error(finish.error)
+            raise finish.error
+        assert finish.execution is not None
+        return self._complete(turn, finish.execution, started)
+
+    def _send(self, child: _Child, channel: Channel, message: dict[str, Any]) -> None:
+        frame = protocol.encode_frame(message)
+        with child.send_lock:
+            channel.send_frame(frame)
+
+    def _drive(self, child: _Child, channel: Channel, turn: Turn, deadline: float | None,
+               timeout: float | None) -> Finish:
+        pending: dict[int, _PendingCall] = {}
+        try:
+            while True:
+                wake = _earliest(deadline, pending)
+                try:
+                    message = channel.receive(wake)
+                except DeadlineExceeded:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return self._interrupt_then_kill(child, channel, turn, timeout)
+                    self._expire_tool_calls(child, channel, turn, pending)
+                    continue
+                action = turn.feed(message)
+                if isinstance(action, CallTool):
+                    self._start_tool_call(child, channel, turn, action, deadline, pending)
+                elif isinstance(action, Reply):
+                    self._send(child, channel, action.message)
+                elif isinstance(action, Finish):
+                    return action
+        finally:
+            for call in pending.values():
+                call.claim()
+
+    def _start_tool_call(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+                         deadline: float | None, pending: dict[int, _PendingCall]) -> None:
+        call = _PendingCall(action, time.monotonic(), deadline)
+        pending[action.call_id] = call
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
+        self._executor.submit(self._run_tool_and_reply, child, channel, turn, call)
+
+    def _run_tool_and_reply(self, child: _Child, channel: Channel, turn: Turn,
+                            call: _PendingCall) -> None:
+        tool = call.action.tool
+        logger.info("session %s: tool %s called", self.id, tool.name,
+                    extra={"session_id": self.id})
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = self._call_tool_function(tool, call.action.arguments)
+        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
+            error = exc
+        duration = time.monotonic() - call.started
+        if not call.claim():
+            return
+        reply = turn.tool_finished(call.action, duration=duration, value=value, error=error)
+        logger.info("session %s: tool %s %s in %.3f s", self.id, tool.name,
+                    "failed" if error else "returned", duration, extra={"session_id": self.id})
+        try:
+            self._send(child, channel, typing.cast(dict[str, Any], reply))
+        except ProtocolError:
+            pass  # the child is gone; the reading loop reports that
+
+    def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+        if not tool.is_async:
+            result = tool.fn(**arguments)
+            if not inspect.isawaitable(result):
+                return result
+            return asyncio.run(_await(result))
+        return asyncio.run(tool.fn(**arguments))
+
+    def _expire_tool_calls(self, child: _Child, channel: Channel, turn: Turn,
+                           pending: dict[int, _PendingCall]) -> None:
+        now = time.monotonic()
+        for call_id, call in list(pending.items()):
+            if call.deadline is not None and now >= call.deadline and call.claim():
+                del pending[call_id]
+                reply = turn.tool_timed_out(call.action, duration=now - call.started)
+                self._send(child, channel, reply)
+
+    def _interrupt_then_kill(self, child: _Child, channel: Channel, turn: Turn,
+                             timeout: float | None) -> Finish:
+        child.process.interrupt()
+        grace = time.monotonic() + INTERRUPT_GRACE
+        while True:
+            try:
+                message = channel.receive(grace)
+            except (DeadlineExceeded, ProtocolError):
+                self._restart("the code did not stop after its timeout")
+                return Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
+                                                     stdout=turn.stdout, stderr=turn.stderr))
+            if message["kind"] in ("result", "error"):
+                return Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=True,
+                                                     stdout=turn.stdout, stderr=turn.stderr))
+            if message["kind"] == "tool_call":
+                self._send(child, channel, error_reply(
+                    message["call_id"], "TimeoutError", "the execution timed out"))
+            else:
+                turn.feed(message)
+
+    def _restart(self, reason: str) -> None:
+        self._drop_child()
+        if self._closed:
+            return
+        try:
+            self._adopt_child(start_child(self._config), reason)
+        except SecurePyError:
+            self._child = None  # the next execute tries again, and reports why it cannot
+
+    def restart(self) -> None:
+        """Replace the child with a fresh one: all state is lost, tools stay.
+
+        Raises:
+            securepy.errors.SessionClosedError: the session is closed.
+        """
+        if self._closed:
+            raise SessionClosedError("the session is closed; create a new one")
+        with self._busy:
+            self._drop_child()
+            self._adopt_child(start_child(self._config), "restart() was called")
+
+    def close(self) -> None:
+        """Stop the child and release everything. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finish_close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class _PendingCall:
+    """A tool call in flight. Exactly one party (the tool's thread, or a timeout) replies."""
+
+    def __init__(self, action: CallTool, started: float, execution_deadline: float | None
+                 ) -> None:
+        self.action = action
+        self.started = started
+        own = action.tool.timeout
+        tool_deadline = None if own is None else started + own
+        # The execution's deadline is handled by the turn itself, not per call.
+        self.deadline = tool_deadline
+        self._claimed = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
+
+
+def _earliest(deadline: float | None, pending: dict[int, _PendingCall]) -> float | None:
+    times = [call.deadline for call in pending.values() if call.deadline is not None]
+    if deadline is not None:
+        times.append(deadline)
+    return min(times) if times else None
+
+
+@typing.final
+class AsyncSession(_SessionBase):
+    """Async counterpart of :class:`Session`; same arguments.
+
+    The child starts on first use or on ``async with``. Async host tools are awaited on the
+    caller's event loop; sync tools run in a bounded thread pool, off the loop. Cancelling an
+    awaiting ``execute`` interrupts the code (and kills the child if it does not stop); the
+    session stays usable.
+    """
+
+    def __init__(
+        self,
+        tools: Iterable[Tool | Callable[..., Any]] | Tool | Callable[..., Any] = (),
+        *,
+        sandbox: bool = True,
+        limits: Limits | None = None,
+        timeout: float | None = 30,
+        python: str | None = None,
+        max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
+        max_output_bytes: int | None = DEFAULT,
+        max_tool_calls: int | None = None,
+        max_executions: int | None = None,
+        max_code_length: int | None = None,
+        pre_execute_hook: Callable[[str], Any] | None = None,
+        sanitize_errors: bool = False,
+        audit_log: str | os.PathLike[str] | None = None,
+        audit: Callable[[dict[str, Any]], Any] | None = None,
+        verbose: bool = False,
+        launcher: Launcher | None = None,
+    ) -> None:
+        config = make_config(
+            tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
+            max_frame_bytes=max_frame_bytes, max_output_bytes=max_output_bytes,
+            max_tool_calls=max_tool_calls, max_executions=max_executions,
+            max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
+            sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
+            verbose=verbose, launcher=launcher,
+        )
+        self._init_from_config(config)
+
+    def _init_from_config(self, config: SessionConfig, child: _Child | None = None) -> None:
+        super().__init__(config)
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._async_lock: asyncio.Lock | None = None
+        if child is not None:
+            self._adopt_child(child, None)
+
+    @classmethod
+    def _from_config(cls, config: SessionConfig, child: _Child | None = None) -> AsyncSession:
+        session = cls.__new__(cls)
+        session._init_from_config(config, child)
+        return session
+
+    async def __aenter__(self) -> AsyncSession:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<securepy.AsyncSession {self.id} {state} sandbox={self._config.sandbox}>"
+
+    async def start(self) -> None:
+        """Start the child now rather than on first use.
+
+        Raises:
+            securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
+        """
+        if self._closed:
+            raise SessionClosedError("the session is closed; create a new one")
+        if self._child is None:
+            child = await asyncio.to_thread(start_child, self._config)
+            if self._closed:
+                _kill_quietly(child)
+                raise SessionClosedError("the session was closed while it started")
+            self._adopt_child(child, None if self._executions == 0 else
+                              "the previous child was stopped")
+
+    async def execute(
+        self,
+        code: str,
+        *,
+        timeout: float | None = DEFAULT,
+        on_output: OnOutput | None = None,
+        max_tool_calls: int | None = DEFAULT,
+        validate: bool = True,
+    ) -> Execution:
+        """Async counterpart of :meth:`Session.execute`; same arguments."""
+        self._check_before_execute(code, validate)
+        if not self._busy.acquire(blocking=False):
+            raise SessionClosedError(
+                "the session is busy running another execute; a session runs one execute at a "
+                "time (use an AsyncSessionPool to run code concurrently)")
+        try:
+            return await self._execute_locked(code, self._resolve_timeout(timeout), on_output,
+                                              max_tool_calls)
+        finally:
+            self._busy.release()
+
+    async def _execute_locked(self, code: str, timeout: float | None,
+                              on_output: OnOutput | None, max_tool_calls: Any) -> Execution:
+        await self.start()
+        started = time.monotonic()
+        deadline = None if timeout is None else started + timeout
+        child = self._child
+        assert child is not None
+        turn = self._new_turn(on_output, max_tool_calls, started)
+        channel = AsyncChannel(child.sock, max_frame_bytes=self._config.max_frame_bytes)
+        try:
+            await channel.send(self._execute_message(code))
+            finish = await self._drive(child, channel, turn, deadline, timeout)
+        except ProtocolError as exc:
+            error = self._death_error(exc)
+            await self._restart(str(error))
+            self._record_error(error)
+            raise error from None
+        if finish.error is not None:
+            self._record_error(finish.error)
+            raise finish.error
+        assert finish.execution is not None
+        return self._complete(turn, finish.execution, started)
+
+    async def _drive(self, child: _Child, channel: AsyncChannel, turn: Turn,
+                     deadline: float | None, timeout: float | None) -> Finish:
+        tasks: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                try:
+                    message = await channel.receive(deadline)
+                except DeadlineExceeded:
+                    return await self._interrupt_then_kill(channel, turn, timeout)
+                action = turn.feed(message)
+                if isinstance(action, CallTool):
+                    task = asyncio.ensure_future(self._run_tool_and_reply(channel, turn, action))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                elif isinstance(action, Reply):
+                    await channel.send(action.message)
+                elif isinstance(action, Finish):
+                    return action
+        except asyncio.CancelledError:
+            await asyncio.shield(self._stop_after_cancel(channel, turn))
+            raise
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    async def _run_tool_and_reply(self, channel: AsyncChannel, turn: Turn,
+                                  action: CallTool) -> None:
+        started = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            async with asyncio.timeout(action.tool.timeout):
+                value = await self._call_tool_function(action.tool, action.arguments)
+        except TimeoutError:
+            await channel.send(turn.tool_timed_out(action, duration=time.monotonic() - started))
+            return
+        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
+            error = exc
+        reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
+                                   error=error)
+        await channel.send(typing.cast(dict[str, Any], reply))
+
+    async def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
+        if tool.is_async:
+            return await tool.fn(**arguments)
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(self._executor, lambda: tool.fn(**arguments))
+        return await result if inspect.isawaitable(result) else result
+
+    async def _interrupt_then_kill(self, channel: AsyncChannel, turn: Turn,
+                                   timeout: float | None) -> Finish:
+        kept = await self._wait_after_interrupt(channel, turn)
+        if not kept:
+            await self._restart("the code did not stop after its timeout")
+        return Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=kept,
+                                             stdout=turn.stdout, stderr=turn.stderr))
+
+    async def _stop_after_cancel(self, channel: AsyncChannel, turn: Turn) -> None:
+        if not await self._wait_after_interrupt(channel, turn):
+            await self._restart("the code did not stop after its execute was cancelled")
+        self._emit("execute_timeout", timeout=None, state_kept=True, cancelled=True)
+
+    async def _wait_after_interrupt(self, channel: AsyncChannel, turn: Turn) -> bool:
+        """Interrupt the code; True if it stopped within the grace period."""
+        child = self._child
+        if child is None:
+            return False
+        child.process.interrupt()
+        grace = time.monotonic() + INTERRUPT_GRACE
+        while True:
+            try:
+                message = await channel.receive(grace)
+            except (DeadlineExceeded, ProtocolError):
+                return False
+            if message["kind"] in ("result", "error"):
+                return True
+            if message["kind"] == "tool_call":
+                await channel.send(error_reply(message["call_id"], "TimeoutError",
+                                               "the execution timed out"))
+            else:
+                turn.feed(message)
+
+    async def _restart(self, reason: str) -> None:
+        self._drop_child()
+        if self._closed:
+            return
+        try:
+            child = await asyncio.to_thread(start_child, self._config)
+        except SecurePyError:
+            return
+        self._adopt_child(child, reason)
+
+    async def restart(self) -> None:
+        """Async counterpart of :meth:`Session.restart`."""
+        if self._closed:
+            raise SessionClosedError("the session is closed; create a new one")
+        self._drop_child()
+        await self._restart("restart() was called")
+
+    async def close(self) -> None:
+        """Async counterpart of :meth:`Session.close`."""
+        if self._closed:
+            return
+        self._closed = True
+        self._finish_close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def check_syntax(code: str) -> None:
+    """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
+    try:
+        ast.parse(code, "<code>", "exec")
+    except SyntaxError as exc:
+        try:
+            compile(code, "<code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                    dont_inherit=True)
+        except SyntaxError:
+            raise CodeValidationError(
+                exc.msg or "invalid syntax", lineno=exc.lineno or 0, offset=exc.offset or 0
+            ) from None
+    except (ValueError, MemoryError, RecursionError) as exc:
+        raise CodeValidationError(f"the code cannot be parsed: {exc}") from None
+
+
+def _truncate_code(code: str, limit: int = 10_000) -> str:
+    if len(code) <= limit:
+        return code
+    return code[:limit] + f"\n...[truncated: {len(code) - limit} more characters]"
+
+
+def _sha256(code: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class _SessionFilter(logging.Filter):
+    def __init__(self, session_id: str) -> None:
+        super().__init__()
+        self.session_id = session_id
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "session_id", None) == self.session_id
+
+
+def _attach_verbose_handler(session_id: str) -> logging.Handler:
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("securepy %(levelname)s %(message)s"))
+    handler.addFilter(_SessionFilter(session_id))
+    securepy_logger = logging.getLogger("securepy")
+    securepy_logger.addHandler(handler)
+    if securepy_logger.level == logging.NOTSET or securepy_logger.level > logging.INFO:
+        securepy_logger.setLevel(logging.INFO)
+    return handler

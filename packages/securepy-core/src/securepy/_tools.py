@@ -1,0 +1,411 @@
+"""Host tools: the functions sandboxed code may call, their schemas and argument checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import keyword
+import math
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, overload
+
+import pydantic
+
+__all__ = ["Tool", "ToolCallRequest", "tool"]
+
+_JSON_TYPE_NAMES = {
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+    "array": "list",
+    "object": "dict",
+    "null": "None",
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """One call the sandboxed code asked for, as given to a tool's ``approve`` hook.
+
+    Attributes:
+        tool: the tool's name.
+        arguments: the validated arguments.
+        call_index: 1 for the first call of this tool in the current execution, and so on.
+    """
+
+    tool: str
+    arguments: Mapping[str, Any]
+    call_index: int
+
+
+Approval = bool | str | None | tuple[bool, str]
+
+
+@typing.final
+class Tool:
+    """A host function that sandboxed code can call by name.
+
+    The arguments' JSON Schema comes from ``parameters`` (a JSON Schema object), else from the
+    ``args`` shorthand (``{"table": str, "limit": int}``), else from ``fn``'s signature and type
+    hints. Arguments are validated on the host against it before ``fn`` runs.
+
+    Args:
+        name: a Python identifier, not a keyword; the function's name inside the sandbox.
+        description: what the tool does; its docstring inside the sandbox.
+        fn: the host function, sync or async. It is called with keyword arguments.
+        parameters: a JSON Schema object for the arguments.
+        args: shorthand: argument names mapped to Python types, all required.
+        timeout: seconds this tool may run per call (None: only the execution's timeout).
+        max_calls: calls allowed per execution (None: no per-tool limit).
+        approve: called on the host with a :class:`ToolCallRequest` before each call; return
+            True/None to allow, False or a reason string (or ``(False, reason)``) to deny. A
+            denial raises ``PolicyError`` inside the sandbox.
+
+    Raises:
+        TypeError: ``fn`` is not callable, both ``parameters`` and ``args`` were given, or a
+            type hint has no JSON Schema.
+        ValueError: the name is not a valid identifier, or the schema is not an object schema.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        fn: Callable[..., Any],
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        args: Mapping[str, Any] | None = None,
+        timeout: float | None = None,
+        max_calls: int | None = None,
+        approve: Callable[[ToolCallRequest], Approval] | None = None,
+    ) -> None:
+        _check_name(name)
+        if not callable(fn):
+            raise TypeError(f"tool {name!r}: fn must be callable, got {type(fn).__name__}")
+        if not isinstance(description, str):
+            raise TypeError(f"tool {name!r}: description must be a str")
+        if parameters is not None and args is not None:
+            raise TypeError(f"tool {name!r}: pass parameters= or args=, not both")
+        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0
+                                    or not math.isfinite(timeout)):
+            raise ValueError(f"tool {name!r}: timeout must be a positive number of seconds")
+        if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 0):
+            raise ValueError(f"tool {name!r}: max_calls must be a non-negative integer")
+        self.name = name
+        self.description = description
+        self.fn = fn
+        self.timeout = timeout
+        self.max_calls = max_calls
+        self.approve = approve
+        self.is_async = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+            getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+        )
+        self._model: type[pydantic.BaseModel] | None = None
+        if parameters is not None:
+            self.parameters = _check_object_schema(name, dict(parameters))
+        else:
+            self._model = (
+                _model_from_args(name, args) if args is not None
+                else _model_from_signature(name, fn)
+            )
+            self.parameters = _schema_of(self._model)
+
+    def __repr__(self) -> str:
+        return f"<securepy.Tool {self.signature()}>"
+
+    def signature(self) -> str:
+        """The tool as the sandboxed code sees it, e.g. ``query_db(table: str, limit: int = 10)``."""
+        properties = self.parameters.get("properties") or {}
+        required = [n for n in self.parameters.get("required") or [] if n in properties]
+        parts = []
+        for prop_name in required + [n for n in properties if n not in required]:
+            prop = properties[prop_name] if isinstance(properties[prop_name], dict) else {}
+            text = prop_name
+            type_name = _type_text(prop)
+            if type_name:
+                text += f": {type_name}"
+            if prop_name not in required:
+                text += f" = {prop.get('default')!r}"
+            parts.append(text)
+        return f"{self.name}({', '.join(parts)})"
+
+    def summary(self) -> str:
+        """The signature and the first line of the description, for a model's tool listing."""
+        first_line = self.description.strip().splitlines()[0] if self.description.strip() else ""
+        return f"{self.signature()}: {first_line}" if first_line else self.signature()
+
+    def validate_arguments(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        """Check ``arguments`` against the schema and return the keyword arguments for ``fn``.
+
+        Raises:
+            ValueError: with a message naming the bad argument and what was expected.
+        """
+        if self._model is not None:
+            try:
+                model = self._model.model_validate(dict(arguments))
+            except pydantic.ValidationError as exc:
+                raise ValueError(_describe_validation_error(self.name, exc)) from None
+            return {field: getattr(model, field) for field in type(model).model_fields}
+        problems = _check_value(dict(arguments), self.parameters, "arguments")
+        if problems:
+            raise ValueError(f"{self.name}(): {problems[0]}")
+        return dict(arguments)
+
+    def to_wire(self) -> dict[str, Any]:
+        """Name, description and schema, as the worker needs them to build the function."""
+        return {"name": self.name, "description": self.description,
+                "parameters": self.parameters}
+
+
+@overload
+def tool(fn: Callable[..., Any], /) -> Tool: ...
+
+
+@overload
+def tool(
+    *, name: str | None = None, description: str | None = None, **options: Any
+) -> Callable[[Callable[..., Any]], Tool]: ...
+
+
+def tool(
+    fn: Callable[..., Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    **options: Any,
+) -> Tool | Callable[[Callable[..., Any]], Tool]:
+    """Make a :class:`Tool` from a function: ``@securepy.tool`` or ``@securepy.tool(name=...)``.
+
+    The name defaults to the function's name, the description to its docstring, the schema to
+    its signature. Other keyword options (``parameters``, ``args``, ``timeout``,
+    ``max_calls``, ``approve``) go to :class:`Tool`.
+
+    Example:
+        >>> import securepy
+        >>> @securepy.tool
+        ... def add(a: int, b: int = 1) -> int:
+        ...     "Add two numbers."
+        ...     return a + b
+        >>> add.signature()
+        'add(a: int, b: int = 1)'
+    """
+
+    def make(function: Callable[..., Any]) -> Tool:
+        return Tool(
+            name or getattr(function, "__name__", ""),
+            description if description is not None else inspect.getdoc(function) or "",
+            function,
+            **options,
+        )
+
+    return make(fn) if fn is not None else make
+
+
+def coerce_tool(item: Tool | Callable[..., Any]) -> Tool:
+    """A Tool as is; a plain callable through :func:`tool`."""
+    if isinstance(item, Tool):
+        return item
+    if callable(item):
+        return tool(item)
+    raise TypeError(
+        f"tools= takes securepy.Tool objects or functions, not {type(item).__name__}"
+    )
+
+
+def collect_tools(items: Any) -> dict[str, Tool]:
+    """Tools by name, checking that names are unique."""
+    if isinstance(items, Tool) or callable(items):
+        items = [items]
+    found: dict[str, Tool] = {}
+    for item in items or ():
+        converted = coerce_tool(item)
+        if converted.name in found:
+            raise ValueError(f"two tools are named {converted.name!r}; tool names must be unique")
+        found[converted.name] = converted
+    return found
+
+
+def _check_name(name: Any) -> None:
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(
+            f"tool name {name!r} is not a valid Python identifier; pick a name like "
+            "'query_db' (letters, digits, underscores, not a keyword)"
+        )
+    if name.startswith("__"):
+        raise ValueError(f"tool name {name!r} must not start with '__'")
+
+
+def _check_object_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    if schema.get("type", "object") != "object":
+        raise ValueError(
+            f"tool {name!r}: parameters must be a JSON Schema of type 'object', got "
+            f"type {schema.get('type')!r}"
+        )
+    if not isinstance(schema.get("properties", {}), dict):
+        raise ValueError(f"tool {name!r}: parameters['properties'] must be an object")
+    return {"type": "object", **schema}
+
+
+def _model_from_signature(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
+    try:
+        signature = inspect.signature(fn)
+        hints = typing.get_type_hints(fn)
+    except (TypeError, ValueError, NameError) as exc:
+        raise TypeError(f"tool {name!r}: cannot read the signature of {fn!r}: {exc}") from None
+    fields: dict[str, Any] = {}
+    for param in signature.parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            continue
+        if param.kind is param.POSITIONAL_ONLY:
+            raise TypeError(
+                f"tool {name!r}: parameter {param.name!r} is positional-only; tools are "
+                "called with keyword arguments"
+            )
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is param.empty else param.default
+        fields[param.name] = (annotation, default)
+    return _build_model(name, fields)
+
+
+def _model_from_args(name: str, args: Mapping[str, Any]) -> type[pydantic.BaseModel]:
+    if not isinstance(args, Mapping):
+        raise TypeError(f"tool {name!r}: args must map argument names to types")
+    return _build_model(name, {key: (kind, ...) for key, kind in args.items()})
+
+
+def _build_model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
+    for field in fields:
+        if not field.isidentifier() or field.startswith("_"):
+            raise ValueError(f"tool {name!r}: argument name {field!r} is not allowed")
+    try:
+        model = pydantic.create_model(  # type: ignore[call-overload]
+            f"{name}_arguments",
+            __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
+            **fields,
+        )
+        model.model_json_schema()
+    except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as e:
+        raise TypeError(
+            f"tool {name!r}: an argument's type has no JSON Schema ({e}); use JSON-like types "
+            "(str, int, float, bool, list, dict, Literal, pydantic models) or pass parameters="
+        ) from None
+    return typing.cast(type[pydantic.BaseModel], model)
+
+
+def _schema_of(model: type[pydantic.BaseModel]) -> dict[str, Any]:
+    schema = model.model_json_schema()
+    schema.pop("title", None)
+    for prop in (schema.get("properties") or {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+    schema["additionalProperties"] = False
+    return schema
+
+
+def _describe_validation_error(name: str, exc: pydantic.ValidationError) -> str:
+    problems = []
+    for error in exc.errors()[:5]:
+        where = ".".join(str(part) for part in error["loc"])
+        if error["type"] == "extra_forbidden":
+            problems.append(f"unexpected argument {where!r}")
+        elif error["type"] == "missing":
+            problems.append(f"missing required argument {where!r}")
+        else:
+            problems.append(f"argument {where!r}: {error['msg']} (got {error['input']!r:.60})")
+    return f"{name}(): " + "; ".join(problems)
+
+
+def _type_text(prop: Mapping[str, Any]) -> str:
+    if "enum" in prop and isinstance(prop["enum"], list):
+        return "Literal[" + ", ".join(repr(v) for v in prop["enum"]) + "]"
+    for key in ("anyOf", "oneOf"):
+        options = prop.get(key)
+        if isinstance(options, list):
+            texts = [t for t in (_type_text(o) for o in options if isinstance(o, dict)) if t]
+            return " | ".join(dict.fromkeys(texts))
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        return " | ".join(_JSON_TYPE_NAMES.get(k, "Any") for k in kind if isinstance(k, str))
+    if kind == "array" and isinstance(prop.get("items"), dict):
+        inner = _type_text(prop["items"])
+        return f"list[{inner}]" if inner else "list"
+    return _JSON_TYPE_NAMES.get(kind, "") if isinstance(kind, str) else ""
+
+
+_PY_TYPES: dict[str, Any] = {
+    "string": str,
+    "integer": int,
+    "number": (int, float),
+    "boolean": bool,
+    "array": list,
+    "object": dict,
+    "null": type(None),
+}
+
+
+def _check_value(value: Any, schema: Any, where: str, depth: int = 0) -> list[str]:
+    """A small JSON Schema check for schemas given as ``parameters=``: type, enum, const,
+    properties, required, additionalProperties, items, anyOf/oneOf/allOf, local $ref."""
+    if not isinstance(schema, dict) or depth > 50:
+        return []
+    problems: list[str] = []
+    options = schema.get("anyOf") or schema.get("oneOf")
+    if isinstance(options, list) and options:
+        if all(_check_value(value, option, where, depth + 1) for option in options):
+            problems.append(f"{where} does not match any allowed form")
+        return problems
+    for part in schema.get("allOf") or []:
+        problems += _check_value(value, part, where, depth + 1)
+    kind = schema.get("type")
+    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else []
+    if kinds and not any(_is_json_type(value, k) for k in kinds):
+        expected = " or ".join(_JSON_TYPE_NAMES.get(k, k) for k in kinds)
+        problems.append(f"{where} must be {expected}, got {type(value).__name__} {value!r:.60}")
+        return problems
+    if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
+        problems.append(f"{where} must be one of {schema['enum']!r:.200}, got {value!r:.60}")
+    if "const" in schema and value != schema["const"]:
+        problems.append(f"{where} must be {schema['const']!r:.60}")
+    if isinstance(value, dict):
+        problems += _check_object(value, schema, where, depth)
+    if isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for index, item in enumerate(value):
+            problems += _check_value(item, schema["items"], f"{where}[{index}]", depth + 1)
+    return problems
+
+
+def _check_object(value: dict[str, Any], schema: dict[str, Any], where: str,
+                  depth: int) -> list[str]:
+    problems: list[str] = []
+    properties = schema.get("properties") or {}
+    top = where == "arguments"
+    for required in schema.get("required") or []:
+        if required not in value:
+            problems.append(
+                f"missing required argument {required!r}" if top
+                else f"{where} is missing {required!r}"
+            )
+    extra = schema.get("additionalProperties", not top)
+    for key, item in value.items():
+        label = f"argument {key!r}" if top else f"{where}[{key!r}]"
+        if key in properties:
+            problems += _check_value(item, properties[key], label, depth + 1)
+        elif extra is False:
+            problems.append(f"unexpected argument {key!r}" if top else f"{label} is not allowed")
+        elif isinstance(extra, dict):
+            problems += _check_value(item, extra, label, depth + 1)
+    return problems
+
+
+def _is_json_type(value: Any, kind: str) -> bool:
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    expected = _PY_TYPES.get(kind)
+    return expected is None or isinstance(value, expected)

@@ -1,0 +1,417 @@
+"""The worker's main loop and the in-sandbox tool functions. Stdlib only: runs inside the sandbox.
+
+Started by a few-line bootstrap (``python -I -S -c ...``) that loads this package by path, so
+the sandboxed interpreter needs no securepy installed and never imports the host package.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import keyword
+import os
+import resource
+import select
+import signal
+import socket
+import sys
+import threading
+import types
+from typing import Any
+
+from . import codec, protocol
+from .runner import Runner, describe_limit, format_user_traceback
+
+__all__ = ["PolicyError", "ToolError", "main"]
+
+
+class ToolError(Exception):
+    """A host tool failed. ``tool`` is its name, ``type_name`` the host exception's type."""
+
+    def __init__(self, message: str, *, tool: str = "", type_name: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+        self.type_name = type_name
+
+
+class PolicyError(Exception):
+    """The host's policy refused this tool call (approval denied, or a call limit reached)."""
+
+    def __init__(self, message: str, *, tool: str = "") -> None:
+        super().__init__(message)
+        self.tool = tool
+
+
+def main() -> None:
+    """Serve one session: configure, then run each execute until the host hangs up."""
+    connection = Connection(int(sys.argv[2]))
+    config = connection.receive()
+    if config.get("kind") != "configure":
+        raise SystemExit("securepy worker: expected a configure message first")
+    _apply_limits(config["limits"], nproc=config["nproc"])
+    sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
+    broker = ToolBroker(connection)
+    namespace = _build_namespace(config["tools"], broker)
+    state = _TurnState()
+    signal.signal(signal.SIGINT, state.on_interrupt)
+    outputs = _capture_output(connection)
+    runner = Runner(namespace)
+    connection.send({"kind": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
+    while True:
+        message = connection.receive()
+        if message["kind"] == "execute":
+            _run_turn(message, runner, state, broker, outputs, connection)
+
+
+class Connection:
+    """The worker's end of the socket: buffered frame reads, locked frame writes."""
+
+    def __init__(self, fd: int) -> None:
+        self._sock = socket.socket(fileno=fd)
+        self._buffer = bytearray()
+        self._send_lock = threading.Lock()
+
+    def send(self, message: dict[str, Any]) -> None:
+        frame = protocol.encode_frame(message)
+        with self._send_lock:
+            self._sock.sendall(frame)
+
+    def receive(self) -> dict[str, Any]:
+        header = self._read(protocol.HEADER.size)
+        (length,) = protocol.HEADER.unpack(header)
+        return protocol.parse_body(self._read(length), protocol.HOST_MESSAGES)
+
+    def _read(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            chunk = self._sock.recv(max(65536, size - len(self._buffer)))
+            if not chunk:
+                os._exit(0)  # the host hung up: nothing left to serve
+            self._buffer += chunk
+        data = bytes(self._buffer[:size])
+        del self._buffer[:size]
+        return data
+
+
+class ToolBroker:
+    """Sends tool calls and routes each reply to its caller.
+
+    Several threads may call tools at once. Whichever waiting caller finds no reader reads the
+    next frame and hands it to its owner (leader/followers), so no extra thread is needed.
+    """
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+        self._cond = threading.Condition()
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._reading = False
+        self._next_id = 0
+
+    def reset(self) -> None:
+        """Forget replies to calls abandoned by an earlier turn."""
+        with self._cond:
+            self._replies.clear()
+
+    def call(self, name: str, args: dict[str, Any]) -> Any:
+        with self._cond:
+            self._next_id += 1
+            call_id = self._next_id
+        tree = {key: codec.encode(value) for key, value in args.items()}
+        self._connection.send({"kind": "tool_call", "call_id": call_id, "name": name,
+                               "args": tree})
+        return _unpack_reply(name, self._wait_for(call_id))
+
+    def _wait_for(self, call_id: int) -> dict[str, Any]:
+        while True:
+            with self._cond:
+                while call_id not in self._replies and self._reading:
+                    self._cond.wait()
+                if call_id in self._replies:
+                    return self._replies.pop(call_id)
+                self._reading = True
+            message: dict[str, Any] | None = None
+            try:
+                message = self._connection.receive()
+            finally:
+                with self._cond:
+                    self._reading = False
+                    if message is not None and message["kind"] == "tool_result":
+                        self._replies[message["call_id"]] = message
+                    self._cond.notify_all()
+
+
+def _unpack_reply(name: str, reply: dict[str, Any]) -> Any:
+    if reply["ok"]:
+        return codec.decode(reply.get("value"))
+    error = reply.get("error") or {}
+    message = str(error.get("message", "the tool failed"))
+    if error.get("kind") == "policy":
+        raise PolicyError(message, tool=name)
+    raise ToolError(message, tool=name, type_name=str(error.get("type", "")))
+
+
+class _TurnState:
+    """Whether user code is running: SIGINT interrupts user code, never the worker's own I/O."""
+
+    def __init__(self) -> None:
+        self.in_user_code = False
+
+    def on_interrupt(self, signum: int, frame: types.FrameType | None) -> None:
+        if self.in_user_code:
+            raise KeyboardInterrupt
+
+
+def _run_turn(
+    message: dict[str, Any],
+    runner: Runner,
+    state: _TurnState,
+    broker: ToolBroker,
+    outputs: _Outputs,
+    connection: Connection,
+) -> None:
+    broker.reset()
+    try:
+        state.in_user_code = True
+        try:
+            value = runner.run(message["code"], message["filename"])
+        finally:
+            state.in_user_code = False
+        outputs.flush()
+        try:
+            tree = codec.encode(value)
+        except codec.CodecError:
+            tree = codec._opaque(value)
+        connection.send({"kind": "result", "value": tree})
+    except BaseException as exc:  # noqa: BLE001 - every failure of user code goes to the host
+        state.in_user_code = False
+        outputs.flush()
+        connection.send(_error_message(exc))
+
+
+def _error_message(exc: BaseException) -> dict[str, Any]:
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - a broken __str__ must not end the worker
+        text = "<exception str() failed>"
+    try:
+        trace = format_user_traceback(exc)
+    except Exception:  # noqa: BLE001
+        trace = ""
+    return {
+        "kind": "error",
+        "type": type(exc).__name__,
+        "message": text[:100_000],
+        "traceback": trace[:100_000],
+        "limit": describe_limit(exc),
+    }
+
+
+def _apply_limits(limits: dict[str, Any], *, nproc: bool) -> None:
+    wanted = {
+        resource.RLIMIT_AS: limits.get("memory_bytes"),
+        resource.RLIMIT_CPU: limits.get("cpu_seconds"),
+        resource.RLIMIT_FSIZE: limits.get("file_size_bytes"),
+        resource.RLIMIT_NOFILE: limits.get("open_files"),
+    }
+    if nproc:
+        wanted[resource.RLIMIT_NPROC] = limits.get("processes")
+    for which, value in wanted.items():
+        if value is None:
+            continue
+        value = int(-(-value // 1))  # ceil, for fractional cpu seconds
+        _soft, hard = resource.getrlimit(which)
+        if hard != resource.RLIM_INFINITY:
+            value = min(value, hard)
+        resource.setrlimit(which, (value, value))
+
+
+def _build_namespace(specs: list[dict[str, Any]], broker: ToolBroker) -> dict[str, Any]:
+    tools_module = types.ModuleType("securepy_tools", "The host tools available in this session.")
+    tools_module.ToolError = ToolError  # type: ignore[attr-defined]
+    tools_module.PolicyError = PolicyError  # type: ignore[attr-defined]
+    main_module = types.ModuleType("__main__")
+    namespace = main_module.__dict__
+    namespace["ToolError"] = ToolError
+    namespace["PolicyError"] = PolicyError
+    names = []
+    for spec in specs:
+        stub = make_tool_function(spec, broker)
+        setattr(tools_module, stub.__name__, stub)
+        namespace[stub.__name__] = stub
+        names.append(stub.__name__)
+    tools_module.__all__ = [*names, "ToolError", "PolicyError"]  # type: ignore[attr-defined]
+    sys.modules["securepy_tools"] = tools_module
+    sys.modules["__main__"] = main_module
+    return namespace
+
+
+_JSON_TYPES = {
+    "string": str, "integer": int, "number": float, "boolean": bool,
+    "array": list, "object": dict, "null": type(None),
+}
+
+
+def make_tool_function(spec: dict[str, Any], broker: ToolBroker) -> Any:
+    """A real function for one host tool: named, with a signature from its JSON Schema, the
+    description as docstring, and an awaitable twin as ``.aio``."""
+    name = spec["name"]
+    signature = _signature_from_schema(spec.get("parameters") or {})
+
+    def call_tool(*args: Any, **kwargs: Any) -> Any:
+        bound = signature.bind(*args, **kwargs)
+        arguments = dict(bound.arguments)
+        arguments.update(arguments.pop("kwargs", {}) if _has_var_keyword(signature) else {})
+        return broker.call(name, arguments)
+
+    async def call_tool_async(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(call_tool, *args, **kwargs)
+
+    for function in (call_tool, call_tool_async):
+        function.__name__ = function.__qualname__ = name
+        function.__doc__ = spec.get("description") or None
+        function.__module__ = "securepy_tools"
+        function.__signature__ = signature  # type: ignore[attr-defined]
+    call_tool.aio = call_tool_async  # type: ignore[attr-defined]
+    return call_tool
+
+
+def _has_var_keyword(signature: inspect.Signature) -> bool:
+    return any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+
+
+def _signature_from_schema(schema: dict[str, Any]) -> inspect.Signature:
+    properties = schema.get("properties") or {}
+    required = [n for n in schema.get("required") or [] if n in properties]
+    ordered = required + [n for n in properties if n not in required]
+    parameters = []
+    var_keyword = schema.get("additionalProperties") not in (None, False)
+    for name in ordered:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            var_keyword = True
+            continue
+        prop = properties[name] if isinstance(properties[name], dict) else {}
+        default = inspect.Parameter.empty
+        if name not in required:
+            default = prop.get("default")
+        parameters.append(inspect.Parameter(
+            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
+            annotation=_annotation(prop),
+        ))
+    if var_keyword:
+        parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
+    return inspect.Signature(parameters)
+
+
+def _annotation(prop: dict[str, Any]) -> Any:
+    kind = prop.get("type")
+    if isinstance(kind, str) and kind in _JSON_TYPES:
+        return _JSON_TYPES[kind]
+    options = prop.get("anyOf") or prop.get("oneOf")
+    if isinstance(options, list):
+        types_found = [_JSON_TYPES.get(o.get("type")) for o in options if isinstance(o, dict)]
+        if types_found and all(types_found):
+            union = types_found[0]
+            for item in types_found[1:]:
+                union = union | item
+            return union
+    return inspect.Parameter.empty
+
+
+class _Outputs:
+    """stdout/stderr of the code, as streamed ``output`` frames."""
+
+    def __init__(self, connection: Connection, pipes: dict[str, int]) -> None:
+        self._connection = connection
+        self._pipes = pipes
+        self._lock = threading.Lock()
+        self.streams: list[_OutputStream] = []
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+        self.drain_pipes()
+
+    def drain_pipes(self) -> None:
+        with self._lock:
+            for name, fd in self._pipes.items():
+                while True:
+                    try:
+                        data = os.read(fd, 65536)
+                    except BlockingIOError:
+                        break
+                    if not data:
+                        break
+                    self.send(name, data.decode("utf-8", "replace"))
+
+    def send(self, stream: str, text: str) -> None:
+        self._connection.send({"kind": "output", "stream": stream, "text": text})
+
+    def forward_forever(self) -> None:
+        fds = list(self._pipes.values())
+        while True:
+            select.select(fds, [], [])
+            self.drain_pipes()
+
+
+class _OutputStream(io.TextIOBase):
+    """A text stream that sends what is written, a line at a time."""
+
+    def __init__(self, outputs: _Outputs, name: str, fd: int) -> None:
+        self._outputs = outputs
+        self._name = name
+        self._fd = fd
+        self._parts: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._parts.append(text)
+            self._size += len(text)
+            if "\n" not in text and self._size < 8192:
+                return len(text)
+            data, self._parts, self._size = "".join(self._parts), [], 0
+        self._outputs.send(self._name, data)
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._parts:
+                return
+            data, self._parts, self._size = "".join(self._parts), [], 0
+        self._outputs.send(self._name, data)
+
+
+def _capture_output(connection: Connection) -> _Outputs:
+    """Point fds 1 and 2 at pipes forwarded by a thread (for subprocesses and C code), and
+    sys.stdout/sys.stderr at line-buffered frame writers (for Python code)."""
+    pipes = {}
+    for name, fd in (("stdout", 1), ("stderr", 2)):
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        os.dup2(write_end, fd)
+        os.close(write_end)
+        pipes[name] = read_end
+    outputs = _Outputs(connection, pipes)
+    stdout, stderr = _OutputStream(outputs, "stdout", 1), _OutputStream(outputs, "stderr", 2)
+    outputs.streams = [stdout, stderr]
+    sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc]
+    sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc]
+    threading.Thread(target=outputs.forward_forever, name="securepy-output",
+                     daemon=True).start()
+    return outputs

@@ -1,0 +1,104 @@
+"""Running one snippet: compile, exec, the trailing expression's value, user-only tracebacks.
+
+Stdlib only: this runs inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import errno
+import inspect
+import linecache
+import os
+import traceback
+from types import CodeType, TracebackType
+from typing import Any
+
+__all__ = ["Runner", "describe_limit", "format_user_traceback"]
+
+_WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
+_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+
+
+class Runner:
+    """Executes snippets in one persistent namespace, like a REPL.
+
+    A trailing expression statement is evaluated for its value. Top-level ``await`` works; such
+    snippets run on one event loop kept for the session.
+    """
+
+    def __init__(self, namespace: dict[str, Any]) -> None:
+        self.namespace = namespace
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def run(self, source: str, filename: str) -> Any:
+        """Run ``source``; return the trailing expression's value (None if there is none)."""
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        body, last = _split_trailing_expression(source, filename)
+        if body is not None:
+            self._run_code(body)
+        return self._run_code(last) if last is not None else None
+
+    def _run_code(self, code: CodeType) -> Any:
+        result = eval(code, self.namespace)  # noqa: S307 - running the user's code is the job
+        if inspect.iscoroutine(result) and code.co_flags & inspect.CO_COROUTINE:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
+
+
+def _split_trailing_expression(
+    source: str, filename: str
+) -> tuple[CodeType | None, CodeType | None]:
+    tree = ast.parse(source, filename, "exec")
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+        body = compile(tree, filename, "exec", flags=_FLAGS) if tree.body else None
+        return body, compile(last, filename, "eval", flags=_FLAGS)
+    return compile(tree, filename, "exec", flags=_FLAGS), None
+
+
+def format_user_traceback(exc: BaseException) -> str:
+    """The traceback text of ``exc`` without the worker's own frames."""
+    summary = traceback.TracebackException.from_exception(exc)
+    _drop_worker_frames(summary)
+    return "".join(summary.format())
+
+
+def _drop_worker_frames(summary: traceback.TracebackException) -> None:
+    seen: set[int] = set()
+    pending = [summary]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kept = [f for f in current.stack if not f.filename.startswith(_WORKER_DIR)]
+        current.stack = traceback.StackSummary.from_list(kept)
+        pending.extend(e for e in (current.__cause__, current.__context__) if e is not None)
+
+
+def describe_limit(exc: BaseException) -> str | None:
+    """The resource limit an exception points to, if any."""
+    if isinstance(exc, MemoryError):
+        return "memory"
+    if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
+        return "processes"
+    if isinstance(exc, OSError):
+        return {
+            errno.EFBIG: "file_size",
+            errno.EMFILE: "open_files",
+            errno.ENFILE: "open_files",
+            errno.EAGAIN: "processes",
+            errno.ENOSPC: "workspace",
+        }.get(exc.errno or 0)
+    return None
+
+
+def skip_worker_frames(tb: TracebackType | None) -> TracebackType | None:
+    """Drop the leading worker frames of a traceback chain."""
+    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
+        tb = tb.tb_next
+    return tb

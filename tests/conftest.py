@@ -1,0 +1,178 @@
+"""Shared fixtures: sessions, the sandbox marker, a leak guard, a fake model server."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+
+import securepy
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def sandbox_problem() -> str | None:
+    """Why a bubblewrap session cannot start here, or None if it can."""
+    if shutil.which("bwrap") is None:
+        return "bubblewrap (bwrap) is not installed"
+    try:
+        with securepy.Session(timeout=30) as session:
+            session.execute("1")
+    except securepy.SandboxUnavailableError as exc:
+        return str(exc)
+    return None
+
+
+_SANDBOX_PROBLEM: list[str | None] = []
+
+
+def _sandbox_problem_cached() -> str | None:
+    if not _SANDBOX_PROBLEM:
+        _SANDBOX_PROBLEM.append(sandbox_problem())
+    return _SANDBOX_PROBLEM[0]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("sandbox") is None:
+        return
+    problem = _sandbox_problem_cached()
+    if problem is None:
+        return
+    if IN_CI:
+        pytest.fail(f"CI=true and the sandbox cannot start: {problem}")
+    pytest.skip(f"sandbox unavailable: {problem}")
+
+
+@pytest.fixture
+def session() -> Iterator[securepy.Session]:
+    """An unsandboxed session (engine behaviour), always closed."""
+    with securepy.Session(sandbox=False, timeout=30) as s:
+        yield s
+
+
+@pytest.fixture
+def sandboxed_session() -> Iterator[securepy.Session]:
+    """A bubblewrap session, always closed. Tests using it must be marked ``sandbox``."""
+    with securepy.Session(timeout=30) as s:
+        yield s
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition that has no event to wait on; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+def _child_pids() -> set[int]:
+    me = os.getpid()
+    found = set()
+    for tid in os.listdir(f"/proc/{me}/task"):
+        try:
+            with open(f"/proc/{me}/task/{tid}/children") as f:
+                found.update(int(p) for p in f.read().split())
+        except OSError:
+            pass
+    return found
+
+
+@pytest.fixture(autouse=True)
+def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
+    """No child process and no file descriptor outlives a test."""
+    pids_before = _child_pids()
+    fds_before = _open_fds()
+    yield
+    if request.node.get_closest_marker("allow_leaks"):
+        return
+    import gc
+
+    gc.collect()
+    wait_until(lambda: not (_child_pids() - pids_before), timeout=10)
+    leaked = {fd for fd in _open_fds() - fds_before
+              if os.path.exists(f"/proc/self/fd/{fd}")
+              and "anon_inode" not in os.readlink(f"/proc/self/fd/{fd}")}
+    # Threads pools and event loops may lazily keep an fd; sockets and pipes must not leak.
+    leaked = {fd for fd in leaked if any(
+        kind in os.readlink(f"/proc/self/fd/{fd}") for kind in ("socket:", "pipe:"))}
+    assert not leaked, f"leaked fds: {[os.readlink(f'/proc/self/fd/{fd}') for fd in leaked]}"
+
+
+class FakeModelServer:
+    """A local HTTP server on 127.0.0.1 that plays a model API with canned replies.
+
+    ``responses`` maps a path to a list of JSON bodies (or callables taking the request body
+    and returning one); each request pops the next. Requests are recorded in ``requests``.
+    A body ``{"__sse__": [events]}`` is sent as a server-sent-event stream.
+    """
+
+    def __init__(self, responses: dict[str, list[Any]]) -> None:
+        self.responses = {path: list(items) for path, items in responses.items()}
+        self.requests: list[tuple[str, dict[str, str], Any]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                length = int(self.headers.get("content-length", 0))
+                body = json.loads(self.rfile.read(length) or b"{}")
+                path = self.path.split("?")[0]
+                server.requests.append((path, dict(self.headers), body))
+                queue = server.responses.get(path)
+                if not queue:
+                    self.send_response(404)
+                    self.end_headers()
+                    return
+                item = queue.pop(0)
+                if callable(item):
+                    item = item(body)
+                if isinstance(item, dict) and "__sse__" in item:
+                    data = ("".join(f"data: {json.dumps(e)}\n\n" for e in item["__sse__"])
+                            + "data: [DONE]\n\n").encode()
+                    kind = "text/event-stream"
+                else:
+                    data, kind = json.dumps(item).encode(), "application/json"
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self._thread.join()
+
+
+@pytest.fixture
+def fake_model_server() -> Iterator[Callable[[dict[str, list[Any]]], FakeModelServer]]:
+    """Factory: ``fake_model_server({"/v1/chat/completions": [body, ...]})``; closed after."""
+    servers: list[FakeModelServer] = []
+
+    def start(responses: dict[str, list[Any]]) -> FakeModelServer:
+        server = FakeModelServer(responses)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
