@@ -47,8 +47,8 @@ where the host offers one, a memory and pids cgroup per child (:mod:`.cgroups`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import errno
 import functools
 import logging
 import os
@@ -60,7 +60,7 @@ from collections.abc import Iterable
 from .._interpreter import Interpreter
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec
-from .cgroups import ChildCgroup, CgroupSupport, create_child_cgroup, detect_cgroup_support
+from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
 from .procfs import child_pids, read_process_usage
 from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .unsandboxed import describe_signal_exit, read_startup_stderr
@@ -114,7 +114,10 @@ _PROC_MASKED_FILES = (
 )
 _PROC_MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "tty", "pressure")
 _PROC_READ_ONLY_DIRS = ("sys", "irq", "bus", "fs")
-_CGROUP_JOIN = 'for f; do [ "$f" = -- ] && break; echo 0 >"$f" || exit 125; shift; done; shift; exec "$@"'
+# Run by /bin/sh before bubblewrap: join each cgroup named before "--", then exec the rest.
+_CGROUP_JOIN = (
+    'for f; do [ "$f" = -- ] && break; echo 0 >"$f" || exit 125; shift; done; shift; exec "$@"'
+)
 
 
 class BubblewrapLauncher:
@@ -167,10 +170,8 @@ class BubblewrapChild:
         worker = self._find_worker()
         if worker is None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(worker, signal.SIGINT)
-        except ProcessLookupError:
-            pass
 
     def kill(self) -> None:
         """Kill the whole sandbox, reap it, remove its cgroup, close its pipe. Idempotent.
@@ -322,9 +323,7 @@ def diagnose_bwrap_failure(stderr: str) -> str:
     text = stderr.strip()
     if "uid map" in text or "No permissions to create" in text or "new namespace" in text:
         return _userns_blocked_reason(text)
-    if "proc" in text and ("mount" in text.lower()) and "ermission" in text or (
-        "Can't mount proc" in text
-    ):
+    if "mount proc" in text or "proc on" in text:
         return (
             f"the sandbox cannot mount a fresh /proc ({text}); inside Docker the default "
             "seccomp and AppArmor profiles refuse it: run the container with "
@@ -448,21 +447,20 @@ def _system_mounts() -> list[str]:
             options += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             options += ["--ro-bind", path, path]
-    for path in _ETC_FILES:
-        if os.path.exists(path):
-            options += ["--ro-bind", path, path]
-    return options
+    options += ["--perms", "0755", "--dir", "/etc"]
+    return options + _bind_read_only([p for p in _ETC_FILES if os.path.exists(p)], made={"/etc"})
 
 
 def _interpreter_mounts(interpreter: Interpreter) -> list[str]:
-    """Bind the interpreter's roots and the worker's package dir at their host paths.
+    """Bind the interpreter's roots and the worker's package dir at their host paths."""
+    return _bind_read_only(_bind_sources(interpreter), made={"/etc"})
 
-    The directories leading to them are created empty with mode 0755: bubblewrap would make
-    them 0700 (root-owned in root-drop mode, so uid 65534 could not reach the interpreter).
-    """
-    sources = _bind_sources(interpreter)
+
+def _bind_read_only(sources: list[str], *, made: set[str]) -> list[str]:
+    """``--ro-bind`` each source at its own path, after creating the directories leading to
+    it empty with mode 0755: bubblewrap would make them 0700 (root-owned in root-drop mode,
+    so uid 65534 could not get through them)."""
     options: list[str] = []
-    made: set[str] = set()
     for source in sources:
         for parent in _ancestors(source):
             if parent not in made and not _under_system_dir(parent):
@@ -486,9 +484,7 @@ def _bind_sources(interpreter: Interpreter) -> list[str]:
 
 
 def _under_system_dir(path: str) -> bool:
-    return _is_within(path, "/usr") or any(
-        _is_within(path, f"/{name}") for name in _SYSTEM_LINKS
-    )
+    return _is_within(path, "/usr") or any(_is_within(path, f"/{name}") for name in _SYSTEM_LINKS)
 
 
 def _is_within(path: str, root: str) -> bool:
@@ -539,9 +535,7 @@ def _size(size: int | None) -> list[str]:
     return [] if size is None else ["--size", str(size)]
 
 
-def _start(
-    config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None
-) -> BubblewrapChild:
+def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> BubblewrapChild:
     fds: list[int] = []
     try:
         data_options = _data_files(config, fds)
@@ -667,19 +661,15 @@ def _socketpair_fds() -> tuple[int, int]:
 def _kill_sandbox(popen: subprocess.Popen[bytes]) -> None:
     inits = child_pids(popen.pid)
     for init in inits[:1]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(init, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         try:
             popen.wait(timeout=2)
             return
         except subprocess.TimeoutExpired:
             pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     popen.wait()
 
 
@@ -697,6 +687,3 @@ def _start_time(pid: int) -> int:
             return int(f.read().rsplit(b")", 1)[1].split()[19])
     except (OSError, ValueError, IndexError):
         return 1 << 62
-
-
-_ = errno  # reserved for future errno mapping

@@ -19,6 +19,7 @@ the sandbox is born inside the cgroup; nothing runs before the move.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import os
@@ -26,7 +27,7 @@ import signal
 import time
 import uuid
 
-__all__ = ["ChildCgroup", "CgroupSupport", "create_child_cgroup", "detect_cgroup_support"]
+__all__ = ["CgroupSupport", "ChildCgroup", "create_child_cgroup", "detect_cgroup_support"]
 
 _ROOT = "/sys/fs/cgroup"
 _CONTROLLERS = ("memory", "pids")
@@ -150,7 +151,9 @@ def _write_limits(cgroup: ChildCgroup, *, memory_bytes: int | None, processes: i
     if memory_bytes is not None:
         _write(os.path.join(memory, "memory.limit_in_bytes"), str(memory_bytes))
         # No swap either: memsw counts memory plus swap, so equal limits forbid swapping.
-        _write(os.path.join(memory, "memory.memsw.limit_in_bytes"), str(memory_bytes), optional=True)
+        _write(
+            os.path.join(memory, "memory.memsw.limit_in_bytes"), str(memory_bytes), optional=True
+        )
     if processes is not None:
         _write(os.path.join(pids, "pids.max"), str(processes))
 
@@ -197,7 +200,9 @@ def _detect_v1(own: dict[str, str]) -> CgroupSupport:
             )
         parents[controller] = parent
     return CgroupSupport(
-        1, parents, "cgroup v1 memory and pids controllers (as root): " + ", ".join(parents.values())
+        1,
+        parents,
+        "cgroup v1 memory and pids controllers (as root): " + ", ".join(parents.values()),
     )
 
 
@@ -223,10 +228,8 @@ def _kill_members(path: str, deadline: float) -> None:
         if not pids:
             return
         for pid in pids:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         time.sleep(0.001)
 
 

@@ -156,7 +156,7 @@ def compile_filter() -> bytes:
 
 def _import_binding() -> Any:
     try:
-        import pyseccomp
+        import pyseccomp  # type: ignore[import-untyped]  # the binding ships no types
     except ImportError as exc:
         raise SeccompUnavailable(
             "the seccomp binding is not installed: pip install 'securepy-core[seccomp]' "
