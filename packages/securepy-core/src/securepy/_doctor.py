@@ -1,0 +1,198 @@
+"""Probes of what the Linux sandbox needs, for ``securepy doctor``.
+
+Each probe returns a :class:`Check`: whether it passed, what was found, and the fix. The probes
+that matter for ``sandbox=True`` are marked ``required``; the others say which enforcement is
+active (a missing cgroup means rlimits only, not no sandbox).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import resource
+import subprocess
+import sys
+from collections.abc import Callable
+
+from ._interpreter import Interpreter, probe_interpreter
+from ._launchers import bubblewrap
+from ._launchers.cgroups import detect_cgroup_support
+from ._launchers.seccomp import SeccompUnavailable, compile_filter
+from .errors import SandboxUnavailableError
+
+__all__ = ["Check", "can_sandbox", "run_checks"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Check:
+    """One probe's outcome.
+
+    Attributes:
+        name: what was probed ("bubblewrap", "user namespaces", ...).
+        ok: True when it passed.
+        detail: what was found, as a sentence.
+        fix: what to install or change when it failed ("" when ok).
+        required: False for probes that only weaken a layer when they fail (cgroups, and
+            seccomp for a non-root host); ``can_sandbox`` ignores those.
+    """
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    required: bool = True
+
+
+def run_checks(python: str | None = None) -> list[Check]:
+    """Probe this host for everything the sandbox needs, in dependency order.
+
+    Args:
+        python: the interpreter to check (default: this one).
+
+    Returns:
+        One ``Check`` per probe; later probes that depend on a failed one report that they
+        were not run.
+    """
+    checks = [_check_platform(), _check_bubblewrap()]
+    wall_possible = all(c.ok for c in checks)
+    checks += [_check_seccomp(), _check_cgroups(), _check_rlimits()]
+    if not wall_possible:
+        skipped = "not checked: bubblewrap cannot run here"
+        fix = "fix the checks above first"
+        for name in ("user namespaces", "/proc mount", "interpreter"):
+            checks.append(Check(name, False, skipped, fix))
+        return checks
+    checks += [_check_userns(), _check_proc_mount()]
+    checks.append(_check_interpreter(python, ready=all(c.ok for c in checks if c.required)))
+    return checks
+
+
+def can_sandbox(checks: list[Check]) -> bool:
+    """True when every required check passed: ``sandbox=True`` can start here."""
+    return all(check.ok for check in checks if check.required)
+
+
+def _check_platform() -> Check:
+    if sys.platform.startswith("linux"):
+        return Check("platform", True, f"Linux {os.uname().release}")
+    return Check(
+        "platform",
+        False,
+        f"{sys.platform} has no bubblewrap sandbox",
+        "run securepy on Linux (a VM or container works), or pass sandbox=False (unsafe)",
+    )
+
+
+def _check_bubblewrap() -> Check:
+    try:
+        path = bubblewrap.find_bwrap()
+    except SandboxUnavailableError as exc:
+        return Check("bubblewrap", False, str(exc).split(";")[0], _fix_of(exc))
+    version = ".".join(map(str, bubblewrap.bwrap_version(path)))
+    return Check("bubblewrap", True, f"{path}, version {version}")
+
+
+def _check_seccomp() -> Check:
+    root = os.geteuid() == 0
+    try:
+        program = compile_filter()
+    except SeccompUnavailable as exc:
+        detail = f"seccomp layer unavailable: {exc}"
+        if root:
+            detail += " (required when running as root)"
+        fix = "pip install 'securepy-core[seccomp]'; apt install libseccomp2"
+        return Check("seccomp", False, detail, fix, required=root)
+    return Check("seccomp", True, f"filter compiled ({len(program)} bytes of BPF)", required=root)
+
+
+def _check_cgroups() -> Check:
+    support = detect_cgroup_support()
+    if support.version:
+        return Check("cgroups", True, support.detail, required=False)
+    return Check(
+        "cgroups",
+        False,
+        support.detail,
+        "for a per-sandbox memory and pids limit, run as root with cgroup v1 controllers, or "
+        "under a delegated cgroup v2 subtree (systemd-run --user --scope -p Delegate=yes ...)",
+        required=False,
+    )
+
+
+def _check_rlimits() -> Check:
+    names = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
+    missing = [n for n in names if not hasattr(resource, n)]
+    if missing:
+        return Check("rlimits", False, f"missing: {', '.join(missing)}", "use Linux")
+    detail = "AS, CPU, FSIZE, NOFILE, NPROC available"
+    if os.geteuid() == 0:
+        detail += "; host is root, so the code runs as uid 65534 where RLIMIT_NPROC applies"
+    return Check("rlimits", True, detail)
+
+
+def _check_userns() -> Check:
+    if os.geteuid() == 0:
+        return Check(
+            "user namespaces",
+            True,
+            "not needed: running as root, bubblewrap builds the sandbox without a user "
+            "namespace and the code runs as uid 65534 (setpriv)",
+        )
+    return _run_bwrap_probe(
+        "user namespaces",
+        ["--unshare-user", "--ro-bind", "/", "/", "--", "/bin/true"],
+        "unprivileged user namespaces work",
+    )
+
+
+def _check_proc_mount() -> Check:
+    userns = [] if os.geteuid() == 0 else ["--unshare-user"]
+    return _run_bwrap_probe(
+        "/proc mount",
+        [*userns, "--unshare-pid", "--ro-bind", "/", "/", "--proc", "/proc", "--", "/bin/true"],
+        "a fresh /proc can be mounted in a new pid namespace",
+    )
+
+
+def _run_bwrap_probe(name: str, options: list[str], success: str) -> Check:
+    try:
+        proc = subprocess.run(
+            [bubblewrap.find_bwrap(), *options],
+            capture_output=True,
+            text=True,
+            env={},
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired, SandboxUnavailableError) as exc:
+        return Check(name, False, f"bubblewrap did not run: {exc}", "run `securepy doctor` again")
+    if proc.returncode == 0:
+        return Check(name, True, success)
+    reason = bubblewrap.diagnose_bwrap_failure(proc.stderr)
+    return Check(name, False, reason.split(":", 1)[0], reason)
+
+
+def _check_interpreter(python: str | None, *, ready: bool) -> Check:
+    where = python or sys.executable
+    if not ready:
+        return Check("interpreter", False, f"not checked ({where})", "fix the checks above first")
+    return _probe_wall(where, lambda: probe_interpreter(python))
+
+
+def _probe_wall(where: str, probe: Callable[[], Interpreter]) -> Check:
+    try:
+        interpreter = probe()
+        config = bubblewrap.wall_config(interpreter)
+    except SandboxUnavailableError as exc:
+        return Check("interpreter", False, f"{where} cannot run sandboxed", str(exc))
+    return Check(
+        "interpreter",
+        True,
+        f"{where} starts inside the sandbox ({config.mode} mode, code runs as uid "
+        f"{config.uid}, seccomp {'on' if config.seccomp else 'off'})",
+    )
+
+
+def _fix_of(exc: Exception) -> str:
+    text = str(exc)
+    return text.split(";", 1)[1].strip() if ";" in text else text
