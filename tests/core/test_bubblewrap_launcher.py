@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-
 import securepy
 from securepy import _doctor
 from securepy._interpreter import probe_interpreter
