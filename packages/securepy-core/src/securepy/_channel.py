@@ -7,6 +7,8 @@ become :class:`securepy.errors.ProtocolError`. Everything above sees only valid 
 from __future__ import annotations
 
 import asyncio
+import math
+import select
 import socket
 import time
 from typing import Any
@@ -69,13 +71,32 @@ class Channel:
     def __init__(self, sock: socket.socket, *, max_frame_bytes: int) -> None:
         self._sock = sock
         self._buffer = _FrameBuffer(max_frame_bytes)
+        # Non-blocking plus our own poll: a socket timeout would cost two fcntl calls per
+        # receive, because the deadline (and so the timeout) changes every time.
+        sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
+        self._writable = select.poll()
+        self._writable.register(sock, select.POLLOUT)
+
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted from the child."""
+        return self._buffer.max_frame_bytes
 
     def send(self, message: dict[str, Any]) -> None:
         self.send_frame(protocol.encode_frame(message))
 
     def send_frame(self, frame: bytes) -> None:
+        view = memoryview(frame)
         try:
-            self._sock.sendall(frame)
+            while view:
+                try:
+                    sent = self._sock.send(view)
+                except BlockingIOError:
+                    self._writable.poll()
+                    continue
+                view = view[sent:]
         except OSError as exc:
             raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
 
@@ -90,19 +111,25 @@ class Channel:
             message = self._buffer.next_message()
             if message is not None:
                 return message
-            timeout = None if deadline is None else deadline - time.monotonic()
-            if timeout is not None and timeout <= 0:
-                raise DeadlineExceeded
             try:
-                self._sock.settimeout(timeout)
                 chunk = self._sock.recv(self._buffer.wanted())
-            except TimeoutError:
-                raise DeadlineExceeded from None
+            except BlockingIOError:
+                self._wait_readable(deadline)
+                continue
             except OSError as exc:
                 raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
             if not chunk:
                 raise ProtocolError("the child closed the connection (it exited or crashed)")
             self._buffer.data += chunk
+
+    def _wait_readable(self, deadline: float | None) -> None:
+        if deadline is None:
+            self._poll.poll()
+            return
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
+            if time.monotonic() >= deadline:
+                raise DeadlineExceeded
 
     def close(self) -> None:
         self._sock.close()

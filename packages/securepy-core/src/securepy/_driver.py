@@ -46,9 +46,9 @@ class Reply:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Finish:
-    """The turn is over: return ``execution``, or raise ``error``."""
+    """The turn is over: the code's ``value``, or the ``error`` to raise."""
 
-    execution: Execution | None = None
+    value: Any = None
     error: SecurePyError | None = None
 
 
@@ -215,7 +215,7 @@ class Turn:
             value = codec.decode(tree)
         except codec.CodecError as exc:
             raise ProtocolError(f"the child sent an undecodable result: {exc}") from None
-        return Finish(execution=self.build_execution(value, duration=0.0))
+        return Finish(value=value)
 
     def build_execution(self, value: Any, *, duration: float) -> Execution:
         with self._lock:

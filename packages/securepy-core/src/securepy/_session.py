@@ -155,10 +155,20 @@ def check_timeout(timeout: Any) -> float | None:
 class _Child:
     """A started worker: its process and its socket."""
 
-    def __init__(self, process: ChildProcess, sock: Any) -> None:
+    def __init__(self, process: ChildProcess, sock: Any, max_frame_bytes: int) -> None:
         self.process = process
         self.sock = sock
         self.send_lock = threading.Lock()
+        self.channel = Channel(sock, max_frame_bytes=max_frame_bytes)
+        self._async_channel: AsyncChannel | None = None
+
+    @property
+    def async_channel(self) -> AsyncChannel:
+        """The socket as an asyncio channel (made once: it switches the socket to
+        non-blocking mode)."""
+        if self._async_channel is None:
+            self._async_channel = AsyncChannel(self.sock, max_frame_bytes=self.channel.max_frame_bytes)
+        return self._async_channel
 
     def kill(self) -> None:
         try:
@@ -191,7 +201,7 @@ def start_child(config: SessionConfig) -> _Child:
         raise
     finally:
         child_sock.close()
-    child = _Child(process, host_sock)
+    child = _Child(process, host_sock, config.max_frame_bytes)
     try:
         _handshake(child, config)
     except BaseException:
@@ -214,7 +224,7 @@ def _child_environment() -> dict[str, str]:
 
 
 def _handshake(child: _Child, config: SessionConfig) -> None:
-    channel = Channel(child.sock, max_frame_bytes=config.max_frame_bytes)
+    channel = child.channel
     interpreter = probe_interpreter(config.python)
     try:
         channel.send({
@@ -355,15 +365,20 @@ class _SessionBase:
     def _execute_message(self, code: str) -> dict[str, Any]:
         self._executions += 1
         filename = f"<cell-{next(_cell_counter)}>"
-        self._emit("execute_start", code=_truncate_code(code), sha256=_sha256(code))
+        if self._auditor is not None:
+            self._emit("execute_start", code=_truncate_code(code), sha256=_sha256(code))
         return {"kind": "execute", "code": code, "filename": filename}
 
-    def _complete(self, turn: Turn, execution: Execution, started: float) -> Execution:
+    def _complete(self, turn: Turn, finish: Finish, started: float) -> Execution:
         duration = time.monotonic() - started
-        execution = dataclasses.replace(execution, duration=duration)
-        usage = self._child.process.resource_usage() if self._child is not None else None
-        self._emit("execute_complete", duration=duration, stdout_bytes=len(execution.stdout),
-                   stderr_bytes=len(execution.stderr), **(usage or {}))
+        execution = turn.build_execution(finish.value, duration=duration)
+        if self._auditor is not None:
+            child = self._child
+            usage = child.process.resource_usage() if child is not None else None
+            self._emit("execute_complete", duration=duration,
+                       stdout_bytes=len(execution.stdout.encode("utf-8", "surrogatepass")),
+                       stderr_bytes=len(execution.stderr.encode("utf-8", "surrogatepass")),
+                       **(usage or {}))
         logger.info("session %s: execution finished in %.3f s", self.id, duration,
                     extra={"session_id": self.id})
         return execution
@@ -559,7 +574,7 @@ class Session(_SessionBase):
         child = self._child
         assert child is not None
         turn = self._new_turn(on_output, max_tool_calls, started)
-        channel = Channel(child.sock, max_frame_bytes=self._config.max_frame_bytes)
+        channel = child.channel
         try:
             self._send(child, channel, self._execute_message(code))
             finish = self._drive(child, channel, turn, deadline, timeout)
@@ -571,8 +586,7 @@ class Session(_SessionBase):
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
-        assert finish.execution is not None
-        return self._complete(turn, finish.execution, started)
+        return self._complete(turn, finish, started)
 
     def _send(self, child: _Child, channel: Channel, message: dict[str, Any]) -> None:
         frame = protocol.encode_frame(message)
@@ -845,7 +859,7 @@ class AsyncSession(_SessionBase):
         child = self._child
         assert child is not None
         turn = self._new_turn(on_output, max_tool_calls, started)
-        channel = AsyncChannel(child.sock, max_frame_bytes=self._config.max_frame_bytes)
+        channel = child.async_channel
         try:
             await channel.send(self._execute_message(code))
             finish = await self._drive(child, channel, turn, deadline, timeout)
@@ -857,8 +871,7 @@ class AsyncSession(_SessionBase):
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
-        assert finish.execution is not None
-        return self._complete(turn, finish.execution, started)
+        return self._complete(turn, finish, started)
 
     async def _drive(self, child: _Child, channel: AsyncChannel, turn: Turn,
                      deadline: float | None, timeout: float | None) -> Finish:
@@ -976,17 +989,16 @@ class AsyncSession(_SessionBase):
 def check_syntax(code: str) -> None:
     """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
     try:
-        ast.parse(code, "<code>", "exec")
+        compile(code, "<code>", "exec", _SYNTAX_FLAGS, dont_inherit=True)
     except SyntaxError as exc:
-        try:
-            compile(code, "<code>", "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
-                    dont_inherit=True)
-        except SyntaxError:
-            raise CodeValidationError(
-                exc.msg or "invalid syntax", lineno=exc.lineno or 0, offset=exc.offset or 0
-            ) from None
+        raise CodeValidationError(
+            exc.msg or "invalid syntax", lineno=exc.lineno or 0, offset=exc.offset or 0
+        ) from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise CodeValidationError(f"the code cannot be parsed: {exc}") from None
+
+
+_SYNTAX_FLAGS = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 
 
 def _truncate_code(code: str, limit: int = 10_000) -> str:

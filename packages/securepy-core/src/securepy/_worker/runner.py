@@ -19,6 +19,7 @@ __all__ = ["Runner", "describe_limit", "format_user_traceback"]
 
 _WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+_CACHE_SIZE = 64
 
 
 class Runner:
@@ -31,11 +32,19 @@ class Runner:
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.namespace = namespace
         self._loop: asyncio.AbstractEventLoop | None = None
+        # Agents often resend the same snippet; compiling costs more than running small code.
+        self._compiled: dict[str, tuple[CodeType | None, CodeType | None]] = {}
 
     def run(self, source: str, filename: str) -> Any:
         """Run ``source``; return the trailing expression's value (None if there is none)."""
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
-        body, last = _split_trailing_expression(source, filename)
+        compiled = self._compiled.get(source)
+        if compiled is None:
+            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            compiled = _split_trailing_expression(source, filename)
+            if len(self._compiled) >= _CACHE_SIZE:
+                self._compiled.pop(next(iter(self._compiled)))
+            self._compiled[source] = compiled
+        body, last = compiled
         if body is not None:
             self._run_code(body)
         return self._run_code(last) if last is not None else None
