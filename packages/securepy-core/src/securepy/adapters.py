@@ -23,7 +23,13 @@ from ._session import AsyncSession, Session, make_config
 from ._tools import Tool, collect_tools
 from .errors import ExecutionError, ExecutionTimeout, SecurePyError
 
-__all__ = ["DEFAULT_DESCRIPTION", "RunOutcome", "SandboxRunner", "describe_error"]
+__all__ = [
+    "DEFAULT_DESCRIPTION",
+    "DEFAULT_TEXT_CHARS",
+    "RunOutcome",
+    "SandboxRunner",
+    "describe_error",
+]
 
 DEFAULT_DESCRIPTION = (
     "Run Python code in a persistent, sandboxed CPython session: variables and imports are "
