@@ -1,0 +1,99 @@
+"""Anthropic tool definitions as securepy tools, callable from the sandboxed code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import securepy
+from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool
+
+__all__ = ["from_anthropic_tool"]
+
+
+def from_anthropic_tool(
+    definition: Mapping[str, Any] | BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any],
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    **tool_options: Any,
+) -> securepy.Tool:
+    """A securepy Tool from an Anthropic tool definition and its host implementation.
+
+    Name, description and ``input_schema`` are kept; the sandboxed code calls the tool as a
+    Python function with that signature, and the arguments are checked against the schema on
+    the host before the implementation runs.
+
+    Example:
+        >>> import securepy_anthropic
+        >>> weather = securepy_anthropic.from_anthropic_tool(
+        ...     {"name": "get_weather", "description": "Weather for a city.",
+        ...      "input_schema": {"type": "object", "properties": {"city": {"type": "string"}},
+        ...                       "required": ["city"]}},
+        ...     lambda city: f"sunny in {city}")
+        >>> weather.signature()
+        'get_weather(city: str)'
+
+    Args:
+        definition: a tool definition dict (``name``, ``description``, ``input_schema``), or a
+            ``@beta_tool`` / ``@beta_async_tool`` object (``BetaFunctionTool``,
+            ``BetaAsyncFunctionTool``), which is called through its ``.call(input)``.
+        fn: the host implementation of a definition dict, sync or async, called with the
+            arguments as keywords. Not given for a beta tool object, which has its own.
+        name: the function's name inside the sandbox, when the Anthropic name is not a
+            Python identifier (e.g. ``"get-weather"``).
+        **tool_options: ``timeout``, ``max_calls`` or ``approve``, passed to ``securepy.Tool``.
+
+    Returns:
+        The ``securepy.Tool`` to pass in ``tools=``.
+
+    Raises:
+        TypeError: ``fn`` missing for a definition dict, given for a beta tool object, or not
+            callable; or ``definition`` is neither kind.
+        ValueError: the definition lacks a name or an object ``input_schema``, is a server
+            tool, or the name is not a Python identifier.
+    """
+    if isinstance(definition, BetaFunctionTool | BetaAsyncFunctionTool):
+        if fn is not None:
+            raise TypeError(f"from_anthropic_tool: {definition.name!r} is a beta tool object "
+                            "and brings its own function; do not pass fn")
+        return securepy.Tool(name or definition.name, definition.description,
+                             _call_through(definition),
+                             parameters=dict(definition.input_schema), **tool_options)
+    if not isinstance(definition, Mapping):
+        raise TypeError("from_anthropic_tool takes a tool definition dict or a @beta_tool "
+                        f"object, not {type(definition).__name__}")
+    tool_name, schema = definition.get("name"), definition.get("input_schema")
+    if definition.get("type", "custom") not in ("custom", None):
+        raise ValueError(f"from_anthropic_tool: {tool_name!r} is a {definition['type']!r} "
+                         "server tool, run by Anthropic; only custom tools run on the host")
+    if not isinstance(tool_name, str) or not isinstance(schema, Mapping):
+        raise ValueError("from_anthropic_tool: the definition needs a 'name' string and an "
+                         "'input_schema' object")
+    if fn is None:
+        raise TypeError(f"from_anthropic_tool: pass fn, the host function that implements "
+                        f"{tool_name!r}")
+    return securepy.Tool(name or tool_name, definition.get("description") or "", fn,
+                         parameters=dict(schema), **tool_options)
+
+
+def _call_through(
+    beta: BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any],
+) -> Callable[..., Any]:
+    """A keyword-argument function that runs ``beta.call(input)``, sync or async as it is."""
+    if isinstance(beta, BetaAsyncFunctionTool):
+
+        async def call_async(**arguments: Any) -> Any:
+            return _plain_result(await beta.call(arguments))
+
+        return call_async
+
+    def call(**arguments: Any) -> Any:
+        return _plain_result(beta.call(arguments))
+
+    return call
+
+
+def _plain_result(result: str | Iterable[Any]) -> Any:
+    # A beta tool may return content blocks as any iterable; the sandbox receives a list.
+    return result if isinstance(result, str) else list(result)
