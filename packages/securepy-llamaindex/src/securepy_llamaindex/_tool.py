@@ -1,0 +1,208 @@
+"""The sandbox as a LlamaIndex tool: securepy_tool, SecurePyToolSpec and code_execute_fn."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import securepy
+from llama_index.core.bridge.pydantic import BaseModel, Field
+from llama_index.core.tools import FunctionTool, ToolMetadata, ToolOutput
+from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
+from securepy.adapters import RunOutcome, SandboxRunner
+
+__all__ = ["SecurePyToolSpec", "code_execute_fn", "securepy_tool"]
+
+# Mirrors securepy's own default (securepy._execution.DEFAULT_TEXT_CHARS), which is private.
+DEFAULT_MAX_OUTPUT_CHARS = 8000
+
+AnySession = securepy.Session | securepy.AsyncSession
+AnyPool = securepy.SessionPool | securepy.AsyncSessionPool
+
+
+class RunPythonArguments(BaseModel):
+    """The one argument of the ``run_python`` tool."""
+
+    code: str = Field(description="Python source to run in the persistent sandboxed session.")
+
+
+def securepy_tool(
+    *,
+    tools: Iterable[securepy.Tool | Callable[..., Any]] = (),
+    session: AnySession | None = None,
+    pool: AnyPool | None = None,
+    name: str = "run_python",
+    description: str | None = None,
+    timeout: float | None = 30,
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    **session_options: Any,
+) -> FunctionTool:
+    """The sandbox as a LlamaIndex ``FunctionTool`` taking one ``code`` string.
+
+    The tool has a sync and an async function, so it works with ``call`` and ``acall`` (as
+    agents use it). Its description lists the host ``tools`` available inside as Python
+    signatures. An exception in the code, a timeout or a refused call comes back as a
+    ``ToolOutput`` with ``is_error=True`` whose content the model reads, so the agent run
+    continues. Without ``session`` or ``pool`` the tool starts its own session on first use
+    and closes it when the tool is garbage-collected (or at exit); for a lifetime you control,
+    pass a session, or use :class:`SecurePyToolSpec` and its ``close()``.
+
+    Args:
+        tools: host tools callable inside: securepy Tools, plain typed functions, or LlamaIndex
+            tools converted with :func:`from_llamaindex`.
+        session: a ``securepy.Session`` or ``AsyncSession`` to use; it is left open.
+        pool: a ``securepy.SessionPool`` or ``AsyncSessionPool`` to use; it is left open.
+        name: the tool's name as the model sees it.
+        description: the tool's description; default: securepy's, plus the host tools.
+        timeout: seconds per run; None for none.
+        max_output_chars: bound on the text the model reads per run.
+        **session_options: options for the session the tool creates (see
+            ``securepy.Session``), e.g. ``sandbox=False`` or ``limits=``.
+
+    Returns:
+        A ``FunctionTool`` for ``FunctionAgent(tools=[...])``, ``ReActAgent`` and the like.
+
+    Raises:
+        TypeError: both ``session`` and ``pool``, ``tools`` or options with a session you
+            pass, or an unknown session option.
+        ValueError: ``max_output_chars`` is not positive.
+    """
+    runner = SandboxRunner(tools=tools, session=session, pool=pool, name=name,
+                           description=description, timeout=timeout,
+                           max_output_chars=max_output_chars, **session_options)
+    return _function_tool(runner)
+
+
+def _function_tool(runner: SandboxRunner) -> FunctionTool:
+    def run_python(code: str) -> ToolOutput:
+        return _tool_output(runner.name, code, runner.run(code))
+
+    async def arun_python(code: str) -> ToolOutput:
+        return _tool_output(runner.name, code, await runner.arun(code))
+
+    metadata = ToolMetadata(description=runner.description, name=runner.name,
+                            fn_schema=RunPythonArguments)
+    # FunctionTool turns whatever the function returns into text content; a callback that
+    # returns a ToolOutput replaces that result outright, which keeps is_error for the agent.
+    return FunctionTool(fn=run_python, async_fn=arun_python, metadata=metadata,
+                        callback=_keep_tool_output, async_callback=_akeep_tool_output)
+
+
+def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
+    return ToolOutput(tool_name=name, content=outcome.text, raw_input={"code": code},
+                      raw_output=outcome, is_error=outcome.is_error, exception=outcome.error)
+
+
+def _keep_tool_output(result: Any) -> ToolOutput | None:
+    return result if isinstance(result, ToolOutput) else None
+
+
+async def _akeep_tool_output(result: Any) -> ToolOutput | None:
+    return _keep_tool_output(result)
+
+
+class SecurePyToolSpec(BaseToolSpec):
+    """The sandbox as a LlamaIndex tool spec, the convention of ``llama-index-tools-*``.
+
+    ``to_tool_list()`` returns the same tool as :func:`securepy_tool`. The spec owns the
+    session it creates: ``close()`` it, or use it as a context manager.
+
+    Args:
+        **options: the keyword arguments of :func:`securepy_tool`.
+
+    Raises:
+        TypeError, ValueError: as :func:`securepy_tool`.
+    """
+
+    spec_functions: list[SPEC_FUNCTION_TYPE] = [("run_python", "arun_python")]  # noqa: RUF012 - BaseToolSpec's class-level convention
+
+    def __init__(self, **options: Any) -> None:
+        self._runner = SandboxRunner(**options)
+        self._tool = _function_tool(self._runner)
+
+    def run_python(self, code: str) -> ToolOutput:
+        """Run ``code`` in the sandbox; a failure comes back as an error ``ToolOutput``."""
+        return self._tool.call(code=code)
+
+    async def arun_python(self, code: str) -> ToolOutput:
+        """Async counterpart of :meth:`run_python`."""
+        return await self._tool.acall(code=code)
+
+    def to_tool_list(
+        self,
+        spec_functions: list[SPEC_FUNCTION_TYPE] | None = None,
+        func_to_metadata_mapping: dict[str, ToolMetadata] | None = None,
+    ) -> list[FunctionTool]:
+        """The sandbox tool, as a one-item list (the base behaviour if arguments are given)."""
+        if spec_functions is None and func_to_metadata_mapping is None:
+            return [self._tool]
+        return super().to_tool_list(spec_functions, func_to_metadata_mapping)
+
+    def close(self) -> None:
+        """Close the session this spec created (a session or pool passed in stays open)."""
+        self._runner.close()
+
+    def __enter__(self) -> SecurePyToolSpec:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def code_execute_fn(
+    session_or_pool: AnySession | AnyPool,
+    *,
+    timeout: float | None = 30,
+    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+) -> Callable[[str], Awaitable[dict[str, Any]]]:
+    """An executor for ``CodeActAgent(code_execute_fn=...)`` that runs the agent's code in
+    the sandbox.
+
+    CodeActAgent lists its tools to the model as Python stubs but leaves running them to the
+    executor. Give the session those same tools, converted, so the code calls them on the
+    host::
+
+        session = securepy.AsyncSession(tools=[from_llamaindex(t) for t in tools])
+        agent = CodeActAgent(code_execute_fn=code_execute_fn(session), tools=tools, llm=llm)
+
+    The returned coroutine function gives a dict with ``success``, ``output`` (the bounded
+    text, or the error) and ``return_value`` (the last expression's value); its ``str()``,
+    which is what the agent shows the model, is ``output``. Errors and timeouts come back as
+    ``success=False``, so the agent continues. The session or pool is left open.
+
+    Args:
+        session_or_pool: a securepy session or pool holding the agent's tools.
+        timeout: seconds per run; None for none.
+        max_output_chars: bound on the text the model reads per run.
+
+    Returns:
+        ``async def execute(code: str) -> dict[str, Any]``.
+
+    Raises:
+        TypeError: ``session_or_pool`` is not a securepy session or pool.
+    """
+    if isinstance(session_or_pool, securepy.SessionPool | securepy.AsyncSessionPool):
+        runner = SandboxRunner(pool=session_or_pool, timeout=timeout,
+                               max_output_chars=max_output_chars)
+    elif isinstance(session_or_pool, securepy.Session | securepy.AsyncSession):
+        runner = SandboxRunner(session=session_or_pool, timeout=timeout,
+                               max_output_chars=max_output_chars)
+    else:
+        raise TypeError(f"code_execute_fn() takes a securepy session or pool, not "
+                        f"{type(session_or_pool).__name__}")
+
+    async def execute(code: str) -> dict[str, Any]:
+        """Run Python code in the sandboxed session and return its output."""
+        outcome = await runner.arun(code)
+        value = outcome.execution.value if outcome.execution is not None else None
+        return _CodeResult(success=not outcome.is_error, output=outcome.text,
+                           return_value=value)
+
+    return execute
+
+
+class _CodeResult(dict[str, Any]):
+    # CodeActAgent shows the model str() of the result; a plain dict would read as a repr
+    # with escaped newlines, so the text reads as the output itself.
+    def __str__(self) -> str:
+        return str(self["output"])
