@@ -7,6 +7,7 @@ from typing import Any
 
 import securepy
 from langchain_core.tools import BaseTool, StructuredTool
+from langchain_core.tools.base import get_all_basemodel_annotations
 from langchain_core.utils.function_calling import convert_to_openai_tool
 
 __all__ = ["convert_tools", "from_langchain"]
@@ -56,7 +57,7 @@ def _refuse_injected_arguments(tool: BaseTool, parameters: dict[str, Any]) -> No
     # call time from the agent's state; sandboxed code has no such state to give.
     if isinstance(tool.args_schema, dict):
         return  # a raw JSON Schema cannot mark an argument as injected
-    accepted = set(tool.get_input_schema().model_fields)
+    accepted = set(get_all_basemodel_annotations(tool.get_input_schema()))
     injected = sorted(accepted - set(parameters.get("properties") or {}))
     if injected:
         raise ValueError(
