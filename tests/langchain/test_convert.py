@@ -19,7 +19,6 @@ from langchain_core.tools import (
 )
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
-
 from securepy_langchain import from_langchain, securepy_tool
 
 
