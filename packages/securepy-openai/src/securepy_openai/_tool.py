@@ -1,0 +1,219 @@
+"""The sandbox as an OpenAI tool: definitions for each API, and a handler for its calls."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import securepy
+from securepy.adapters import SandboxRunner
+
+__all__ = ["SecurePyTool", "securepy_tool"]
+
+# The one argument, as a strict schema (every property required, no extra keys).
+_CODE_PARAMETERS = {
+    "type": "object",
+    "properties": {"code": {"type": "string", "description": "Python source to run."}},
+    "required": ["code"],
+    "additionalProperties": False,
+}
+_OPENAI_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+def securepy_tool(
+    *,
+    tools: Iterable[securepy.Tool | Callable[..., Any]] = (),
+    session: securepy.Session | securepy.AsyncSession | None = None,
+    pool: securepy.SessionPool | securepy.AsyncSessionPool | None = None,
+    name: str = "run_python",
+    description: str | None = None,
+    timeout: float | None = 30,
+    max_output_chars: int = 8000,
+    **session_options: Any,
+) -> SecurePyTool:
+    """The sandbox as an OpenAI tool, for Chat Completions and the Responses API.
+
+    The tool creates (lazily) and owns a session, or uses the ``session`` or ``pool`` you pass
+    and leaves it open. Its description lists the host ``tools`` as Python signatures.
+
+    Args:
+        tools: host tools callable inside the sandbox (securepy Tools or typed functions).
+        session: a Session or AsyncSession to use instead of creating one.
+        pool: a SessionPool or AsyncSessionPool to use instead of creating a session.
+        name: the tool name the model sees (``^[a-zA-Z0-9_-]{1,64}$``).
+        description: the description the model sees; default: what the sandbox offers plus
+            the host tools' signatures.
+        timeout: seconds per run; None for none.
+        max_output_chars: bound on the text sent back to the model.
+        **session_options: options for the session the tool creates (see securepy.Session).
+
+    Returns:
+        A :class:`SecurePyTool`.
+
+    Raises:
+        ValueError: ``name`` is not a valid OpenAI tool name.
+        TypeError: both ``session`` and ``pool`` given, or an unknown session option.
+    """
+    if not _OPENAI_NAME.match(name):
+        raise ValueError(f"OpenAI tool names must match ^[a-zA-Z0-9_-]{{1,64}}$, got {name!r}")
+    return SecurePyTool(SandboxRunner(
+        tools=tools, session=session, pool=pool, name=name, description=description,
+        timeout=timeout, max_output_chars=max_output_chars, **session_options))
+
+
+@typing.final
+class SecurePyTool:
+    """The sandbox as an OpenAI tool; made by :func:`securepy_tool`.
+
+    Send one of :attr:`chat_tool`, :attr:`response_tool` or :attr:`custom_tool` to the model,
+    and pass each call it makes to :meth:`handle` (or :meth:`ahandle` with an async client);
+    append what comes back to the conversation. Usable as a context manager.
+    """
+
+    def __init__(self, runner: SandboxRunner) -> None:
+        self.runner = runner
+        self.name = runner.name
+        self.description = runner.description
+
+    @property
+    def chat_tool(self) -> dict[str, Any]:
+        """The Chat Completions function tool, with a strict schema."""
+        return {"type": "function", "function": {
+            "name": self.name, "description": self.description,
+            "parameters": json.loads(json.dumps(_CODE_PARAMETERS)), "strict": True}}
+
+    @property
+    def response_tool(self) -> dict[str, Any]:
+        """The Responses API function tool, with a strict schema."""
+        return {"type": "function", "name": self.name, "description": self.description,
+                "parameters": json.loads(json.dumps(_CODE_PARAMETERS)), "strict": True}
+
+    @property
+    def custom_tool(self) -> dict[str, Any]:
+        """The Responses API free-form custom tool: the model sends raw Python, no JSON."""
+        return {"type": "custom", "name": self.name, "format": {"type": "text"},
+                "description": self.description + "\nSend the Python source itself as input."}
+
+    def handle(self, call: Any) -> dict[str, Any]:
+        """Run one tool call and return the reply to append to the conversation.
+
+        Args:
+            call: a Chat Completions tool call, a Responses ``function_call`` item or a
+                ``custom_tool_call`` item; an SDK object or a plain dict.
+
+        Returns:
+            ``{"role": "tool", ...}`` for a Chat tool call, else a ``function_call_output`` or
+            ``custom_tool_call_output`` item. Failures of the code (errors, timeouts, denied
+            tool calls) and malformed arguments become readable text in it.
+
+        Raises:
+            TypeError: ``call`` is not a tool call of any of these kinds.
+        """
+        parsed = read_call(call)
+        code = self._code_or_problem(parsed)
+        if isinstance(code, _Problem):
+            return reply_to(parsed, code.text)
+        return reply_to(parsed, self.runner.run(code).text)
+
+    async def ahandle(self, call: Any) -> dict[str, Any]:
+        """Async counterpart of :meth:`handle`; same arguments."""
+        parsed = read_call(call)
+        code = self._code_or_problem(parsed)
+        if isinstance(code, _Problem):
+            return reply_to(parsed, code.text)
+        return reply_to(parsed, (await self.runner.arun(code)).text)
+
+    def close(self) -> None:
+        """Close the session this tool created (a session or pool passed in stays open)."""
+        self.runner.close()
+
+    def __enter__(self) -> SecurePyTool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<SecurePyTool {self.name!r} tools={sorted(self.runner.tools)}>"
+
+    def _code_or_problem(self, call: ToolCall) -> str | _Problem:
+        if call.name != self.name:
+            return _Problem(f"Error: there is no tool named {call.name!r}; call {self.name!r}.")
+        if call.free_form:
+            return call.payload
+        try:
+            arguments = json.loads(call.payload)
+        except ValueError as exc:
+            return _Problem(f"Error: the arguments are not valid JSON ({exc}); send "
+                            '{"code": "<python source>"}.')
+        code = arguments.get("code") if isinstance(arguments, dict) else None
+        if not isinstance(code, str):
+            return _Problem('Error: the arguments need a "code" string: '
+                            '{"code": "<python source>"}.')
+        return code
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Problem:
+    text: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A tool call read from any of the API shapes.
+
+    Attributes:
+        reply_type: what answers it: "tool" (a Chat role-tool message),
+            "function_call_output" or "custom_tool_call_output" (Responses items).
+        call_id: the id the reply must carry.
+        name: the tool the model called.
+        payload: the JSON arguments, or a custom tool's raw input.
+        free_form: True for a custom tool call (the payload is the code itself).
+    """
+
+    reply_type: str
+    call_id: str
+    name: str
+    payload: str
+    free_form: bool
+
+
+def read_call(call: Any) -> ToolCall:
+    """Read a Chat tool call, a Responses function_call or custom_tool_call (object or dict)."""
+    if isinstance(call, ToolCall):
+        return call
+    kind = _field(call, "type")
+    if kind in ("function_call", "custom_tool_call"):
+        free_form = kind == "custom_tool_call"
+        payload = _field(call, "input" if free_form else "arguments")
+        return ToolCall(f"{kind}_output", _text(_field(call, "call_id")),
+                        _text(_field(call, "name")), _text(payload), free_form)
+    inner = _field(call, "function") or _field(call, "custom")
+    if inner is not None:
+        free_form = _field(call, "function") is None
+        payload = _field(inner, "input" if free_form else "arguments")
+        return ToolCall("tool", _text(_field(call, "id")), _text(_field(inner, "name")),
+                        _text(payload), free_form)
+    raise TypeError(f"expected a Chat Completions tool call or a Responses function_call / "
+                    f"custom_tool_call item, got {type(call).__name__} {call!r:.200}")
+
+
+def reply_to(call: ToolCall, text: str) -> dict[str, Any]:
+    """The reply item for ``call`` carrying ``text``."""
+    if call.reply_type == "tool":
+        return {"role": "tool", "tool_call_id": call.call_id, "content": text}
+    return {"type": call.reply_type, "call_id": call.call_id, "output": text}
+
+
+def _text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def _field(item: Any, key: str) -> Any:
+    if isinstance(item, Mapping):
+        return item.get(key)
+    return getattr(item, key, None)
