@@ -153,13 +153,15 @@ class Turn:
 
     def _refuse(self, call_id: int, name: str, raw: dict[str, Any], type_name: str,
                 text: str) -> Reply:
+        text = self._sanitize(text)
         self._record(name, raw, 0.0, ok=False, error=text)
         self._emit("tool_error", tool=name[:200], type=type_name, message=text, duration=0.0)
         return Reply(error_reply(call_id, type_name, text))
 
     def _deny(self, call_id: int, name: str, raw: dict[str, Any], reason: str) -> Reply:
+        reason = self._sanitize(reason)
         self._record(name, raw, 0.0, ok=False, error=reason)
-        self._emit("policy_denied", tool=name, arguments=raw, reason=reason)
+        self._emit("policy_denied", what="tool_call", tool=name, arguments=raw, reason=reason)
         return Reply(error_reply(call_id, "PolicyError", reason, kind="policy"))
 
     # -- tool completion (may be called from tool threads) ---------------------------------
