@@ -12,7 +12,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-
 import securepy
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -124,7 +123,7 @@ class FakeModelServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 length = int(self.headers.get("content-length", 0))
                 body = json.loads(self.rfile.read(length) or b"{}")
                 path = self.path.split("?")[0]
@@ -176,3 +175,58 @@ def fake_model_server() -> Iterator[Callable[[dict[str, list[Any]]], FakeModelSe
     yield start
     for server in servers:
         server.close()
+
+
+class TwinSession:
+    """Drives a Session or an AsyncSession through one blocking surface, so a scenario is
+    written once and run through both twins."""
+
+    def __init__(self, kind: str, **options: Any) -> None:
+        import asyncio
+
+        self.kind = kind
+        self._closed = False
+        self._runner = asyncio.Runner() if kind == "async" else None
+        if self._runner is not None:
+            self.inner: Any = securepy.AsyncSession(**options)
+            self._runner.run(self.inner.start())
+        else:
+            self.inner = securepy.Session(**options)
+
+    def execute(self, code: str, **kwargs: Any) -> securepy.Execution:
+        if self._runner is not None:
+            return self._runner.run(self.inner.execute(code, **kwargs))  # type: ignore[no-any-return]
+        return self.inner.execute(code, **kwargs)  # type: ignore[no-any-return]
+
+    def restart(self) -> None:
+        if self._runner is not None:
+            self._runner.run(self.inner.restart())
+        else:
+            self.inner.restart()
+
+    def is_alive(self) -> bool:
+        return bool(self.inner.is_alive())
+
+    def close(self) -> None:
+        if self._runner is None:
+            self.inner.close()
+        elif not self._closed:
+            self._runner.run(self.inner.close())
+            self._runner.close()
+            self._closed = True
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest) -> Iterator[Callable[..., TwinSession]]:
+    """Factory for a session of either twin (sandbox=False unless given); closed after."""
+    made: list[TwinSession] = []
+
+    def make(**options: Any) -> TwinSession:
+        options.setdefault("sandbox", False)
+        session = TwinSession(request.param, **options)
+        made.append(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()

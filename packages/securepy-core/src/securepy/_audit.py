@@ -306,9 +306,10 @@ class _AuditFile:
 
 
 def _open_audit_file(path: str) -> tuple[int, tuple[int, int]]:
-    """Open ``path`` for appending (creating it 0600); refuse anything but a regular file."""
+    """Open ``path`` to append (creating it 0600) and to read its tail; refuse anything but a
+    regular file."""
     _refuse_special_file(path)
-    flags = (os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
              | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO swapped in after the check must not hang us
     try:
         fd = os.open(path, flags, 0o600)

@@ -59,7 +59,7 @@ class _FrameBuffer:
     def wanted(self) -> int:
         """How many bytes to ask the socket for next."""
         if len(self.data) >= protocol.HEADER.size:
-            (length,) = protocol.HEADER.unpack_from(self.data)
+            length: int = protocol.HEADER.unpack_from(self.data)[0]
             missing = protocol.HEADER.size + min(length, self.max_frame_bytes) - len(self.data)
             return max(missing, 65536)
         return 65536
@@ -127,9 +127,9 @@ class Channel:
             self._poll.poll()
             return
         remaining = deadline - time.monotonic()
-        if remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000)):
-            if time.monotonic() >= deadline:
-                raise DeadlineExceeded
+        if (remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000))) and (
+                time.monotonic() >= deadline):
+            raise DeadlineExceeded
 
     def close(self) -> None:
         self._sock.close()
@@ -145,7 +145,8 @@ class AsyncChannel:
 
     async def send(self, message: dict[str, Any]) -> None:
         try:
-            await asyncio.get_running_loop().sock_sendall(self._sock, protocol.encode_frame(message))
+            frame = protocol.encode_frame(message)
+            await asyncio.get_running_loop().sock_sendall(self._sock, frame)
         except OSError as exc:
             raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
 

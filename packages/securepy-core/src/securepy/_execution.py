@@ -73,7 +73,7 @@ def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int) ->
     if value is not None:
         try:
             shown = repr(value)
-        except Exception as exc:  # noqa: BLE001 - a value's broken repr must not break rendering
+        except Exception as exc:
             shown = f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
         parts.append(shown)
     text = "\n".join(parts) if parts else "(no output)"

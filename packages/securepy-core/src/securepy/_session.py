@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import concurrent.futures
+import contextlib
 import dataclasses
 import inspect
 import itertools
@@ -91,7 +92,7 @@ def make_config(
     timeout: float | None = 30,
     python: str | None = None,
     max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
-    max_output_bytes: int | None | _Default = DEFAULT,
+    max_output_bytes: int | _Default | None = DEFAULT,
     max_tool_calls: int | None = None,
     max_executions: int | None = None,
     max_code_length: int | None = None,
@@ -167,7 +168,8 @@ class _Child:
         """The socket as an asyncio channel (made once: it switches the socket to
         non-blocking mode)."""
         if self._async_channel is None:
-            self._async_channel = AsyncChannel(self.sock, max_frame_bytes=self.channel.max_frame_bytes)
+            self._async_channel = AsyncChannel(
+                self.sock, max_frame_bytes=self.channel.max_frame_bytes)
         return self._async_channel
 
     def kill(self) -> None:
@@ -252,10 +254,8 @@ def _handshake(child: _Child, config: SessionConfig) -> None:
 def _kill_quietly(child: _Child | None) -> None:
     """Finalizer: no child outlives its session object or the host process."""
     if child is not None:
-        try:
+        with contextlib.suppress(Exception):  # finalizers must not raise
             child.kill()
-        except Exception:  # noqa: BLE001 - finalizers must not raise
-            pass
 
 
 class _SessionBase:
@@ -401,7 +401,7 @@ class _SessionBase:
         if child is not None and status is None:
             try:
                 status = child.process.wait(0.5)
-            except Exception:  # noqa: BLE001 - still running: a protocol breach, not a death
+            except Exception:
                 status = None
         if child is not None and status is not None:
             limit = child.process.describe_exit(status)
@@ -635,7 +635,7 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(tool, call.action.arguments)
-        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
+        except Exception as exc:
             error = exc
         duration = time.monotonic() - call.started
         if not call.claim():
@@ -643,10 +643,8 @@ class Session(_SessionBase):
         reply = turn.tool_finished(call.action, duration=duration, value=value, error=error)
         logger.info("session %s: tool %s %s in %.3f s", self.id, tool.name,
                     "failed" if error else "returned", duration, extra={"session_id": self.id})
-        try:
+        with contextlib.suppress(ProtocolError):  # the child is gone; the reader reports it
             self._send(child, channel, typing.cast(dict[str, Any], reply))
-        except ProtocolError:
-            pass  # the child is gone; the reading loop reports that
 
     def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if not tool.is_async:
@@ -909,7 +907,7 @@ class AsyncSession(_SessionBase):
         except TimeoutError:
             await channel.send(turn.tool_timed_out(action, duration=time.monotonic() - started))
             return
-        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
+        except Exception as exc:
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)

@@ -116,7 +116,7 @@ class Tool:
         return f"<securepy.Tool {self.signature()}>"
 
     def signature(self) -> str:
-        """The tool as the sandboxed code sees it, e.g. ``query_db(table: str, limit: int = 10)``."""
+        """The tool as the sandboxed code sees it: ``query_db(table: str, limit: int = 10)``."""
         properties = self.parameters.get("properties") or {}
         required = [n for n in self.parameters.get("required") or [] if n in properties]
         parts = []
@@ -132,7 +132,7 @@ class Tool:
         return f"{self.name}({', '.join(parts)})"
 
     def summary(self) -> str:
-        """The signature and the first line of the description, for a model's tool listing."""
+        """The signature and the description's first line, for a model's tool listing."""
         first_line = self.description.strip().splitlines()[0] if self.description.strip() else ""
         return f"{self.signature()}: {first_line}" if first_line else self.signature()
 
@@ -195,7 +195,7 @@ def tool(
 
     def make(function: Callable[..., Any]) -> Tool:
         return Tool(
-            name or getattr(function, "__name__", ""),
+            name or str(getattr(function, "__name__", "")),
             description if description is not None else inspect.getdoc(function) or "",
             function,
             **options,
@@ -281,7 +281,7 @@ def _build_model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
         if not field.isidentifier() or field.startswith("_"):
             raise ValueError(f"tool {name!r}: argument name {field!r} is not allowed")
     try:
-        model = pydantic.create_model(  # type: ignore[call-overload]
+        model = pydantic.create_model(
             f"{name}_arguments",
             __config__=pydantic.ConfigDict(extra="forbid", arbitrary_types_allowed=False),
             **fields,
@@ -402,7 +402,7 @@ def _check_object(value: dict[str, Any], schema: dict[str, Any], where: str,
 
 def _is_json_type(value: Any, kind: str) -> bool:
     if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool) or (
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
             isinstance(value, float) and value.is_integer()
         )
     if kind == "number":

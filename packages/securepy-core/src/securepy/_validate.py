@@ -71,19 +71,20 @@ def validate_code(code: str) -> list[Finding]:
         raise CodeValidationError(f"the code cannot be parsed: {exc}") from None
     findings: list[Finding] = []
     for node in ast.walk(tree):
+        line = getattr(node, "lineno", 0)
         for module in _imported_modules(node):
             top = module.split(".")[0]
             if top in _RISKY_MODULES:
-                findings.append(Finding(node.lineno, f"imports {top!r}, which "
+                findings.append(Finding(line, f"imports {top!r}, which "
                                         f"{_RISKY_MODULES[top]}"))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and (
                 node.func.id in _RISKY_CALLS):
-            findings.append(Finding(node.lineno, f"calls {node.func.id}(), which "
+            findings.append(Finding(line, f"calls {node.func.id}(), which "
                                     f"{_RISKY_CALLS[node.func.id]}"))
         if isinstance(node, ast.While) and isinstance(node.test, ast.Constant) and (
                 node.test.value is True) and not any(isinstance(n, ast.Break)
                                                       for n in ast.walk(node)):
-            findings.append(Finding(node.lineno, "an endless loop with no break: the "
+            findings.append(Finding(line, "an endless loop with no break: the "
                                     "execution will run until its timeout"))
     return sorted(findings, key=lambda f: f.line)
 

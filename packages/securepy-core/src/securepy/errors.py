@@ -1,8 +1,8 @@
 """The securepy exception hierarchy.
 
     SecurePyError
-      ExecutionError           the sandboxed code raised; carries the remote type name, the user-only
-                               traceback text and the output printed before it
+      ExecutionError           the sandboxed code raised; carries the remote type name, the
+                               user-only traceback text and the output printed before it
       ExecutionTimeout         (also a TimeoutError) the code ran past its deadline; says whether it
                                was interrupted (state kept) or killed (state lost)
       CodeValidationError      the syntax pre-check failed; carries line and column

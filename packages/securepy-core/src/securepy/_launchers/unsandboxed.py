@@ -6,6 +6,7 @@ no mounts: the code can read whatever the host user can, and reach the network.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -68,10 +69,8 @@ class UnsandboxedChild:
 
     def kill(self) -> None:
         if self._popen.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             self._popen.wait()
         if self._popen.stderr is not None:
             self._popen.stderr.close()

@@ -3,16 +3,22 @@
 JSON scalars, strings and arrays stand for themselves (None, bool, str, int, finite float, list).
 Every JSON object is a tag, ``{"$": name, ...}``, so nothing a user builds can pose as one:
 
-    int beyond +-2**53   {"$": "int", "v": "<hex>"}        float nan/inf  {"$": "float", "v": "nan"}
-    tuple / set /        {"$": "tuple", "v": [...]}        dict, str keys {"$": "dict", "v": {...}}
-      frozenset          (likewise "set", "frozenset")     other keys     {"$": "map", "v": [[k, v]]}
-    bytes / bytearray    {"$": "bytes", "v": "<base64>"}   complex        {"$": "complex", "v": [re, im]}
-    datetime, date, time {"$": "datetime", "v": "<iso>"}   timedelta      {"$": "timedelta", "v": [d, s, us]}
-    Decimal              {"$": "decimal", "v": "<str>"}    UUID           {"$": "uuid", "v": "<hex>"}
-    numpy array/scalar   {"$": "ndarray", "dtype", "shape", "v": "<base64>"}  (object arrays: "items")
+    int beyond 2**53     {"$": "int", "v": "<hex>"}
+    nan, inf, -inf       {"$": "float", "v": "nan"}
+    tuple, set,          {"$": "tuple", "v": [...]}  (likewise "set", "frozenset")
+      frozenset
+    dict, str keys       {"$": "dict", "v": {...}}
+    dict, other keys     {"$": "map", "v": [[k, v], ...]}
+    bytes, bytearray     {"$": "bytes", "v": "<base64>"}  (likewise "bytearray")
+    complex              {"$": "complex", "v": [re, im]}
+    datetime, date, time {"$": "datetime", "v": "<ISO 8601>"}  (likewise "date", "time")
+    timedelta            {"$": "timedelta", "v": [days, seconds, microseconds]}
+    Decimal              {"$": "decimal", "v": "<str>"}
+    UUID                 {"$": "uuid", "v": "<hex>"}
+    numpy array, scalar  {"$": "ndarray", "dtype", "shape", "v": "<base64>"}  (object: "items")
     pandas Series        {"$": "series", "name", "index", "v"}
     pandas DataFrame     {"$": "dataframe", "columns", "index", "data": [column arrays]}
-    anything else        {"$": "opaque", "type": "<module.Qualname>", "repr": "<repr, bounded>"}
+    anything else        {"$": "opaque", "type": "<module.Qualname>", "repr": "<bounded repr>"}
 
 numpy and pandas values decode as such where that package is importable, otherwise as opaque
 values. Decoding checks every tag and field and raises CodecError on anything malformed: the host
@@ -27,7 +33,10 @@ import decimal
 import math
 import sys
 import uuid
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from typing import Any
 
 __all__ = ["MAX_VALUE_DEPTH", "CodecError", "Opaque", "decode", "encode"]
 
@@ -130,7 +139,7 @@ def _opaque(value: Any) -> dict[str, Any]:
     kind = type(value)
     try:
         text = repr(value)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ must not break the turn
+    except Exception as exc:
         text = f"<{kind.__qualname__} object (repr failed: {type(exc).__name__})>"
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + "...[truncated]"
@@ -223,7 +232,7 @@ def decode(tree: Any, depth: int = 0) -> Any:
 
 def _field(tree: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
     value = tree.get(name)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is int:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is int):
         raise CodecError(f"malformed {tree.get('$')!r} value: field {name!r}")
     return value
 

@@ -6,8 +6,6 @@ the sandboxed interpreter needs no securepy installed and never imports the host
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import io
 import keyword
 import os
@@ -18,10 +16,13 @@ import socket
 import sys
 import threading
 import types
-from typing import Any
 
 from . import codec, protocol
 from .runner import Runner, describe_limit, format_user_traceback
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from typing import Any
 
 __all__ = ["PolicyError", "ToolError", "main"]
 
@@ -51,6 +52,7 @@ def main() -> None:
         raise SystemExit("securepy worker: expected a configure message first")
     _apply_limits(config["limits"], nproc=config["nproc"])
     sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
+    _install_interactive_builtins()
     broker = ToolBroker(connection)
     namespace = _build_namespace(config["tools"], broker)
     state = _TurnState()
@@ -62,6 +64,16 @@ def main() -> None:
         message = connection.receive()
         if message["kind"] == "execute":
             _run_turn(message, runner, state, broker, outputs, connection)
+
+
+def _install_interactive_builtins() -> None:
+    """help(), exit() and quit(), which ``site`` would add but ``-S`` skips."""
+    import _sitebuiltins
+    import builtins
+
+    builtins.help = _sitebuiltins._Helper()  # type: ignore[attr-defined]
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
 
 
 class Connection:
@@ -182,7 +194,7 @@ def _run_turn(
         except codec.CodecError:
             tree = codec._opaque(value)
         connection.send({"kind": "result", "value": tree})
-    except BaseException as exc:  # noqa: BLE001 - every failure of user code goes to the host
+    except BaseException as exc:
         state.in_user_code = False
         outputs.flush()
         connection.send(_error_message(exc))
@@ -191,11 +203,11 @@ def _run_turn(
 def _error_message(exc: BaseException) -> dict[str, Any]:
     try:
         text = str(exc)
-    except Exception:  # noqa: BLE001 - a broken __str__ must not end the worker
+    except Exception:
         text = "<exception str() failed>"
     try:
         trace = format_user_traceback(exc)
-    except Exception:  # noqa: BLE001
+    except Exception:
         trace = ""
     return {
         "kind": "error",
@@ -222,7 +234,12 @@ def _apply_limits(limits: dict[str, Any], *, nproc: bool) -> None:
         _soft, hard = resource.getrlimit(which)
         if hard != resource.RLIM_INFINITY:
             value = min(value, hard)
-        resource.setrlimit(which, (value, value))
+        # For CPU time, soft = hard would end in SIGKILL; one second of headroom lets SIGXCPU
+        # arrive first, so the host can name the limit from the exit status.
+        ceiling = value + 1 if which == resource.RLIMIT_CPU else value
+        if hard != resource.RLIM_INFINITY:
+            ceiling = min(ceiling, hard)
+        resource.setrlimit(which, (value, ceiling))
 
 
 def _build_namespace(specs: list[dict[str, Any]], broker: ToolBroker) -> dict[str, Any]:
@@ -245,61 +262,88 @@ def _build_namespace(specs: list[dict[str, Any]], broker: ToolBroker) -> dict[st
     return namespace
 
 
-_JSON_TYPES = {
+_JSON_TYPES: dict[str, Any] = {
     "string": str, "integer": int, "number": float, "boolean": bool,
     "array": list, "object": dict, "null": type(None),
 }
 
 
-def make_tool_function(spec: dict[str, Any], broker: ToolBroker) -> Any:
-    """A real function for one host tool: named, with a signature from its JSON Schema, the
-    description as docstring, and an awaitable twin as ``.aio``."""
-    name = spec["name"]
-    signature = _signature_from_schema(spec.get("parameters") or {})
+class _Missing:
+    """Default of an optional argument the schema gives no default for: not sent at all."""
 
-    def call_tool(*args: Any, **kwargs: Any) -> Any:
-        bound = signature.bind(*args, **kwargs)
-        arguments = dict(bound.arguments)
-        arguments.update(arguments.pop("kwargs", {}) if _has_var_keyword(signature) else {})
-        return broker.call(name, arguments)
+    def __repr__(self) -> str:
+        return "None"
+
+
+_MISSING = _Missing()
+
+
+def make_tool_function(spec: dict[str, Any], broker: ToolBroker) -> Any:
+    """A real function for one host tool: its name, a signature from its JSON Schema (required
+    parameters first), the description as docstring, and an awaitable twin as ``.aio``.
+
+    The function is compiled from a ``def`` so that its signature is native (``help()``,
+    ``inspect.signature`` and argument errors behave as for any function) and so that the
+    worker need not import ``inspect`` at start.
+    """
+    name = spec["name"]
+    if not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"invalid tool name {name!r}")
+    params, defaults, annotations, var_keyword = _parameters_from_schema(
+        spec.get("parameters") or {})
+    arg_list = [f"{p}=_defaults[{p!r}]" if p in defaults else p for p in params]
+    if var_keyword:
+        arg_list.append("**kwargs")
+    collected = ", ".join(f"{p!r}: {p}" for p in params)
+    extra = ", **kwargs" if var_keyword else ""
+    source = (
+        f"def {name}({', '.join(arg_list)}):\n"
+        f"    return _call({name!r}, {{k: v for k, v in {{{collected}{extra}}}.items()"
+        " if v is not _missing})\n"
+    )
+    scope: dict[str, Any] = {"_defaults": defaults, "_call": broker.call, "_missing": _MISSING}
+    exec(compile(source, f"<securepy tool {name}>", "exec"), scope)
+    function = scope[name]
+    function.__doc__ = spec.get("description") or None
+    function.__module__ = "securepy_tools"
+    function.__annotations__ = annotations
 
     async def call_tool_async(*args: Any, **kwargs: Any) -> Any:
-        return await asyncio.to_thread(call_tool, *args, **kwargs)
+        import asyncio
 
-    for function in (call_tool, call_tool_async):
-        function.__name__ = function.__qualname__ = name
-        function.__doc__ = spec.get("description") or None
-        function.__module__ = "securepy_tools"
-        function.__signature__ = signature  # type: ignore[attr-defined]
-    call_tool.aio = call_tool_async  # type: ignore[attr-defined]
-    return call_tool
+        return await asyncio.to_thread(function, *args, **kwargs)
 
-
-def _has_var_keyword(signature: inspect.Signature) -> bool:
-    return any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+    call_tool_async.__name__ = call_tool_async.__qualname__ = name
+    call_tool_async.__doc__ = function.__doc__
+    function.aio = call_tool_async
+    return function
 
 
-def _signature_from_schema(schema: dict[str, Any]) -> inspect.Signature:
+def _parameters_from_schema(
+    schema: dict[str, Any],
+) -> tuple[list[str], dict[str, Any], dict[str, Any], bool]:
     properties = schema.get("properties") or {}
+    if not isinstance(properties, dict):
+        properties = {}
     required = [n for n in schema.get("required") or [] if n in properties]
     ordered = required + [n for n in properties if n not in required]
-    parameters = []
     var_keyword = schema.get("additionalProperties") not in (None, False)
-    for name in ordered:
-        if not name.isidentifier() or keyword.iskeyword(name):
+    params: list[str] = []
+    defaults: dict[str, Any] = {}
+    annotations: dict[str, Any] = {}
+    for param in ordered:
+        if not isinstance(param, str) or not param.isidentifier() or keyword.iskeyword(param) \
+                or param.startswith("_") or param == "kwargs":
             var_keyword = True
             continue
-        prop = properties[name] if isinstance(properties[name], dict) else {}
-        default = inspect.Parameter.empty
-        if name not in required:
-            default = prop.get("default")
-        parameters.append(inspect.Parameter(
-            name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default,
-            annotation=_annotation(prop),
-        ))
-    if var_keyword:
-        parameters.append(inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD))
-    return inspect.Signature(parameters)
+        prop = properties[param] if isinstance(properties[param], dict) else {}
+        params.append(param)
+        if param not in required:
+            defaults[param] = prop.get("default", _MISSING)
+        annotation = _annotation(prop)
+        if annotation is not None:
+            annotations[param] = annotation
+    return params, defaults, annotations, var_keyword
 
 
 def _annotation(prop: dict[str, Any]) -> Any:
@@ -308,13 +352,13 @@ def _annotation(prop: dict[str, Any]) -> Any:
         return _JSON_TYPES[kind]
     options = prop.get("anyOf") or prop.get("oneOf")
     if isinstance(options, list):
-        types_found = [_JSON_TYPES.get(o.get("type")) for o in options if isinstance(o, dict)]
-        if types_found and all(types_found):
-            union = types_found[0]
-            for item in types_found[1:]:
+        found = [_JSON_TYPES.get(str(o.get("type"))) for o in options if isinstance(o, dict)]
+        if found and all(found):
+            union: Any = found[0]
+            for item in found[1:]:
                 union = union | item
             return union
-    return inspect.Parameter.empty
+    return None
 
 
 class _Outputs:
@@ -410,8 +454,8 @@ def _capture_output(connection: Connection) -> _Outputs:
     outputs = _Outputs(connection, pipes)
     stdout, stderr = _OutputStream(outputs, "stdout", 1), _OutputStream(outputs, "stderr", 2)
     outputs.streams = [stdout, stderr]
-    sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc]
-    sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc]
+    sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc, assignment]
+    sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc, assignment]
     threading.Thread(target=outputs.forward_forever, name="securepy-output",
                      daemon=True).start()
     return outputs

@@ -25,7 +25,12 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from typing import Any
+
+    _Schema = dict[str, tuple[Any, bool]]  # key -> (type(s) or _ANY, required)
 
 __all__ = [
     "CHILD_MESSAGES",
@@ -48,7 +53,6 @@ MAX_DEPTH = 256
 HEADER = struct.Struct(">I")
 
 _ANY = object()
-_Schema = dict[str, tuple[Any, bool]]  # key -> (type or tuple of types or _ANY, required)
 
 CHILD_MESSAGES: dict[str, _Schema] = {
     "ready": {"version": (int, True), "pid": (int, True)},

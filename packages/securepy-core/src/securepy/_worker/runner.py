@@ -6,20 +6,21 @@ Stdlib only: this runs inside the sandbox.
 from __future__ import annotations
 
 import ast
-import asyncio
 import errno
-import inspect
 import linecache
 import os
-import traceback
 from types import CodeType, TracebackType
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from typing import Any
 
 __all__ = ["Runner", "describe_limit", "format_user_traceback"]
 
 _WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
 _FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CACHE_SIZE = 64
+_CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
 
 class Runner:
@@ -31,7 +32,7 @@ class Runner:
 
     def __init__(self, namespace: dict[str, Any]) -> None:
         self.namespace = namespace
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop: Any = None  # an asyncio loop, made on the first top-level await
         # Agents often resend the same snippet; compiling costs more than running small code.
         self._compiled: dict[str, tuple[CodeType | None, CodeType | None]] = {}
 
@@ -50,8 +51,12 @@ class Runner:
         return self._run_code(last) if last is not None else None
 
     def _run_code(self, code: CodeType) -> Any:
-        result = eval(code, self.namespace)  # noqa: S307 - running the user's code is the job
-        if inspect.iscoroutine(result) and code.co_flags & inspect.CO_COROUTINE:
+        result = eval(code, self.namespace)
+        if code.co_flags & _CO_COROUTINE:
+            # Imported here: asyncio costs tens of milliseconds at start, and most code
+            # never awaits at top level.
+            import asyncio
+
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             result = self._loop.run_until_complete(result)
@@ -63,7 +68,7 @@ def _split_trailing_expression(
 ) -> tuple[CodeType | None, CodeType | None]:
     tree = ast.parse(source, filename, "exec")
     if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)
+        last = ast.Expression(tree.body.pop().value)  # type: ignore[attr-defined]
         body = compile(tree, filename, "exec", flags=_FLAGS) if tree.body else None
         return body, compile(last, filename, "eval", flags=_FLAGS)
     return compile(tree, filename, "exec", flags=_FLAGS), None
@@ -71,12 +76,16 @@ def _split_trailing_expression(
 
 def format_user_traceback(exc: BaseException) -> str:
     """The traceback text of ``exc`` without the worker's own frames."""
+    import traceback
+
     summary = traceback.TracebackException.from_exception(exc)
     _drop_worker_frames(summary)
     return "".join(summary.format())
 
 
-def _drop_worker_frames(summary: traceback.TracebackException) -> None:
+def _drop_worker_frames(summary: Any) -> None:
+    import traceback
+
     seen: set[int] = set()
     pending = [summary]
     while pending:
