@@ -11,6 +11,7 @@ import pytest
 import securepy
 import securepy_openai
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
+from openai.types.chat.chat_completion_message_function_tool_call import Function
 from openai.types.responses import ResponseCustomToolCall, ResponseFunctionToolCall
 from securepy_openai import SecurePyTool
 
@@ -39,7 +40,7 @@ CALLS = {
                    "function": {"name": "run_python", "arguments": ARGS}},
                   {"role": "tool", "tool_call_id": "c1", "content": "12.5"}),
     "chat-sdk": (ChatCompletionMessageFunctionToolCall(
-        id="c1", type="function", function={"name": "run_python", "arguments": ARGS}),
+        id="c1", type="function", function=Function(name="run_python", arguments=ARGS)),
                  {"role": "tool", "tool_call_id": "c1", "content": "12.5"}),
     "chat-custom-dict": ({"id": "c1", "type": "custom",
                           "custom": {"name": "run_python", "input": CODE}},
