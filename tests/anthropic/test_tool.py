@@ -112,7 +112,7 @@ def test_a_denied_host_call_is_an_error_result() -> None:
     with securepy_tool(tools=[secret], sandbox=False) as tool:
         result = tool.handle(use("read_secret()"))
         assert result["is_error"] is True
-        assert result["content"].endswith("PolicyError: denied by policy")
+        assert str(result["content"]).endswith("PolicyError: denied by policy")
         caught = tool.handle(use("try:\n    read_secret()\nexcept Exception as e:\n"
                                  "    print(type(e).__name__, e)"))
         assert caught == {"type": "tool_result", "tool_use_id": "toolu_1",
