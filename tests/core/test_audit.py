@@ -17,7 +17,13 @@ from typing import Any
 
 import pytest
 import securepy
-from securepy._audit import GENESIS_HASH, VerifyResult, open_auditor, verify_audit_log
+from securepy._audit import (
+    GENESIS_HASH,
+    VerifyResult,
+    check_audit_path,
+    open_auditor,
+    verify_audit_log,
+)
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -483,6 +489,16 @@ def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"^cannot open the audit log .*: No such file or "
                                          r"directory; check that its directory exists"):
         securepy.Session(sandbox=False, audit_log=path)
+
+
+def test_check_audit_path_refuses_early_without_creating(tmp_path: Path) -> None:
+    check_audit_path(tmp_path / "new.jsonl")
+    assert not (tmp_path / "new.jsonl").exists()
+    with pytest.raises(ValueError, match=refused(tmp_path, "is a directory")):
+        check_audit_path(tmp_path)
+    with pytest.raises(ValueError, match=r"^cannot open the audit log .*: its directory .* "
+                                         r"does not exist; create it or pass another"):
+        check_audit_path(tmp_path / "no" / "a.jsonl")
 
 
 def test_a_failing_callback_is_logged_and_the_session_goes_on(

@@ -36,7 +36,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Auditor", "VerifyResult", "open_auditor", "verify_audit_log"]
+__all__ = ["Auditor", "VerifyResult", "check_audit_path", "open_auditor", "verify_audit_log"]
 
 logger = logging.getLogger("securepy")
 
@@ -129,6 +129,23 @@ def open_auditor(
         return None
     writer = _AuditFile.acquire(os.fspath(path)) if path is not None else None
     return Auditor(session_id, writer, callback)
+
+
+def check_audit_path(path: str | os.PathLike[str]) -> None:
+    """Refuse an unusable audit path early (e.g. when a pool freezes its options), without
+    creating the file: :func:`open_auditor` checks again when it opens it.
+
+    Raises:
+        ValueError: ``path`` is a symlink, a directory or a device, or its directory is missing.
+    """
+    text = os.fspath(path)
+    _refuse_special_file(text)
+    directory = os.path.dirname(os.path.abspath(text))
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"cannot open the audit log {text!r}: its directory {directory!r} does not exist; "
+            "create it or pass another audit_log= path"
+        )
 
 
 def _release_writer(writer: _AuditFile | None) -> None:
