@@ -13,7 +13,7 @@ import securepy
 from langchain.agents import create_agent
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, ToolMessage
+from langchain_core.messages import AIMessage, AnyMessage, BaseMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
 from langchain_core.utils.function_calling import convert_to_openai_tool
@@ -48,7 +48,7 @@ def _script(*codes: str, answer: str) -> ScriptedChatModel:
 async def _run_agent(model: ScriptedChatModel, sandbox: SecurePyTool, twin: str,
                      question: str) -> list[BaseMessage]:
     agent = create_agent(model, tools=[sandbox], system_prompt="Answer with Python.")
-    messages_in = [HumanMessage(question)]
+    messages_in: list[AnyMessage | dict[str, Any]] = [HumanMessage(question)]
     result = (agent.invoke({"messages": messages_in}) if twin == "sync"
               else await agent.ainvoke({"messages": messages_in}))
     messages: list[BaseMessage] = result["messages"]
