@@ -26,7 +26,6 @@ from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 from langchain_core.messages import AIMessage, AnyMessage, HumanMessage, ToolMessage
 from langchain_core.runnables import Runnable
 from langchain_core.tools import BaseTool, tool
-
 from securepy_langchain import securepy_tool
 
 QUESTION = "Refund every order of customer ann that is under 20 euros, and try A2 as well."
