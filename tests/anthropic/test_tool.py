@@ -230,3 +230,18 @@ def test_misuse_fails_at_construction(kwargs: dict[str, Any], error: type[Except
                                       message: str) -> None:
     with pytest.raises(error, match=message):
         securepy_tool(**kwargs)
+
+
+def test_dropping_the_tool_stops_its_session_without_a_gc_pass() -> None:
+    import gc
+
+    tool = securepy_tool(sandbox=False)
+    tool.handle(use("1"))
+    owned = tool._runner.session
+    assert isinstance(owned, securepy.Session)
+    gc.disable()
+    try:
+        del tool
+        assert not owned.is_alive()
+    finally:
+        gc.enable()

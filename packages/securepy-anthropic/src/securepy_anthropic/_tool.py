@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any
 
 import securepy
@@ -91,15 +92,6 @@ class SecurePyTool:
 
     def __init__(self, runner: SandboxRunner) -> None:
         self._runner = runner
-        self.beta_tool: BetaFunctionTool[Callable[..., str]] = BetaFunctionTool(
-            self._run_for_beta_runner, name=runner.name, description=runner.description,
-            input_schema=_input_schema())
-        self.beta_async_tool: BetaAsyncFunctionTool[Any] = BetaAsyncFunctionTool(
-            self._arun_for_beta_runner, name=runner.name, description=runner.description,
-            input_schema=_input_schema())
-        # The SDK's session runners call a tool's ``close``; the Messages runner does not.
-        self.beta_tool.close = self.close
-        self.beta_async_tool.close = self.close
 
     def __repr__(self) -> str:
         return f"<securepy_anthropic.SecurePyTool name={self.name!r}>"
@@ -130,6 +122,24 @@ class SecurePyTool:
         """The tool definition (``name``, ``description``, ``input_schema``) for ``tools=``."""
         return {"name": self.name, "description": self.description,
                 "input_schema": _input_schema()}
+
+    @functools.cached_property
+    def beta_tool(self) -> BetaFunctionTool[Callable[[str], str]]:
+        """The tool for the sync ``client.beta.messages.tool_runner(...)``.
+
+        It returns the run's text, or raises ``anthropic.lib.tools.ToolError`` with the error
+        text, which the runner sends back as a ``tool_result`` with ``is_error`` set.
+        """
+        return _with_close(BetaFunctionTool(
+            _sync_beta_function(self._runner), name=self.name, description=self.description,
+            input_schema=_input_schema()), self._runner)
+
+    @functools.cached_property
+    def beta_async_tool(self) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, str]]]:
+        """Async counterpart of :attr:`beta_tool`, for the ``AsyncAnthropic`` tool runner."""
+        return _with_close(BetaAsyncFunctionTool(
+            _async_beta_function(self._runner), name=self.name, description=self.description,
+            input_schema=_input_schema()), self._runner)
 
     def handle(self, block: Any) -> ToolResultBlockParam:
         """Run the code of one ``tool_use`` block and return its ``tool_result`` block.
@@ -178,11 +188,30 @@ class SecurePyTool:
                 f"{_shorten(arguments)}.")
         return tool_use_id, code, None
 
-    def _run_for_beta_runner(self, code: str) -> str:
-        return _text_or_raise(self._runner.run(code))
 
-    async def _arun_for_beta_runner(self, code: str) -> str:
-        return _text_or_raise(await self._runner.arun(code))
+_BetaToolT = typing.TypeVar("_BetaToolT", bound=BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any])
+
+
+def _with_close(beta: _BetaToolT, runner: SandboxRunner) -> _BetaToolT:
+    # The SDK's session runners call a tool's ``close``; the Messages runner does not. The
+    # beta tools hold the runner, not the SecurePyTool: pydantic's validate_call keeps a
+    # reference cycle through the beta tool, which must not keep the SecurePyTool alive.
+    beta.close = runner.close
+    return beta
+
+
+def _sync_beta_function(runner: SandboxRunner) -> Callable[[str], str]:
+    def run_python(code: str) -> str:
+        return _text_or_raise(runner.run(code))
+
+    return run_python
+
+
+def _async_beta_function(runner: SandboxRunner) -> Callable[[str], Coroutine[Any, Any, str]]:
+    async def run_python(code: str) -> str:
+        return _text_or_raise(await runner.arun(code))
+
+    return run_python
 
 
 def _field(block: Any, key: str) -> Any:
