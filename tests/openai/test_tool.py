@@ -159,8 +159,10 @@ def test_definitions_are_strict_and_list_the_host_tools(sandbox: SecurePyTool) -
 
 
 def test_definitions_are_fresh_copies(sandbox: SecurePyTool) -> None:
-    sandbox.chat_tool["function"]["parameters"]["required"].append("x")
-    assert sandbox.chat_tool["function"]["parameters"]["required"] == ["code"]
+    definition: Any = sandbox.chat_tool
+    definition["function"]["parameters"]["required"].append("x")
+    again: Any = sandbox.chat_tool
+    assert again["function"]["parameters"]["required"] == ["code"]
 
 
 def test_name_and_description_can_be_set() -> None:

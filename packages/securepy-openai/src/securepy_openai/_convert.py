@@ -26,8 +26,9 @@ def from_openai_function(
     Accepts a Chat Completions tool (``{"type": "function", "function": {...}}``), a bare
     function definition (``{"name", "description", "parameters"}``) or a Responses function
     tool (``{"type": "function", "name", ...}``), as dicts or SDK objects. Under a strict schema
-    a nullable property (``anyOf [T, null]``) may be left out inside the sandbox: ``fn`` still
-    receives every property, the omitted ones as None, as the API would send them.
+    a nullable property (``anyOf [T, null]``) or one with a default may be left out inside the
+    sandbox: ``fn`` still receives every property (the omitted ones as None or their default),
+    as the API would send them.
 
     Args:
         definition: the tool definition the model would see.
@@ -48,9 +49,9 @@ def from_openai_function(
     if not isinstance(body, Mapping) or not body.get("name"):
         raise ValueError(f"not an OpenAI function definition (no name): {definition!r:.200}")
     schema = body.get("parameters") or {"type": "object", "properties": {}}
-    parameters, nullable = relax_strict_schema(schema)
+    parameters, defaults = relax_strict_schema(schema)
     return securepy.Tool(name or body["name"], body.get("description") or "",
-                         _fill_nulls(fn, nullable), parameters=parameters, **tool_options)
+                         _fill_defaults(fn, defaults), parameters=parameters, **tool_options)
 
 
 def from_pydantic(
@@ -92,25 +93,27 @@ def from_pydantic(
                          host, parameters=schema, **tool_options)
 
 
-def relax_strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """Make a strict schema's required-but-nullable properties optional, with default None.
+def relax_strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Make a strict schema's required properties that have a default, or accept null, optional.
 
-    Strict mode lists every property as required and spells "optional" as ``anyOf [T, null]``;
-    code in the sandbox should still be able to leave such an argument out.
+    Strict mode lists every property as required, spelling "optional" as ``anyOf [T, null]``
+    (the Agents SDK also keeps a ``default``); code in the sandbox should still be able to leave
+    such an argument out.
 
     Returns:
-        The relaxed schema and the names made optional.
+        The relaxed schema, and the default (None for a nullable one) of each name relaxed.
     """
     relaxed = copy.deepcopy(dict(schema))
     properties = relaxed.get("properties") or {}
     required = list(relaxed.get("required") or [])
-    nullable = [key for key in required
-                if isinstance(properties.get(key), dict) and _accepts_null(properties[key])]
-    for key in nullable:
-        properties[key].setdefault("default", None)
-    if nullable:
-        relaxed["required"] = [key for key in required if key not in nullable]
-    return relaxed, nullable
+    defaults = {}
+    for key in required:
+        prop = properties.get(key)
+        if isinstance(prop, dict) and ("default" in prop or _accepts_null(prop)):
+            defaults[key] = prop.setdefault("default", None)
+    if defaults:
+        relaxed["required"] = [key for key in required if key not in defaults]
+    return relaxed, defaults
 
 
 def _accepts_null(schema: Mapping[str, Any]) -> bool:
@@ -121,17 +124,17 @@ def _accepts_null(schema: Mapping[str, Any]) -> bool:
     return any(isinstance(o, Mapping) and _accepts_null(o) for o in options)
 
 
-def _fill_nulls(fn: Callable[..., Any], nullable: list[str]) -> Callable[..., Any]:
-    """``fn``, called with every nullable argument the code left out set to None."""
-    if not nullable:
+def _fill_defaults(fn: Callable[..., Any], defaults: dict[str, Any]) -> Callable[..., Any]:
+    """``fn``, called with every relaxed argument the code left out set to its default."""
+    if not defaults:
         return fn
     if inspect.iscoroutinefunction(fn):
         @functools.wraps(fn)
         async def call_async(**arguments: Any) -> Any:
-            return await fn(**{**dict.fromkeys(nullable), **arguments})
+            return await fn(**{**copy.deepcopy(defaults), **arguments})
         return call_async
 
     @functools.wraps(fn)
     def call(**arguments: Any) -> Any:
-        return fn(**{**dict.fromkeys(nullable), **arguments})
+        return fn(**{**copy.deepcopy(defaults), **arguments})
     return call

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import securepy
 from securepy.adapters import SandboxRunner
 
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionToolParam
+    from openai.types.responses import CustomToolParam, FunctionToolParam
+
 __all__ = ["SecurePyTool", "securepy_tool"]
 
 # The one argument, as a strict schema (every property required, no extra keys).
-_CODE_PARAMETERS = {
+CODE_PARAMETERS: dict[str, Any] = {
     "type": "object",
     "properties": {"code": {"type": "string", "description": "Python source to run."}},
     "required": ["code"],
@@ -80,20 +85,20 @@ class SecurePyTool:
         self.description = runner.description
 
     @property
-    def chat_tool(self) -> dict[str, Any]:
+    def chat_tool(self) -> ChatCompletionToolParam:
         """The Chat Completions function tool, with a strict schema."""
         return {"type": "function", "function": {
             "name": self.name, "description": self.description,
-            "parameters": json.loads(json.dumps(_CODE_PARAMETERS)), "strict": True}}
+            "parameters": copy.deepcopy(CODE_PARAMETERS), "strict": True}}
 
     @property
-    def response_tool(self) -> dict[str, Any]:
+    def response_tool(self) -> FunctionToolParam:
         """The Responses API function tool, with a strict schema."""
         return {"type": "function", "name": self.name, "description": self.description,
-                "parameters": json.loads(json.dumps(_CODE_PARAMETERS)), "strict": True}
+                "parameters": copy.deepcopy(CODE_PARAMETERS), "strict": True}
 
     @property
-    def custom_tool(self) -> dict[str, Any]:
+    def custom_tool(self) -> CustomToolParam:
         """The Responses API free-form custom tool: the model sends raw Python, no JSON."""
         return {"type": "custom", "name": self.name, "format": {"type": "text"},
                 "description": self.description + "\nSend the Python source itself as input."}

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -15,7 +16,7 @@ from typing import Any
 import securepy
 
 from ._convert import relax_strict_schema
-from ._tool import securepy_tool
+from ._tool import CODE_PARAMETERS, securepy_tool
 
 try:
     from agents import FunctionTool
@@ -61,7 +62,7 @@ def securepy_function_tool(
         return str(reply["output"])
 
     return FunctionTool(name=sandbox.name, description=sandbox.description,
-                        params_json_schema=sandbox.response_tool["parameters"],
+                        params_json_schema=copy.deepcopy(CODE_PARAMETERS),
                         on_invoke_tool=run_code)
 
 
@@ -69,10 +70,11 @@ def from_agents_tool(function_tool: FunctionTool, *, name: str | None = None,
                      **tool_options: Any) -> securepy.Tool:
     """A securepy Tool that calls an Agents SDK ``FunctionTool`` on the host.
 
-    The tool keeps the name, description and schema. Under a strict schema an optional
-    parameter is written ``anyOf [T, null]`` and listed as required; inside the sandbox it
-    may be left out, and is sent to the FunctionTool as null. ``on_invoke_tool`` receives a
-    ``ToolContext`` without an agent or run context; the Runner's guardrails do not run.
+    The tool keeps the name, description and schema. A strict schema lists every parameter as
+    required; inside the sandbox a nullable one (``anyOf [T, null]``) or one with a default
+    may be left out, and is sent to the FunctionTool as null or its default.
+    ``on_invoke_tool`` receives a ``ToolContext`` without an agent or run context; the
+    Runner's guardrails do not run.
 
     Args:
         function_tool: the FunctionTool (e.g. from ``@function_tool``).
@@ -89,11 +91,11 @@ def from_agents_tool(function_tool: FunctionTool, *, name: str | None = None,
     if function_tool.needs_approval is not False and "approve" not in tool_options:
         raise ValueError(f"FunctionTool {function_tool.name!r} needs approval; pass approve= "
                          "to decide on each call from the sandbox")
-    parameters, nullable = relax_strict_schema(function_tool.params_json_schema)
+    parameters, defaults = relax_strict_schema(function_tool.params_json_schema)
     counter = iter(range(1, 1 << 62))
 
     async def invoke(**arguments: Any) -> Any:
-        payload = json.dumps({**dict.fromkeys(nullable), **arguments})
+        payload = json.dumps({**defaults, **arguments})
         context = ToolContext(context=None, tool_name=function_tool.name,
                               tool_call_id=f"securepy-{next(counter)}", tool_arguments=payload)
         return await function_tool.on_invoke_tool(context, payload)
