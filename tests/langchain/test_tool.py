@@ -238,3 +238,11 @@ def test_chat_openai_binds_the_tool_and_gets_the_tool_message_back(
         "role": "tool", "tool_call_id": "call_1", "content": "2 orders\n42.5"}
     assert isinstance(final, AIMessage)
     assert final.content == "The sandbox said: 2 orders\n42.5"
+
+
+async def test_a_passed_async_session_cannot_be_invoked_synchronously() -> None:
+    async with securepy.AsyncSession(sandbox=False) as session:
+        sandbox = securepy_tool(session=session)
+        with pytest.raises(TypeError, match=r"^this tool wraps an async session or pool: call "
+                                            r"it asynchronously \(ainvoke / acall / ahandle\)$"):
+            sandbox.invoke({"code": "1"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,6 +15,9 @@ from securepy.adapters import DEFAULT_TEXT_CHARS, RunOutcome, SandboxRunner
 from ._convert import convert_tools
 
 __all__ = ["RunPythonInput", "SecurePyTool", "securepy_tool"]
+
+_SessionOrPool = (securepy.Session | securepy.AsyncSession | securepy.SessionPool
+                  | securepy.AsyncSessionPool)
 
 
 def securepy_tool(
@@ -77,12 +81,14 @@ def securepy_tool(
     return sandbox
 
 
+@typing.final
 class RunPythonInput(BaseModel):
     """The one argument of the sandbox tool."""
 
     code: str = Field(description="Python source to run in the persistent sandboxed session.")
 
 
+@typing.final
 class SecurePyTool(BaseTool):
     """A LangChain tool that runs Python code in a securepy session; make it with
     :func:`securepy_tool`."""
@@ -93,7 +99,7 @@ class SecurePyTool(BaseTool):
     _runner: SandboxRunner = PrivateAttr()
 
     @property
-    def session(self) -> Any:
+    def session(self) -> _SessionOrPool | None:
         """The session or pool in use (None until an owned session is first needed)."""
         return self._runner.session
 
