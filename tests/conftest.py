@@ -185,7 +185,6 @@ class TwinSession:
         import asyncio
 
         self.kind = kind
-        self._closed = False
         self._runner = asyncio.Runner() if kind == "async" else None
         if self._runner is not None:
             self.inner: Any = securepy.AsyncSession(**options)
@@ -210,10 +209,14 @@ class TwinSession:
     def close(self) -> None:
         if self._runner is None:
             self.inner.close()
-        elif not self._closed:
+        else:
             self._runner.run(self.inner.close())
+
+    def dispose(self) -> None:
+        """Close the session and, for the async twin, its event loop."""
+        self.close()
+        if self._runner is not None:
             self._runner.close()
-            self._closed = True
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -229,4 +232,4 @@ def twin(request: pytest.FixtureRequest) -> Iterator[Callable[..., TwinSession]]
 
     yield make
     for session in made:
-        session.close()
+        session.dispose()

@@ -8,7 +8,6 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import inspect
-import itertools
 import logging
 import math
 import os
@@ -57,7 +56,6 @@ DEFAULT: Any = _Default()
 START_TIMEOUT = 30.0
 INTERRUPT_GRACE = 1.0
 _TOOL_THREADS = 8
-_cell_counter = itertools.count(1)
 
 OnOutput = Callable[[str, str], Any]
 
@@ -364,7 +362,7 @@ class _SessionBase:
 
     def _execute_message(self, code: str) -> dict[str, Any]:
         self._executions += 1
-        filename = f"<cell-{next(_cell_counter)}>"
+        filename = f"<cell-{self._executions}>"
         if self._auditor is not None:
             self._emit("execute_start", code=_truncate_code(code), sha256=_sha256(code))
         return {"kind": "execute", "code": code, "filename": filename}

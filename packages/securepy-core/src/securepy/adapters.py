@@ -21,7 +21,7 @@ from ._execution import DEFAULT_TEXT_CHARS, truncate_middle
 from ._pool import AsyncSessionPool, SessionPool
 from ._session import AsyncSession, Session, make_config
 from ._tools import Tool, collect_tools
-from .errors import ExecutionError, ExecutionTimeout, SecurePyError
+from .errors import ExecutionError, ExecutionTimeout, SandboxUnavailableError, SecurePyError
 
 __all__ = [
     "DEFAULT_DESCRIPTION",
@@ -128,11 +128,18 @@ class SandboxRunner:
         return self._target
 
     def run(self, code: str) -> RunOutcome:
-        """Run ``code`` and return the outcome; never raises for a failure of the code."""
+        """Run ``code`` and return the outcome; never raises for a failure of the code.
+
+        Raises:
+            securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host (a
+                setup problem for the developer, so it is not shown to the model).
+        """
         with self._lock:
+            target = self._sync_target()
             try:
-                target = self._sync_target()
                 execution = target.execute(code, timeout=self.timeout)
+            except SandboxUnavailableError:
+                raise  # a setup problem for the developer, not something the model can fix
             except SecurePyError as exc:
                 return self._failed(exc)
         return self._succeeded(execution)
@@ -143,6 +150,8 @@ class SandboxRunner:
         if isinstance(target, AsyncSession | AsyncSessionPool):
             try:
                 execution = await target.execute(code, timeout=self.timeout)
+            except SandboxUnavailableError:
+                raise
             except SecurePyError as exc:
                 return self._failed(exc)
             return self._succeeded(execution)

@@ -44,6 +44,10 @@ class PolicyError(Exception):
         self.tool = tool
 
 
+# Tracebacks name an exception by its module: show the public one, not the worker's.
+ToolError.__module__ = PolicyError.__module__ = "securepy_tools"
+
+
 def main() -> None:
     """Serve one session: configure, then run each execute until the host hangs up."""
     connection = Connection(int(sys.argv[2]))
