@@ -1,7 +1,7 @@
 """Scripted LlamaIndex models, host tools and sessions for the adapter's tests."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: LlamaIndex renders the live annotations of
+# lookup_order into CodeActAgent's prompt, where strings would show as 'str'.
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
