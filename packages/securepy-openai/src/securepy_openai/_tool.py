@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import securepy
-from securepy.adapters import SandboxRunner
+from securepy.adapters import DEFAULT_TEXT_CHARS, SandboxRunner
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionToolParam
@@ -37,7 +37,7 @@ def securepy_tool(
     name: str = "run_python",
     description: str | None = None,
     timeout: float | None = 30,
-    max_output_chars: int = 8000,
+    max_output_chars: int = DEFAULT_TEXT_CHARS,
     **session_options: Any,
 ) -> SecurePyTool:
     """The sandbox as an OpenAI tool, for Chat Completions and the Responses API.
@@ -117,6 +117,8 @@ class SecurePyTool:
 
         Raises:
             TypeError: ``call`` is not a tool call of any of these kinds.
+            securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host (a
+                setup problem for the developer, not something the model can fix).
         """
         parsed = read_call(call)
         code = self._code_or_problem(parsed)

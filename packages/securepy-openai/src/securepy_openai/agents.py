@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import securepy
+from securepy.adapters import DEFAULT_TEXT_CHARS
 
 from ._convert import relax_strict_schema
 from ._tool import CODE_PARAMETERS, securepy_tool
@@ -36,7 +37,7 @@ def securepy_function_tool(
     name: str = "run_python",
     description: str | None = None,
     timeout: float | None = 30,
-    max_output_chars: int = 8000,
+    max_output_chars: int = DEFAULT_TEXT_CHARS,
     **session_options: Any,
 ) -> FunctionTool:
     """The sandbox as an Agents SDK ``FunctionTool``; arguments as for ``securepy_tool``.
