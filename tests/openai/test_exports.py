@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import securepy_openai
@@ -47,3 +49,13 @@ def test_a_missing_agents_sdk_names_the_extra() -> None:
                    "except ImportError as e:\n    print(e)")
     assert done.stdout == ('securepy_openai.agents needs the OpenAI Agents SDK: '
                            'pip install "securepy-openai[agents]"\n')
+
+
+@pytest.mark.sandbox
+def test_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(securepy_openai.__file__).parents[2] / "README.md").read_text()
+    [block] = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
+    exec(compile(block, "README.md", "exec"), {})
+    expected = [line.removeprefix("#> ") for line in block.splitlines()
+                if line.startswith("#> ")]
+    assert capsys.readouterr().out.splitlines() == expected
