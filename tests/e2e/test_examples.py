@@ -1,0 +1,35 @@
+"""Every example runs as written, offline, and prints what it promises."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+
+# One line each example must print (examples not listed must still exit 0 with output).
+KEY_LINES = {
+    "quickstart.py": "value: Fiat 128",
+}
+
+
+@pytest.mark.sandbox
+@pytest.mark.slow
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_runs(path: Path) -> None:
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_API_KEY")}  # offline: never the real APIs
+    proc = subprocess.run(
+        [sys.executable, str(path)], capture_output=True, text=True, timeout=180, env=env,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip()
+    key = KEY_LINES.get(path.name)
+    if key is not None:
+        assert key in proc.stdout.splitlines(), proc.stdout[-3000:]
