@@ -119,7 +119,10 @@ def test_a_syntax_error_becomes_text(handle: Any) -> None:
     ("{}", 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
     ('{"code": 3}', 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
     ('["print(1)"]', 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
-], ids=["not-json", "no-code", "code-not-str", "not-object"])
+    ("[" * 100_000, "Error: the arguments are not valid JSON (maximum recursion depth exceeded "
+                    'while decoding a JSON array from a unicode string); send '
+                    '{"code": "<python source>"}.'),
+], ids=["not-json", "no-code", "code-not-str", "not-object", "deeply-nested"])
 def test_malformed_arguments_become_text(handle: Any, arguments: str, text: str) -> None:
     reply = handle({"id": "c9", "type": "function",
                     "function": {"name": "run_python", "arguments": arguments}})

@@ -154,7 +154,7 @@ class SecurePyTool:
             return call.payload
         try:
             arguments = json.loads(call.payload)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
             return _Problem(f"Error: the arguments are not valid JSON ({exc}); send "
                             '{"code": "<python source>"}.')
         code = arguments.get("code") if isinstance(arguments, dict) else None
