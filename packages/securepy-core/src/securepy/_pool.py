@@ -51,6 +51,9 @@ logger = logging.getLogger("securepy")
 # only queue for the CPU, while one start per core keeps a draining pool refilling quickly.
 # Two at least, so closing a retired session never waits behind a start.
 _MAX_STARTER_THREADS = 4
+# A failed start is retried after a delay that doubles each time; after this many failures in
+# a row with none in progress, waiting callers get the error instead of their acquire_timeout.
+_FAILURES_BEFORE_GIVING_UP = 3
 _FIRST_RETRY_DELAY = 0.1
 _MAX_RETRY_DELAY = 5.0
 
@@ -383,7 +386,7 @@ class _PoolCore(Generic[S]):
                     return session
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
-                    raise self.timeout_error()
+                    raise self._timeout_error_locked()
                 self._cond.wait(remaining)
 
     def take_or_listen(self, wake: Callable[[], None]) -> S | None:
@@ -413,16 +416,19 @@ class _PoolCore(Generic[S]):
     def timeout_error(self) -> SessionClosedError:
         """The error for an acquire that waited ``acquire_timeout`` in vain."""
         with self._cond:
-            if self._closed:
-                return SessionClosedError("the pool is closed; create a new one")
-            status = self._status_locked()
-            why = ""
-            if status.last_start_error is not None:
-                why = f"; the last session start failed: {status.last_start_error}"
-            return SessionClosedError(
-                f"no session of the pool became free within acquire_timeout="
-                f"{self.acquire_timeout:g} s ({status.busy} busy, {status.starting} starting, "
-                f"{status.dead} failed){why}; use a larger pool or a longer acquire_timeout")
+            return self._timeout_error_locked()
+
+    def _timeout_error_locked(self) -> SessionClosedError:
+        if self._closed:
+            return SessionClosedError("the pool is closed; create a new one")
+        status = self._status_locked()
+        why = ""
+        if status.last_start_error is not None:
+            why = f"; the last session start failed: {status.last_start_error}"
+        return SessionClosedError(
+            f"no session of the pool became free within acquire_timeout="
+            f"{self.acquire_timeout:g} s ({status.busy} busy, {status.starting} starting, "
+            f"{status.dead} failed){why}; use a larger pool or a longer acquire_timeout")
 
     def _take_locked(self) -> S | None:
         if self._closed:
@@ -440,7 +446,9 @@ class _PoolCore(Generic[S]):
 
     def _cannot_start_locked(self) -> bool:
         """True when no session will become free: starts fail and none is in progress."""
-        if self._dead == 0 or self._in_flight or self._to_start:
+        if self._failures < _FAILURES_BEFORE_GIVING_UP or self._dead == 0:
+            return False
+        if self._in_flight or self._to_start:
             return False
         return self.reset_between_uses or not self._busy
 
