@@ -1,0 +1,338 @@
+"""The attack corpus's shared pieces: host secrets to steal, host state to guard, sessions.
+
+Every attack test gets, through the ``host`` fixture:
+
+- secrets the sandboxed code must not reach: a canary file in the host's home, working
+  directory and temp directory, a canary environment variable set in this (the host) process
+  before any session of the suite starts, and a helper process running as uid 65534 (the
+  sandbox's own uid) with the canary in its environment and command line;
+- ``host.run(session, code)``: run code and turn the outcome into plain data, remembering
+  every text that came back (value, stdout, stderr, error text) so the canary check sees it;
+- after the test, the checks the issue asks for: the canary is in nothing that came back, no
+  host file changed and no attack file appeared, no process of any sandbox this test closed is
+  still alive (found by pid namespace, so other sandboxes on the machine do not matter), and
+  the shared sessions still answer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import securepy
+
+SANDBOX_UID = 65534
+TOKEN = f"securepy-attack-{uuid.uuid4().hex[:12]}"
+CANARY = f"CANARY-{uuid.uuid4().hex}"
+CANARY_ENV = "SECUREPY_TEST_SECRET"
+WORKER_DIR = str(pathlib.Path(securepy.__file__).parent / "_worker")
+SITE_PACKAGES = sysconfig.get_paths()["purelib"]
+STDLIB = sysconfig.get_paths()["stdlib"]
+# Host directories an attack file could land in; each is scanned for TOKEN after every test.
+_SCANNED_DIRS = (
+    "/",
+    "/usr",
+    "/etc",
+    "/dev",
+    "/dev/shm",
+    "/tmp",
+    "/var/tmp",
+    "/run",
+    SITE_PACKAGES,
+    STDLIB,
+    WORKER_DIR,
+    os.path.dirname(sys.executable),
+)
+# Host files whose content no attack may change.
+_GUARDED_FILES = (
+    "/etc/passwd",
+    "/etc/hostname",
+    "/etc/hosts",
+    "/proc/sys/kernel/core_pattern",
+    "/proc/sys/kernel/hostname",
+    "/proc/sys/kernel/modprobe",
+    os.__file__,
+    os.path.join(WORKER_DIR, "main.py"),
+    os.path.join(WORKER_DIR, "protocol.py"),
+    os.path.realpath(sys.executable),
+)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    """Wait for a condition that has no event to wait on; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.01)
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one execute gave back, as plain data: ``ok`` and ``value``, or the error."""
+
+    ok: bool
+    value: Any = None
+    error: BaseException | None = None
+    stdout: str = ""
+    stderr: str = ""
+
+    @property
+    def error_type(self) -> str:
+        return "" if self.error is None else type(self.error).__name__
+
+    @property
+    def limit(self) -> str | None:
+        return getattr(self.error, "limit", None)
+
+
+class Host:
+    """The host side of the attack suite: its secrets, its state, its checks."""
+
+    canary = CANARY
+    canary_env = CANARY_ENV
+    token = TOKEN
+
+    def __init__(self, canary_files: dict[str, str], helper: subprocess.Popen[bytes]) -> None:
+        self.canary_files = canary_files
+        self.helper = helper
+        self.returned: list[str] = []
+        self.namespaces: list[str] = []
+        self._fingerprint = _host_fingerprint()
+
+    # -- running code ------------------------------------------------------------------------
+
+    def run(self, session: securepy.Session, code: str, **options: Any) -> Outcome:
+        """Execute ``code``; never raises a SecurePyError, returns it in the outcome."""
+        try:
+            execution = session.execute(code, **options)
+        except securepy.SecurePyError as exc:
+            texts = [
+                str(exc),
+                *(
+                    str(getattr(exc, name, ""))
+                    for name in ("traceback", "stdout", "stderr", "message", "type_name")
+                ),
+            ]
+            self.returned.extend(texts)
+            return Outcome(
+                False,
+                error=exc,
+                stdout=getattr(exc, "stdout", ""),
+                stderr=getattr(exc, "stderr", ""),
+            )
+        self.returned.extend(
+            [repr(execution.value), execution.stdout, execution.stderr, execution.text]
+        )
+        return Outcome(True, execution.value, stdout=execution.stdout, stderr=execution.stderr)
+
+    def value(self, session: securepy.Session, code: str, **options: Any) -> Any:
+        """The value of ``code``, which must not fail."""
+        outcome = self.run(session, code, **options)
+        assert outcome.ok, f"{outcome.error_type}: {outcome.error}"
+        return outcome.value
+
+    def record_namespace(self, session: securepy.Session) -> str:
+        """Remember the sandbox's pid namespace, to prove later nothing of it survived."""
+        namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
+        assert isinstance(namespace, str) and namespace.startswith("pid:[")
+        self.namespaces.append(namespace)
+        return str(namespace)
+
+    # -- checks --------------------------------------------------------------------------------
+
+    def assert_no_canary(self) -> None:
+        leaked = [text[:300] for text in self.returned if CANARY in text]
+        assert not leaked, f"the canary secret came back from the sandbox: {leaked}"
+
+    def assert_files_unchanged(self) -> None:
+        now = _host_fingerprint()
+        changed = {k: (v, now.get(k)) for k, v in self._fingerprint.items() if now.get(k) != v}
+        assert not changed, f"host files changed: {sorted(changed)}"
+        for path, text in self.canary_files.items():
+            assert pathlib.Path(path).read_text() == text
+        planted = [
+            os.path.join(d, name)
+            for d in _SCANNED_DIRS
+            if os.path.isdir(d)
+            for name in _listdir(d)
+            if TOKEN in name
+        ]
+        assert not planted, f"attack files appeared on the host: {planted}"
+
+    def assert_nothing_survived(self, namespaces: list[str] | None = None) -> None:
+        """No host process lives in any of these pid namespaces, and none carries TOKEN."""
+        wanted = set(self.namespaces if namespaces is None else namespaces)
+        wait_until(lambda: not _processes_in(wanted), timeout=10)
+        marked = _processes_marked(TOKEN)
+        assert not marked, f"processes of an attack survived: {marked}"
+
+    def assert_helper_alive(self) -> None:
+        assert self.helper.poll() is None, "the host's uid-65534 helper process was killed"
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []
+
+
+def _host_fingerprint() -> dict[str, str]:
+    found = {}
+    for path in _GUARDED_FILES:
+        try:
+            found[path] = hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+        except OSError as exc:
+            found[path] = f"unreadable: {exc.errno}"
+    return found
+
+
+def _host_pids() -> list[int]:
+    return [int(p) for p in _listdir("/proc") if p.isdigit()]
+
+
+def _processes_in(namespaces: set[str]) -> list[int]:
+    found = []
+    for pid in _host_pids():
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/ns/pid") in namespaces:
+                found.append(pid)
+    return found
+
+
+def _processes_marked(marker: str) -> list[int]:
+    found = []
+    for pid in _host_pids():
+        if pid == os.getpid():
+            continue
+        with contextlib.suppress(OSError):
+            if marker.encode() in pathlib.Path(f"/proc/{pid}/cmdline").read_bytes():
+                found.append(pid)
+    return found
+
+
+def kill_marked(marker: str) -> list[int]:
+    """SIGKILL the host processes whose command line carries ``marker`` (a control's leftovers)."""
+    pids = _processes_marked(marker)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+@pytest.fixture(scope="session")
+def host_secrets() -> Iterator[tuple[dict[str, str], subprocess.Popen[bytes]]]:
+    """Plant the canaries on the host for the whole suite; remove them after."""
+    files: dict[str, str] = {}
+    for where in (pathlib.Path.home(), pathlib.Path.cwd(), pathlib.Path(tempfile.gettempdir())):
+        path = where / f".securepy-canary-{CANARY[-12:]}.txt"
+        text = f"secret in {where}: {CANARY}\n"
+        path.write_text(text)
+        path.chmod(0o644)  # readable by anyone who can reach it: only the wall stops a read
+        files[str(path)] = text
+    os.environ[CANARY_ENV] = CANARY
+    helper = subprocess.Popen(
+        ["/bin/sh", "-c", f"sleep 600; : {CANARY}"],
+        env={CANARY_ENV: CANARY, "PATH": "/usr/bin:/bin"},
+        user=SANDBOX_UID,
+        group=SANDBOX_UID,
+        extra_groups=[],
+        cwd="/",
+        start_new_session=True,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        yield files, helper
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(helper.pid, signal.SIGKILL)
+        helper.wait()
+        os.environ.pop(CANARY_ENV, None)
+        for path in files:
+            pathlib.Path(path).unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def shared_namespaces() -> list[str]:
+    """Pid namespaces of the suite's shared sandboxes, checked when the suite ends."""
+    return []
+
+
+@pytest.fixture
+def host(
+    host_secrets: tuple[dict[str, str], subprocess.Popen[bytes]], shared_namespaces: list[str]
+) -> Iterator[Host]:
+    """The host, checked after the test: no canary returned, no file changed, nothing left."""
+    files, helper = host_secrets
+    guard = Host(files, helper)
+    yield guard
+    guard.assert_no_canary()
+    guard.assert_files_unchanged()
+    guard.assert_helper_alive()
+
+
+@pytest.fixture
+def sandboxes(host: Host) -> Iterator[Callable[..., securepy.Session]]:
+    """Factory of fresh sandboxed sessions (for destructive attacks); each is closed after the
+    test, and then nothing of its sandbox may still run on the host."""
+    made: list[securepy.Session] = []
+
+    def make(**options: Any) -> securepy.Session:
+        options.setdefault("timeout", 30)
+        session = securepy.Session(**options)
+        made.append(session)
+        host.record_namespace(session)
+        return session
+
+    yield make
+    for session in made:
+        session.close()
+    host.assert_nothing_survived()
+
+
+@pytest.fixture(scope="module")
+def shared_sandbox(host_secrets: Any, shared_namespaces: list[str]) -> Iterator[securepy.Session]:
+    """One sandboxed session per module, for attacks that leave it intact (reads, refused
+    calls). A test that kills it fails the leak guard, as its restarted child is new."""
+    with securepy.Session(timeout=30) as session:
+        namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
+        shared_namespaces.append(namespace)
+        yield session
+    wait_until(lambda: not _processes_in({namespace}), timeout=10)
+
+
+@pytest.fixture(scope="module")
+def control(host_secrets: Any) -> Iterator[securepy.Session]:
+    """One unsandboxed session per module: the control where the resource is available."""
+    with securepy.Session(sandbox=False, timeout=30) as session:
+        yield session
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_of_shared_sandboxes_survives(shared_namespaces: list[str]) -> Iterator[None]:
+    yield
+    wait_until(lambda: not _processes_in(set(shared_namespaces)), timeout=10)
+
+
+@pytest.fixture
+def shared(shared_sandbox: securepy.Session, host: Host) -> Iterator[securepy.Session]:
+    """The module's shared sandbox for one test; after it, the same child must still answer."""
+    before = shared_sandbox._child.process.pid if shared_sandbox._child else None
+    yield shared_sandbox
+    assert host.value(shared_sandbox, "6 * 7") == 42
+    after = shared_sandbox._child.process.pid if shared_sandbox._child else None
+    assert after == before, "the attack killed the shared sandbox (use a fresh one)"
