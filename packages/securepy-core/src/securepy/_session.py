@@ -19,7 +19,7 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._audit import Auditor, open_auditor
+from ._audit import Auditor, check_audit_path, open_auditor
 from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
 from ._driver import CallTool, Finish, Reply, Turn, error_reply
 from ._execution import Execution
@@ -119,6 +119,8 @@ def make_config(
         raise TypeError("pre_execute_hook must be callable")
     if audit is not None and not callable(audit):
         raise TypeError("audit must be a callable that takes one event dict")
+    if audit_log is not None:
+        check_audit_path(audit_log)
     return SessionConfig(
         tools=collect_tools(tools),
         sandbox=sandbox,
@@ -370,6 +372,9 @@ class _SessionBase:
     def _complete(self, turn: Turn, finish: Finish, started: float) -> Execution:
         duration = time.monotonic() - started
         execution = turn.build_execution(finish.value, duration=duration)
+        if execution.truncated:
+            self._emit("limit_exceeded", limit="output",
+                       message=f"output over {self._config.max_output_bytes} bytes was cut")
         if self._auditor is not None:
             child = self._child
             usage = child.process.resource_usage() if child is not None else None
@@ -388,7 +393,7 @@ class _SessionBase:
             self._emit("execute_timeout", timeout=error.timeout, state_kept=error.state_kept)
         else:
             self._emit("execute_error", type=getattr(error, "type_name", type(error).__name__),
-                       message=str(error))
+                       message=getattr(error, "message", str(error)))
         logger.info("session %s: execution failed: %s", self.id, type(error).__name__,
                     extra={"session_id": self.id})
 

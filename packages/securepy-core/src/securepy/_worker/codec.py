@@ -27,12 +27,9 @@ decodes what a hostile child sent.
 
 from __future__ import annotations
 
-import base64
-import datetime
-import decimal
+import binascii
 import math
 import sys
-import uuid
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
@@ -43,6 +40,17 @@ __all__ = ["MAX_VALUE_DEPTH", "CodecError", "Opaque", "decode", "encode"]
 MAX_VALUE_DEPTH = 100
 _MAX_REPR = 2000
 _SAFE_INT = 2**53
+
+
+def _b64encode(data: bytes) -> str:
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    try:
+        return binascii.a2b_base64(text.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError):
+        raise CodecError("malformed base64 data") from None
 
 
 class CodecError(ValueError):
@@ -107,6 +115,10 @@ def encode(value: Any, depth: int = 0) -> Any:
 
 def _encode_other(value: Any, depth: int) -> Any:
     # Subclasses and optional packages: checked after the exact-type fast path.
+    _add_stdlib_encoders()
+    encoder = _ENCODERS.get(type(value))
+    if encoder is not None:
+        return encoder(value, depth)
     for base, encoder in _ENCODERS.items():
         if isinstance(value, base):
             return encoder(value, depth)
@@ -162,7 +174,7 @@ def _encode_ndarray(array: Any, depth: int, *, scalar: bool = False) -> dict[str
         tree["items"] = [encode(item, depth) for item in array.ravel().tolist()]
     else:
         tree["dtype"] = array.dtype.descr if array.dtype.fields else array.dtype.str
-        tree["v"] = base64.b64encode(array.tobytes(order="C")).decode("ascii")
+        tree["v"] = _b64encode(array.tobytes(order="C"))
     return tree
 
 
@@ -189,17 +201,29 @@ _ENCODERS: dict[type, Any] = {
     tuple: _encode_items("tuple"),
     set: _encode_items("set"),
     frozenset: _encode_items("frozenset"),
-    bytes: lambda v, d: {"$": "bytes", "v": base64.b64encode(v).decode("ascii")},
-    bytearray: lambda v, d: {"$": "bytearray", "v": base64.b64encode(v).decode("ascii")},
+    bytes: lambda v, d: {"$": "bytes", "v": _b64encode(v)},
+    bytearray: lambda v, d: {"$": "bytearray", "v": _b64encode(v)},
     complex: lambda v, d: {"$": "complex", "v": [encode(v.real, d), encode(v.imag, d)]},
-    # datetime before date: a datetime is a date.
-    datetime.datetime: lambda v, d: {"$": "datetime", "v": v.isoformat()},
-    datetime.date: lambda v, d: {"$": "date", "v": v.isoformat()},
-    datetime.time: lambda v, d: {"$": "time", "v": v.isoformat()},
-    datetime.timedelta: lambda v, d: {"$": "timedelta", "v": [v.days, v.seconds, v.microseconds]},
-    decimal.Decimal: lambda v, d: {"$": "decimal", "v": str(v)},
-    uuid.UUID: lambda v, d: {"$": "uuid", "v": v.hex},
 }
+
+
+def _add_stdlib_encoders() -> None:
+    """Encoders for datetime, Decimal and UUID, added once those modules are loaded (a value of
+    their types cannot exist before): importing them up front would slow every start."""
+    datetime = sys.modules.get("datetime")
+    if datetime is not None and datetime.datetime not in _ENCODERS:
+        # datetime before date: a datetime is a date, and subclasses match in this order.
+        _ENCODERS[datetime.datetime] = lambda v, d: {"$": "datetime", "v": v.isoformat()}
+        _ENCODERS[datetime.date] = lambda v, d: {"$": "date", "v": v.isoformat()}
+        _ENCODERS[datetime.time] = lambda v, d: {"$": "time", "v": v.isoformat()}
+        _ENCODERS[datetime.timedelta] = lambda v, d: {
+            "$": "timedelta", "v": [v.days, v.seconds, v.microseconds]}
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and decimal.Decimal not in _ENCODERS:
+        _ENCODERS[decimal.Decimal] = lambda v, d: {"$": "decimal", "v": str(v)}
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and uuid.UUID not in _ENCODERS:
+        _ENCODERS[uuid.UUID] = lambda v, d: {"$": "uuid", "v": v.hex}
 
 
 def decode(tree: Any, depth: int = 0) -> Any:
@@ -283,7 +307,7 @@ def _decode_items(build: Any) -> Any:
 
 
 def _decode_b64(tree: dict[str, Any]) -> bytes:
-    return base64.b64decode(_field(tree, "v", str), validate=True)
+    return _b64decode(_field(tree, "v", str))
 
 
 def _decode_complex(tree: dict[str, Any], depth: int) -> complex:
@@ -296,14 +320,18 @@ def _decode_complex(tree: dict[str, Any], depth: int) -> complex:
     return complex(real, imag)
 
 
-def _decode_timedelta(tree: dict[str, Any], depth: int) -> datetime.timedelta:
+def _decode_timedelta(tree: dict[str, Any], depth: int) -> Any:
+    import datetime
+
     parts = _field(tree, "v", list)
     if len(parts) != 3 or not all(type(p) is int for p in parts):
         raise CodecError("malformed 'timedelta' value")
     return datetime.timedelta(days=parts[0], seconds=parts[1], microseconds=parts[2])
 
 
-def _decode_decimal(tree: dict[str, Any], depth: int) -> decimal.Decimal:
+def _decode_decimal(tree: dict[str, Any], depth: int) -> Any:
+    import decimal
+
     text = _field(tree, "v", str)
     if len(text) > 100_000:
         raise CodecError("encoded Decimal is too long")
@@ -311,6 +339,12 @@ def _decode_decimal(tree: dict[str, Any], depth: int) -> decimal.Decimal:
         return decimal.Decimal(text)
     except decimal.InvalidOperation:
         raise CodecError(f"malformed Decimal {text[:20]!r}") from None
+
+
+def _decode_uuid(tree: dict[str, Any], depth: int) -> Any:
+    import uuid
+
+    return uuid.UUID(hex=_field(tree, "v", str)[:40])
 
 
 def _decode_opaque(tree: dict[str, Any], depth: int) -> Opaque:
@@ -376,12 +410,14 @@ def _optional(name: str) -> Any:
         return None
 
 
-def _iso(parse: Any) -> Any:
+def _iso(kind: str) -> Any:
     def decoder(tree: dict[str, Any], depth: int) -> Any:
+        import datetime
+
         text = _field(tree, "v", str)
         if len(text) > 64:
             raise CodecError("malformed date/time value")
-        return parse(text)
+        return getattr(datetime, kind).fromisoformat(text)
 
     return decoder
 
@@ -397,12 +433,12 @@ _DECODERS: dict[str, Any] = {
     "bytes": lambda t, d: _decode_b64(t),
     "bytearray": lambda t, d: bytearray(_decode_b64(t)),
     "complex": _decode_complex,
-    "datetime": _iso(datetime.datetime.fromisoformat),
-    "date": _iso(datetime.date.fromisoformat),
-    "time": _iso(datetime.time.fromisoformat),
+    "datetime": _iso("datetime"),
+    "date": _iso("date"),
+    "time": _iso("time"),
     "timedelta": _decode_timedelta,
     "decimal": _decode_decimal,
-    "uuid": lambda t, d: uuid.UUID(hex=_field(t, "v", str)[:40]),
+    "uuid": _decode_uuid,
     "opaque": _decode_opaque,
     "ndarray": _decode_ndarray,
     "series": _decode_series,

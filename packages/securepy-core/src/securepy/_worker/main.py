@@ -11,11 +11,14 @@ import keyword
 import os
 import resource
 import select
-import signal
-import socket
 import sys
 import threading
 import types
+
+# The C modules behind socket and signal: the Python wrappers import enum, which costs
+# milliseconds at every start and buys the worker nothing.
+import _signal
+import _socket
 
 from . import codec, protocol
 from .runner import Runner, describe_limit, format_user_traceback
@@ -60,7 +63,7 @@ def main() -> None:
     broker = ToolBroker(connection)
     namespace = _build_namespace(config["tools"], broker)
     state = _TurnState()
-    signal.signal(signal.SIGINT, state.on_interrupt)
+    _signal.signal(_signal.SIGINT, state.on_interrupt)
     outputs = _capture_output(connection)
     runner = Runner(namespace)
     connection.send({"kind": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
@@ -84,7 +87,7 @@ class Connection:
     """The worker's end of the socket: buffered frame reads, locked frame writes."""
 
     def __init__(self, fd: int) -> None:
-        self._sock = socket.socket(fileno=fd)
+        self._sock = _socket.socket(fileno=fd)
         self._buffer = bytearray()
         self._send_lock = threading.Lock()
 

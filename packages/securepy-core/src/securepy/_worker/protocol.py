@@ -23,7 +23,6 @@ runs user code on its only reading thread.
 
 from __future__ import annotations
 
-import json
 import struct
 
 TYPE_CHECKING = False
@@ -89,10 +88,58 @@ class FrameError(ValueError):
     """A frame broke the protocol: too large, not JSON, too deep, or not a known message."""
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not allowed in a frame")
+
+
+try:
+    # The json package's C core, used directly: the json package itself imports re (and enum),
+    # which costs milliseconds at every start of the worker.
+    import _json
+except ImportError:  # pragma: no cover - CPython always has it
+    import json
+
+    def _dumps(message: dict[str, Any]) -> str:
+        return json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def _loads(text: str) -> Any:
+        return json.loads(text, parse_constant=_refuse_constant)
+
+else:
+
+    class _ScanContext:
+        strict = True
+        object_hook = None
+        object_pairs_hook = None
+        parse_float = float
+        parse_int = int
+        parse_constant = staticmethod(_refuse_constant)
+        memo: dict[str, str] = {}
+
+    def _not_serializable(value: object) -> None:
+        raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+    _scan = _json.make_scanner(_ScanContext())
+    _encode = _json.make_encoder(
+        None, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, False
+    )
+
+    def _dumps(message: dict[str, Any]) -> str:
+        return "".join(_encode(message, 0))
+
+    def _loads(text: str) -> Any:
+        try:
+            value, end = _scan(text, 0)
+        except StopIteration:
+            raise ValueError("expected a JSON value at the start") from None
+        if end != len(text) and text[end:].strip(" \t\n\r"):
+            raise ValueError(f"extra data after the JSON value at {end}")
+        return value
+
+
 def encode_frame(message: dict[str, Any]) -> bytes:
     """Serialize one message as a length-prefixed frame."""
-    body = json.dumps(message, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    data = body.encode("utf-8", "surrogatepass")
+    data = _dumps(message).encode("utf-8", "surrogatepass")
     return HEADER.pack(len(data)) + data
 
 
@@ -103,7 +150,7 @@ def parse_body(body: bytes, schemas: dict[str, _Schema]) -> dict[str, Any]:
         FrameError: the body is not valid UTF-8 JSON, too deep, or not a known message.
     """
     try:
-        message = json.loads(body)
+        message = _loads(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise FrameError(f"frame is not valid JSON: {str(exc)[:200]}") from None
     check_depth(message, MAX_DEPTH)

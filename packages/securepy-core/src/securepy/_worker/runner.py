@@ -5,10 +5,10 @@ Stdlib only: this runs inside the sandbox.
 
 from __future__ import annotations
 
-import ast
+import _ast
 import errno
-import linecache
 import os
+import sys
 from types import CodeType, TracebackType
 
 TYPE_CHECKING = False
@@ -18,7 +18,10 @@ if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it onl
 __all__ = ["Runner", "describe_limit", "format_user_traceback"]
 
 _WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
-_FLAGS = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# The C parser's node classes (_ast) rather than the ast module, which imports enum; and
+# linecache (tokenize, re) only once something else has imported it: both cost milliseconds
+# at every start.
+_FLAGS = _ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 _CACHE_SIZE = 64
 _CO_COROUTINE = 0x80  # inspect.CO_COROUTINE, without importing inspect
 
@@ -40,12 +43,13 @@ class Runner:
         """Run ``source``; return the trailing expression's value (None if there is none)."""
         compiled = self._compiled.get(source)
         if compiled is None:
-            linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+            _remember_source(source, filename)
             compiled = _split_trailing_expression(source, filename)
             if len(self._compiled) >= _CACHE_SIZE:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[source] = compiled
         body, last = compiled
+        _share_sources_with_linecache()
         if body is not None:
             self._run_code(body)
         return self._run_code(last) if last is not None else None
@@ -66,17 +70,37 @@ class Runner:
 def _split_trailing_expression(
     source: str, filename: str
 ) -> tuple[CodeType | None, CodeType | None]:
-    tree = ast.parse(source, filename, "exec")
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        last = ast.Expression(tree.body.pop().value)  # type: ignore[attr-defined]
+    tree = compile(source, filename, "exec", _ast.PyCF_ONLY_AST | _FLAGS, dont_inherit=True)
+    if tree.body and isinstance(tree.body[-1], _ast.Expr):
+        last = _ast.Expression(tree.body.pop().value)
         body = compile(tree, filename, "exec", flags=_FLAGS) if tree.body else None
         return body, compile(last, filename, "eval", flags=_FLAGS)
     return compile(tree, filename, "exec", flags=_FLAGS), None
 
 
+_pending_sources: dict[str, str] = {}
+
+
+def _remember_source(source: str, filename: str) -> None:
+    _pending_sources[filename] = source
+
+
+def _share_sources_with_linecache() -> None:
+    """Give linecache the cells' sources (for traceback lines) once it has been imported."""
+    linecache = sys.modules.get("linecache")
+    if linecache is None or not _pending_sources:
+        return
+    for filename, source in _pending_sources.items():
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    _pending_sources.clear()
+
+
 def format_user_traceback(exc: BaseException) -> str:
     """The traceback text of ``exc`` without the worker's own frames."""
+    import linecache  # noqa: F401 - loaded for the sources below
     import traceback
+
+    _share_sources_with_linecache()
 
     summary = traceback.TracebackException.from_exception(exc)
     _drop_worker_frames(summary)
