@@ -111,12 +111,19 @@ class Host:
         self.helper = helper
         self.returned: list[str] = []
         self.namespaces: list[str] = []
-        self._fingerprint = _host_fingerprint()
+        self._fingerprint = _host_fingerprint() if canary_files else {}
 
     # -- running code ------------------------------------------------------------------------
 
-    def run(self, session: securepy.Session, code: str, **options: Any) -> Outcome:
-        """Execute ``code``; never raises a SecurePyError, returns it in the outcome."""
+    def run(
+        self, session: securepy.Session, code: str, *, record: bool = True, **options: Any
+    ) -> Outcome:
+        """Execute ``code``; never raises a SecurePyError, returns it in the outcome.
+
+        ``record=False`` is for controls, whose whole point is to get the secret back.
+        """
+        if not record:
+            return Host({}, self.helper).run(session, code, **options)
         try:
             execution = session.execute(code, **options)
         except securepy.SecurePyError as exc:
@@ -139,9 +146,11 @@ class Host:
         )
         return Outcome(True, execution.value, stdout=execution.stdout, stderr=execution.stderr)
 
-    def value(self, session: securepy.Session, code: str, **options: Any) -> Any:
+    def value(
+        self, session: securepy.Session, code: str, *, record: bool = True, **options: Any
+    ) -> Any:
         """The value of ``code``, which must not fail."""
-        outcome = self.run(session, code, **options)
+        outcome = self.run(session, code, record=record, **options)
         assert outcome.ok, f"{outcome.error_type}: {outcome.error}"
         return outcome.value
 
