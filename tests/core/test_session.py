@@ -410,3 +410,14 @@ def test_garbage_collected_session_kills_its_child() -> None:
     gc.collect()
     with pytest.raises(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def test_preload_imports_modules_before_ready() -> None:
+    with securepy.Session(sandbox=False, preload=["json", "decimal"]) as session:
+        assert session.execute("import sys\n'decimal' in sys.modules").value is True
+    with pytest.raises(errors.SandboxUnavailableError,
+                       match=r"^the worker failed to start: ModuleNotFoundError: preload of "
+                             r"'no_such_module' failed: No module named 'no_such_module'$"):
+        securepy.Session(sandbox=False, preload=["no_such_module"])
+    with pytest.raises(TypeError, match="preload must be a list of module names"):
+        securepy.Session(sandbox=False, preload="numpy")

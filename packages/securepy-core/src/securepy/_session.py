@@ -80,6 +80,7 @@ class SessionConfig:
     audit: Callable[[dict[str, Any]], Any] | None
     verbose: bool
     launcher: Launcher | None
+    preload: tuple[str, ...] = ()
 
 
 def make_config(
@@ -100,6 +101,7 @@ def make_config(
     audit: Callable[[dict[str, Any]], Any] | None = None,
     verbose: bool = False,
     launcher: Launcher | None = None,
+    preload: Iterable[str] = (),
 ) -> SessionConfig:
     """Validate and freeze the session options (see :class:`Session`)."""
     if not isinstance(sandbox, bool):
@@ -121,6 +123,12 @@ def make_config(
         raise TypeError("audit must be a callable that takes one event dict")
     if audit_log is not None:
         check_audit_path(audit_log)
+    if isinstance(preload, str):
+        raise TypeError("preload must be a list of module names, e.g. ['numpy', 'pandas']")
+    modules = tuple(preload)
+    for module in modules:
+        if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
+            raise ValueError(f"preload: {module!r} is not a module name")
     return SessionConfig(
         tools=collect_tools(tools),
         sandbox=sandbox,
@@ -138,6 +146,7 @@ def make_config(
         audit=audit,
         verbose=bool(verbose),
         launcher=launcher,
+        preload=modules,
     )
 
 
@@ -236,6 +245,7 @@ def _handshake(child: _Child, config: SessionConfig) -> None:
             "limits": config.limits.to_wire(),
             "path": list(interpreter.path),
             "nproc": child.process.sandboxed,
+            "preload": list(config.preload),
         })
         ready = channel.receive(time.monotonic() + START_TIMEOUT)
     except (ProtocolError, DeadlineExceeded) as exc:
@@ -244,6 +254,9 @@ def _handshake(child: _Child, config: SessionConfig) -> None:
             f"the {'sandboxed ' if child.process.sandboxed else ''}worker failed to start: "
             f"{detail[-2000:]}"
         ) from None
+    if ready["kind"] == "error":
+        raise SandboxUnavailableError(
+            f"the worker failed to start: {ready['type'][:100]}: {ready['message'][:2000]}")
     if ready["kind"] != "ready" or ready.get("version") != protocol.PROTOCOL_VERSION:
         raise SandboxUnavailableError(
             f"the worker speaks protocol {ready.get('version')!r}, the host "
@@ -454,6 +467,9 @@ class Session(_SessionBase):
         audit: a callable that receives each audit event as a dict.
         verbose: log this session's activity to stderr.
         launcher: advanced: a custom launcher (tests).
+        preload: modules the child imports before it reports ready (e.g. ``["numpy",
+            "pandas"]``), so a pool's spare sessions start with them loaded. A module that
+            fails to import makes the start fail with SandboxUnavailableError.
 
     Raises:
         securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
@@ -485,6 +501,7 @@ class Session(_SessionBase):
         audit: Callable[[dict[str, Any]], Any] | None = None,
         verbose: bool = False,
         launcher: Launcher | None = None,
+        preload: Iterable[str] = (),
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -492,7 +509,7 @@ class Session(_SessionBase):
             max_tool_calls=max_tool_calls, max_executions=max_executions,
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
-            verbose=verbose, launcher=launcher,
+            verbose=verbose, launcher=launcher, preload=preload,
         )
         self._init_from_config(config)
 
@@ -780,6 +797,7 @@ class AsyncSession(_SessionBase):
         audit: Callable[[dict[str, Any]], Any] | None = None,
         verbose: bool = False,
         launcher: Launcher | None = None,
+        preload: Iterable[str] = (),
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -787,7 +805,7 @@ class AsyncSession(_SessionBase):
             max_tool_calls=max_tool_calls, max_executions=max_executions,
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
-            verbose=verbose, launcher=launcher,
+            verbose=verbose, launcher=launcher, preload=preload,
         )
         self._init_from_config(config)
 

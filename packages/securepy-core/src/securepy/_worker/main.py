@@ -62,6 +62,13 @@ def main() -> None:
     _install_interactive_builtins()
     broker = ToolBroker(connection)
     namespace = _build_namespace(config["tools"], broker)
+    for module in config.get("preload") or ():
+        try:
+            __import__(module)  # before "ready": a pool's spare sessions start with it loaded
+        except BaseException as exc:  # noqa: BLE001 - reported to the host, then exit
+            connection.send({"kind": "error", "type": type(exc).__name__, "traceback": "",
+                             "message": f"preload of {module!r} failed: {exc}"[:2000]})
+            raise SystemExit(1) from None
     state = _TurnState()
     _signal.signal(_signal.SIGINT, state.on_interrupt)
     outputs = _capture_output(connection)

@@ -7,7 +7,8 @@ below. Values (tool arguments, results, the final value) travel as codec trees (
 
 A session's life:
 
-    host -> child   configure   (tools, limits, sys.path)      once, right after the start
+    host -> child   configure   (tools, limits, sys.path,      once, right after the start
+                                 modules to preload)
     child -> host   ready       (version, pid)                 once
     then, per execute (one turn at a time):
     host -> child   execute     (code, filename)
@@ -73,6 +74,7 @@ HOST_MESSAGES: dict[str, _Schema] = {
         "limits": (dict, True),
         "path": (list, True),
         "nproc": (bool, True),
+        "preload": (list, False),
     },
     "execute": {"code": (str, True), "filename": (str, True)},
     "tool_result": {
