@@ -116,7 +116,7 @@ async def main() -> None:
             for call in message.tool_calls:
                 print(f"--- run_python ({call['id']}):\n{call['args']['code'].rstrip()}")
             if message.content:
-                print(f"--- answer:\n{message.content}")
+                print(f"answer: {message.content}")
         elif isinstance(message, ToolMessage):
             print(f"--- result [{message.status}]:\n{message.content}")
 

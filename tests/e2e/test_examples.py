@@ -18,6 +18,7 @@ KEY_LINES = {
     "llamaindex_agent.py": "answer: Ann's orders total 27.5 euros.",
     "anthropic_loop.py": "answer: The three orders total 345.5",
     "openai_loop.py": "chat answer: The three orders total 345.5",
+    "langchain_agent.py": "answer: Refunded A1 (12.5 €). A2 (30 €) was refused",
 }
 
 

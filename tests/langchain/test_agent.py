@@ -133,7 +133,7 @@ async def test_errors_timeouts_and_denials_come_back_and_the_agent_continues(
                   "session kept its state"),
         ("error", 'Traceback (most recent call last):\n  File "<cell>", line 1, in <module>\n'
                   "    refund('A1')\n  File \"<securepy tool refund>\", line 2, in refund\n"
-                  "_securepy_worker.main.PolicyError: denied"),
+                  "securepy_tools.PolicyError: denied"),
         ("success", "'denied'"),
     ]
     assert messages[-1].content == "I could not refund A1: the refund was denied."

@@ -78,7 +78,7 @@ ERRORS = [
      "interrupted; the session kept its state"),
     ("refund('A1')", 30, 'Traceback (most recent call last):\n  File "<cell>", line 1, in '
      "<module>\n    refund('A1')\n  File \"<securepy tool refund>\", line 2, in refund\n"
-     "_securepy_worker.main.PolicyError: denied"),
+     "securepy_tools.PolicyError: denied"),
     ("import os\nos._exit(3)", 30, "Error (ProtocolError): the child process died "
      "unexpectedly (exit status 3); the session was restarted with a fresh namespace"),
 ]
