@@ -185,7 +185,10 @@ def test_kernel_and_device_information_is_masked(
     code = f"""
 import os
 try:
-    r = len(os.listdir({path!r})) if {probe!r} == "listdir" else len(open({path!r}, "rb").read(65536))
+    if {probe!r} == "listdir":
+        r = len(os.listdir({path!r}))
+    else:
+        r = len(open({path!r}, "rb").read(65536))
 except OSError as e:
     r = type(e).__name__
 r
