@@ -189,6 +189,10 @@ class Host:
         marked = _processes_marked(TOKEN)
         assert not marked, f"processes of an attack survived: {marked}"
 
+    def kill_marked(self, marker: str) -> list[int]:
+        """SIGKILL host processes whose command line carries ``marker`` (a control's leftovers)."""
+        return kill_marked(marker)
+
     def assert_helper_alive(self) -> None:
         assert self.helper.poll() is None, "the host's uid-65534 helper process was killed"
 
