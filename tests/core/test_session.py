@@ -421,3 +421,14 @@ def test_preload_imports_modules_before_ready() -> None:
         securepy.Session(sandbox=False, preload=["no_such_module"])
     with pytest.raises(TypeError, match="preload must be a list of module names"):
         securepy.Session(sandbox=False, preload="numpy")
+
+
+@pytest.mark.sandbox
+def test_sandbox_outlives_the_thread_that_started_it() -> None:
+    # --die-with-parent watches the forking *thread*; sessions are often made in pool threads.
+    made: list[securepy.Session] = []
+    starter = threading.Thread(target=lambda: made.append(securepy.Session()))
+    starter.start()
+    starter.join()
+    with made[0] as session:
+        assert session.execute("1 + 1").value == 2

@@ -73,15 +73,10 @@ def orders_file(tmp_path: Path) -> Path:
     return path
 
 
-# bubblewrap's --die-with-parent is PR_SET_PDEATHSIG, which fires when the *thread* that
-# started the child exits; LangGraph runs sync tools in short-lived executor threads, so the
-# child is killed between steps. To be fixed in the launcher (securepy-core), not here.
-PDEATHSIG_BUG = pytest.mark.xfail(
-    reason="core: the sandboxed child dies when the thread that started it exits", strict=False)
-
-
+# LangGraph runs sync tools in short-lived executor threads: the sandbox started in one of
+# them must survive that thread (bubblewrap's --die-with-parent watches the forking thread).
 @pytest.mark.sandbox
-@pytest.mark.parametrize("twin", [pytest.param("sync", marks=PDEATHSIG_BUG), "async"])
+@pytest.mark.parametrize("twin", ["sync", "async"])
 async def test_code_reads_host_data_through_a_langchain_tool_and_keeps_state(
         twin: str, orders_file: Path) -> None:
     @tool

@@ -634,7 +634,7 @@ class Session(_SessionBase):
                 elif isinstance(action, Finish):
                     return action
         finally:
-            for call in pending.values():
+            for call in tuple(pending.values()):
                 call.claim()
 
     def _start_tool_call(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
@@ -644,10 +644,10 @@ class Session(_SessionBase):
         if self._executor is None:
             self._executor = concurrent.futures.ThreadPoolExecutor(
                 _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
-        self._executor.submit(self._run_tool_and_reply, child, channel, turn, call)
+        self._executor.submit(self._run_tool_and_reply, child, channel, turn, call, pending)
 
     def _run_tool_and_reply(self, child: _Child, channel: Channel, turn: Turn,
-                            call: _PendingCall) -> None:
+                            call: _PendingCall, pending: dict[int, _PendingCall]) -> None:
         tool = call.action.tool
         logger.info("session %s: tool %s called", self.id, tool.name,
                     extra={"session_id": self.id})
@@ -655,11 +655,12 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(tool, call.action.arguments)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
             error = exc
         duration = time.monotonic() - call.started
         if not call.claim():
             return
+        pending.pop(call.action.call_id, None)
         reply = turn.tool_finished(call.action, duration=duration, value=value, error=error)
         logger.info("session %s: tool %s %s in %.3f s", self.id, tool.name,
                     "failed" if error else "returned", duration, extra={"session_id": self.id})
@@ -677,9 +678,9 @@ class Session(_SessionBase):
     def _expire_tool_calls(self, child: _Child, channel: Channel, turn: Turn,
                            pending: dict[int, _PendingCall]) -> None:
         now = time.monotonic()
-        for call_id, call in list(pending.items()):
+        for call_id, call in tuple(pending.items()):
             if call.deadline is not None and now >= call.deadline and call.claim():
-                del pending[call_id]
+                pending.pop(call_id, None)
                 reply = turn.tool_timed_out(call.action, duration=now - call.started)
                 self._send(child, channel, reply)
 
@@ -762,7 +763,8 @@ class _PendingCall:
 
 
 def _earliest(deadline: float | None, pending: dict[int, _PendingCall]) -> float | None:
-    times = [call.deadline for call in pending.values() if call.deadline is not None]
+    # A snapshot: tool threads remove their calls while this runs.
+    times = [call.deadline for call in tuple(pending.values()) if call.deadline is not None]
     if deadline is not None:
         times.append(deadline)
     return min(times) if times else None
@@ -1007,6 +1009,8 @@ class AsyncSession(_SessionBase):
 
 def check_syntax(code: str) -> None:
     """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
+    if code in _parsed_recently:
+        return
     try:
         compile(code, "<code>", "exec", _SYNTAX_FLAGS, dont_inherit=True)
     except SyntaxError as exc:
@@ -1015,9 +1019,16 @@ def check_syntax(code: str) -> None:
         ) from None
     except (ValueError, MemoryError, RecursionError) as exc:
         raise CodeValidationError(f"the code cannot be parsed: {exc}") from None
+    if len(_parsed_recently) >= 64:
+        # Other threads may be trimming too: losing that race only costs a parse.
+        with contextlib.suppress(RuntimeError, StopIteration, KeyError):
+            del _parsed_recently[next(iter(_parsed_recently))]
+    _parsed_recently[code] = None
 
 
 _SYNTAX_FLAGS = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
+# Agents resend the same snippets; parsing them again on the host costs more than running them.
+_parsed_recently: dict[str, None] = {}
 
 
 def _truncate_code(code: str, limit: int = 10_000) -> str:

@@ -63,6 +63,7 @@ from .base import LaunchSpec
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
 from .procfs import child_pids, read_process_usage
 from .seccomp import SeccompUnavailable, seccomp_filter_fd
+from .spawner import spawn
 from .unsandboxed import describe_signal_exit, read_startup_stderr
 
 __all__ = [
@@ -553,16 +554,17 @@ def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> 
         if cgroup is not None:
             argv = ["/bin/sh", "-c", _CGROUP_JOIN, "securepy-cgroup", *cgroup.procs_files,
                     "--", *argv]  # fmt: skip
-        popen = subprocess.Popen(
+        pass_fds = (spec.child_fd, *fds)
+        popen = spawn(lambda: subprocess.Popen(
             argv,
-            pass_fds=(spec.child_fd, *fds),
+            pass_fds=pass_fds,
             env={},
             cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
-        )
+        ))
     finally:
         for fd in fds:
             os.close(fd)

@@ -383,11 +383,15 @@ class _Outputs:
         self._pipes = pipes
         self._lock = threading.Lock()
         self.streams: list[_OutputStream] = []
+        self._ready = select.poll()
+        for fd in pipes.values():
+            self._ready.register(fd, select.POLLIN)
 
     def flush(self) -> None:
         for stream in self.streams:
             stream.flush()
-        self.drain_pipes()
+        if self._ready.poll(0):  # one syscall when, as usual, nothing was written to fds 1, 2
+            self.drain_pipes()
 
     def drain_pipes(self) -> None:
         with self._lock:

@@ -155,7 +155,8 @@ def parse_body(body: bytes, schemas: dict[str, _Schema]) -> dict[str, Any]:
         message = _loads(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise FrameError(f"frame is not valid JSON: {str(exc)[:200]}") from None
-    check_depth(message, MAX_DEPTH)
+    if len(body) > 2 * MAX_DEPTH:  # shorter bodies cannot nest that deep
+        check_depth(message, MAX_DEPTH)
     if not isinstance(message, dict):
         raise FrameError(f"frame must hold a JSON object, got {type(message).__name__}")
     kind = message.get("kind")
