@@ -1,0 +1,123 @@
+"""Kernel attack surface: io_uring, bpf, perf_event_open, userfaultfd, new namespaces
+(unshare, setns, clone flags, clone3), mount and the new mount API, chroot, keyrings, kernel
+modules, reboot, swapon, open_by_handle_at, TIOCSTI.
+
+Each probe runs in a forked child (so a call that works changes nothing of the worker) with
+arguments that are harmless where they work. Control: unsandboxed (root in CI) the call reaches
+the kernel: it succeeds, or fails with an error other than EPERM. Sandboxed: EPERM from the
+seccomp filter (ENOSYS for clone3, whose flags a filter cannot read).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import platform
+from typing import Any
+
+import pytest
+import securepy
+
+pytestmark = pytest.mark.sandbox
+
+ROOT = os.geteuid() == 0
+NUMBERS = {  # syscall numbers: x86-64, aarch64
+    "io_uring_setup": (425, 425),
+    "bpf": (321, 280),
+    "perf_event_open": (298, 241),
+    "userfaultfd": (323, 282),
+    "unshare": (272, 97),
+    "setns": (308, 268),
+    "mount": (165, 40),
+    "keyctl": (250, 219),
+    "finit_module": (313, 273),
+    "reboot": (169, 142),
+    "open_by_handle_at": (304, 265),
+    "chroot": (161, 51),
+    "fsopen": (430, 430),
+    "swapon": (167, 224),
+    "clone": (56, 220),
+    "clone3": (435, 435),
+    "ioctl": (16, 29),
+    "ptrace": (101, 117),
+    "umount2": (166, 39),
+}
+ARCH = 0 if platform.machine() == "x86_64" else 1
+
+# Each probe: the syscall and its arguments, as Python source evaluated in the child.
+PROBES = {
+    "io_uring_setup": "sc('io_uring_setup', 1, buf(120))",
+    "bpf-map-create": "sc('bpf', 0, buf(72, struct.pack('IIII', 2, 4, 4, 1)), 72)",
+    "perf_event_open": "sc('perf_event_open', buf(128, struct.pack('IIQ', 1, 128, 0)), 0, -1, -1, 0)",
+    "userfaultfd": "sc('userfaultfd', os.O_CLOEXEC)",
+    "unshare-user-namespace": "sc('unshare', 0x10000000)",
+    "unshare-mount-namespace": "sc('unshare', 0x00020000)",
+    "unshare-net-namespace": "sc('unshare', 0x40000000)",
+    "setns-own-uts": "sc('setns', os.open('/proc/self/ns/uts', os.O_RDONLY), 0)",
+    "clone-new-user": "clone_newuser()",
+    "clone3": "sc('clone3', 0, 0)",
+    "mount-tmpfs": "sc('mount', b'none', b'/nonexistent-securepy', b'tmpfs', 0, 0)",
+    "umount-root": "sc('umount2', b'/nonexistent-securepy', 0)",
+    "fsopen-new-mount-api": "sc('fsopen', b'tmpfs', 0)",
+    "chroot": "sc('chroot', b'/nonexistent-securepy')",
+    "keyctl-session-keyring": "sc('keyctl', 0, -3, 0)",
+    "finit_module": "sc('finit_module', -1, b'', 0)",
+    "reboot-bad-magic": "sc('reboot', 0, 0, 0, 0)",
+    "swapon": "sc('swapon', b'/nonexistent-securepy', 0)",
+    "open_by_handle_at": "sc('open_by_handle_at', -1, buf(16), 0)",
+    "ioctl-tiocsti": "sc('ioctl', 0, 0x5412, buf(1, b'x'))",
+    "ptrace-traceme": "sc('ptrace', 0, 0, 0, 0)",
+}
+
+CODE = """
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+NUMBERS = {numbers!r}
+def buf(size, data=b""):
+    return ctypes.create_string_buffer(data, size)
+def arg(a):
+    return ctypes.c_long(a) if isinstance(a, int) else a
+def sc(name, *args):
+    ret = libc.syscall(ctypes.c_long(NUMBERS[name]), *map(arg, args))
+    return ret if ret < 0 else 0, ctypes.get_errno() if ret < 0 else 0
+def clone_newuser():
+    pid = libc.syscall(ctypes.c_long(NUMBERS["clone"]), ctypes.c_long(0x10000000 | 17),
+                       None, None, None, None)
+    if pid == 0:
+        os._exit(0)
+    if pid > 0:
+        os.waitpid(pid, 0)
+        return 0, 0
+    return pid, ctypes.get_errno()
+read_end, write_end = os.pipe()
+pid = os.fork()
+if pid == 0:
+    try:
+        ret, err = {probe}
+        os.write(write_end, str(err).encode())
+    finally:
+        os._exit(0)
+os.close(write_end)
+os.waitpid(pid, 0)
+result = int(os.read(read_end, 100) or b"-1")
+os.close(read_end)
+result
+"""
+
+
+def _code(probe: str) -> str:
+    numbers = {name: pair[ARCH] for name, pair in NUMBERS.items()}
+    return CODE.format(numbers=numbers, probe=PROBES[probe])
+
+
+@pytest.mark.parametrize("probe", list(PROBES), ids=list(PROBES))
+def test_kernel_surface_is_refused(
+    probe: str, shared: securepy.Session, control: securepy.Session, host: Any
+) -> None:
+    if ROOT:
+        reached = host.value(control, _code(probe))
+        assert reached != errno.EPERM, f"control: {errno.errorcode.get(reached, reached)}"
+    refused = host.value(shared, _code(probe))
+    expected = errno.ENOSYS if probe == "clone3" else errno.EPERM
+    assert refused == expected, errno.errorcode.get(refused, refused)
