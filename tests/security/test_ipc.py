@@ -1,0 +1,193 @@
+"""IPC abuse: the code writes its own frames on the worker's socket (fd ``sys.argv[2]``).
+
+Malformed, oversized, forged or out-of-turn frames end that child with ProtocolError, fast,
+never the host, and the session restarts. Control: a well-formed frame written the same raw way
+is accepted (it shows up in the output), so the refusals are not a broken write path. Also:
+file descriptors passed with SCM_RIGHTS never land in the host, and unknown tools or hostile
+arguments are refused on the host before any tool runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+import securepy
+
+pytestmark = pytest.mark.sandbox
+
+RAW = """
+import os, sys, socket, struct, time
+sock = socket.socket(fileno=os.dup(int(sys.argv[2])))
+def frame(body):
+    return struct.pack(">I", len(body)) + body
+"""
+VALID = b'{"kind":"output","stream":"stdout","text":"forged but valid\\n"}'
+
+MALFORMED = {
+    "length-over-cap": "sock.sendall(struct.pack('>I', 0xFFFFFFFF))",
+    "length-over-cap-then-stall": "sock.sendall(struct.pack('>I', 2**26 + 1) + b'{')",
+    "invalid-json": "sock.sendall(frame(b'{not json'))",
+    "invalid-utf8": 'sock.sendall(frame(b\'{"kind":"output","stream":"stdout","text":"\\xff\\xfe"}\'))',
+    "json-array": "sock.sendall(frame(b'[1, 2, 3]'))",
+    "unknown-kind": 'sock.sendall(frame(b\'{"kind":"shell","cmd":"id"}\'))',
+    "extra-key": 'sock.sendall(frame(b\'{"kind":"output","stream":"stdout","text":"x","exec":1}\'))',
+    "wrong-type": 'sock.sendall(frame(b\'{"kind":"tool_call","call_id":"1","name":"x","args":{}}\'))',
+    "bool-as-int": 'sock.sendall(frame(b\'{"kind":"tool_call","call_id":true,"name":"x","args":{}}\'))',
+    "missing-key": 'sock.sendall(frame(b\'{"kind":"error","type":"X"}\'))',
+    "deep-nesting": "sock.sendall(frame(b'{\"kind\":\"result\",\"value\":' + b'[' * 200000 + b']' * 200000 + b'}'))",
+    "huge-integer": "sock.sendall(frame(b'{\"kind\":\"result\",\"value\":' + b'9' * 100000 + b'}'))",
+    "unknown-output-stream": 'sock.sendall(frame(b\'{"kind":"output","stream":"/etc/passwd","text":"x"}\'))',
+    "ready-mid-turn": 'sock.sendall(frame(b\'{"kind":"ready","version":1,"pid":1}\'))',
+    "truncated-then-exit": "sock.sendall(struct.pack('>I', 100) + b'{\"kind\"'); os._exit(0)",
+}
+
+
+@pytest.mark.parametrize("attack", list(MALFORMED), ids=list(MALFORMED))
+def test_malformed_frames_end_the_child_not_the_host(
+    attack: str, sandboxes: Any, host: Any
+) -> None:
+    session = sandboxes()
+    control = session.execute(RAW + f"sock.sendall(frame({VALID!r}))\n'sent'")
+    assert (control.value, control.stdout) == ("sent", "forged but valid\n")
+    started = time.monotonic()
+    outcome = host.run(session, RAW + MALFORMED[attack] + "\ntime.sleep(60)", timeout=20)
+    assert outcome.error_type == "ProtocolError", outcome
+    assert time.monotonic() - started < 5  # refused at once, not by the timeout
+    assert host.value(session, "6 * 7") == 42  # restarted
+
+
+def test_forged_result_frames_only_lie_about_the_child_itself(sandboxes: Any, host: Any) -> None:
+    """A forged ``error`` frame claiming a limit becomes that error on the host: plain data,
+    nothing executed, and the session stays usable."""
+    session = sandboxes()
+    forged = (
+        b'{"kind":"error","type":"X","message":"%s%n {0.__class__}","traceback":"",'
+        b'"limit":"cpu_seconds"}'
+    )
+    outcome = host.run(session, RAW + f"sock.sendall(frame({forged!r}))\ntime.sleep(1)")
+    assert outcome.error_type == "ResourceLimitError" and outcome.limit == "cpu_seconds"
+    assert "%s%n {0.__class__}" in str(outcome.error)
+
+
+def _host_fds() -> dict[str, str]:
+    found = {}
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            found[name] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
+    return found
+
+
+def test_fds_sent_with_scm_rights_never_reach_the_host(sandboxes: Any, host: Any) -> None:
+    # Control: over a plain socketpair, a receiver that asks for ancillary data does get the fd.
+    left, right = socket.socketpair()
+    with left, right, open("/dev/null") as null:
+        socket.send_fds(left, [b"x"], [null.fileno()])
+        _, fds, _, _ = socket.recv_fds(right, 10, 4)
+        assert len(fds) == 1
+        os.close(fds[0])
+    session = sandboxes()
+    before = _host_fds()
+    code = (
+        RAW
+        + f"""
+marked = open("/workspace/{host.token}-fd", "w")
+for _ in range(20):
+    socket.send_fds(sock, [frame({VALID!r})], [marked.fileno(), sock.fileno()] * 4)
+'sent'
+"""
+    )
+    execution = session.execute(code)
+    assert execution.value == "sent" and execution.stdout == "forged but valid\n" * 20
+    after = _host_fds()
+    assert not [link for link in after.values() if host.token in link]
+    assert len(after) <= len(before) + 2, set(after.values()) - set(before.values())
+    assert host.value(session, "6 * 7") == 42
+
+
+def test_a_flood_of_output_frames_is_capped(sandboxes: Any, host: Any) -> None:
+    session = sandboxes(limits=securepy.Limits(output_bytes=64 * 1024))
+    text = "z" * 60000
+    body = json.dumps({"kind": "output", "stream": "stdout", "text": text}).encode()
+    code = (
+        RAW + f"data = frame({body!r}) * 100\nfor _ in range(30):\n    sock.sendall(data)\n'done'"
+    )
+    started = time.monotonic()
+    execution = session.execute(code, timeout=60)  # 180 MB of frames
+    assert execution.value == "done" and execution.truncated
+    assert len(execution.stdout) <= 64 * 1024 + 200
+    assert time.monotonic() - started < 30
+    assert host.value(session, "6 * 7") == 42
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="hole: the host's send of a tool_result blocks without a deadline when the child "
+    "never reads (Channel.send_frame polls POLLOUT forever), so a flood of tool_call frames "
+    "hangs Session.execute past its timeout",
+)
+def test_a_flood_of_tool_calls_that_never_reads_replies_cannot_hang_the_host(
+    sandboxes: Any, host: Any
+) -> None:
+    session = sandboxes()
+    body = b'{"kind":"tool_call","call_id":7,"name":"nope","args":{}}'
+    code = RAW + f"data = frame({body!r}) * 1000\nfor _ in range(2000):\n    sock.sendall(data)\n"
+    done = threading.Event()
+    outcomes: list[Any] = []
+
+    def run() -> None:
+        outcomes.append(host.run(session, code, timeout=3))
+        done.set()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    finished = done.wait(10)
+    if not finished:  # unblock the host thread: kill the child, so its send fails
+        child = session._child
+        if child is not None:
+            child.process.kill()
+        done.wait(15)
+    thread.join(15)
+    assert finished, "Session.execute(timeout=3) was still blocked after 10 s"
+    assert outcomes[0].error_type in ("ExecutionTimeout", "ProtocolError")
+
+
+def test_unknown_tools_and_hostile_arguments_are_refused_on_the_host(
+    sandboxes: Any, host: Any
+) -> None:
+    calls: list[Any] = []
+
+    def lookup(key: str, limit: int = 10) -> str:
+        """Look a key up on the host."""
+        calls.append((key, limit))
+        return f"value of {key}"
+
+    session = sandboxes(tools=[lookup])
+    assert host.value(session, "lookup('a')") == "value of a"  # control
+    code = """
+import gc
+from securepy_tools import ToolError
+broker = next(o for o in gc.get_objects() if type(o).__name__ == "ToolBroker")
+def attempt(name, args):
+    try:
+        broker.call(name, args)
+        return "ran"
+    except ToolError as e:
+        return e.type_name
+deep = []
+for _ in range(60):
+    deep = [deep]
+[attempt("nope", {}), attempt("__import__", {"name": "os"}),
+ attempt("lookup", {"key": 1}), attempt("lookup", {"key": "a", "limit": "9; rm -rf /"}),
+ attempt("lookup", {"key": "a", "evil": True}), attempt("lookup", {}),
+ attempt("lookup", {"key": deep})]
+"""
+    assert host.value(session, code) == ["ToolError"] * 2 + ["ValidationError"] * 5
+    assert calls == [("a", 10)]  # the tool never ran with a hostile argument
