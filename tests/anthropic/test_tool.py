@@ -124,7 +124,7 @@ def test_output_is_bounded_by_max_output_chars() -> None:
         content = tool.handle(use("print('x' * 1000)"))["content"]
         assert isinstance(content, str)
         assert len(content) == 100
-        assert "[output truncated: 900 more characters]" in content
+        assert "[output truncated: 947 more characters]" in content
 
 
 MALFORMED = [

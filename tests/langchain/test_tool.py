@@ -111,7 +111,7 @@ async def test_output_is_bounded_with_a_visible_note(twin: str) -> None:
         text = await _invoke(sandbox, twin, {"code": "print('x' * 1000)"})
     finally:
         sandbox.close()
-    marker = "\n...[output truncated: 900 more characters]...\n"
+    marker = "\n...[output truncated: 947 more characters]...\n"
     head = (100 - len(marker)) * 2 // 3
     assert text == "x" * head + marker + "x" * (100 - len(marker) - head)
 

@@ -104,7 +104,7 @@ def test_output_is_bounded_by_max_output_chars(session: securepy.Session) -> Non
     tool = securepy_tool(session=session, max_output_chars=100)
     content = tool.call(code="print('x' * 1000)").content
     assert len(content) == 100
-    assert "[output truncated: 900 more characters]" in content
+    assert "[output truncated: 947 more characters]" in content
 
 
 async def test_an_async_session_needs_the_async_path() -> None:

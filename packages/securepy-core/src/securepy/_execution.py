@@ -81,11 +81,16 @@ def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int) ->
 
 
 def truncate_middle(text: str, max_chars: int) -> str:
-    """Keep the head and tail of ``text`` within ``max_chars``, noting what was dropped."""
+    """Keep the head and tail of ``text`` within ``max_chars``, noting how many characters were
+    dropped (the note counts itself out: the result is exactly ``max_chars`` long)."""
     if max_chars <= 0 or len(text) <= max_chars:
         return text
-    marker = TRUNCATION_MARKER.format(dropped=len(text) - max_chars)
-    keep = max(max_chars - len(marker), 0)
+    keep = max_chars - len(TRUNCATION_MARKER.format(dropped=len(text) - max_chars))
+    for _ in range(3):  # the note's length depends on the count's digits; settles at once
+        marker = TRUNCATION_MARKER.format(dropped=len(text) - max(keep, 0))
+        keep = max_chars - len(marker)
+    keep = max(keep, 0)
+    marker = TRUNCATION_MARKER.format(dropped=len(text) - keep)
     head = keep * 2 // 3
-    return text[:head] + marker + text[len(text) - (keep - head):] if keep > head else (
-        text[:head] + marker)
+    tail = keep - head
+    return text[:head] + marker + (text[len(text) - tail:] if tail else "")
