@@ -189,8 +189,12 @@ class Host:
         marked = _processes_marked(TOKEN)
         assert not marked, f"processes of an attack survived: {marked}"
 
-    def kill_marked(self, marker: str) -> list[int]:
-        """SIGKILL host processes whose command line carries ``marker`` (a control's leftovers)."""
+    def kill_marked(self, marker: str, *, wait: float = 0.0) -> list[int]:
+        """SIGKILL host processes whose command line carries ``marker`` (a control's leftovers),
+        waiting up to ``wait`` seconds for one to appear."""
+        if wait:
+            with contextlib.suppress(AssertionError):
+                wait_until(lambda: bool(_processes_marked(marker)), timeout=wait)
         return kill_marked(marker)
 
     def assert_helper_alive(self) -> None:

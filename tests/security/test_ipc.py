@@ -9,6 +9,7 @@ arguments are refused on the host before any tool runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -26,25 +27,27 @@ import os, sys, socket, struct, time
 sock = socket.socket(fileno=os.dup(int(sys.argv[2])))
 def frame(body):
     return struct.pack(">I", len(body)) + body
+def send(body):
+    sock.sendall(frame(body))
 """
 VALID = b'{"kind":"output","stream":"stdout","text":"forged but valid\\n"}'
 
 MALFORMED = {
     "length-over-cap": "sock.sendall(struct.pack('>I', 0xFFFFFFFF))",
     "length-over-cap-then-stall": "sock.sendall(struct.pack('>I', 2**26 + 1) + b'{')",
-    "invalid-json": "sock.sendall(frame(b'{not json'))",
-    "invalid-utf8": 'sock.sendall(frame(b\'{"kind":"output","stream":"stdout","text":"\\xff\\xfe"}\'))',
-    "json-array": "sock.sendall(frame(b'[1, 2, 3]'))",
-    "unknown-kind": 'sock.sendall(frame(b\'{"kind":"shell","cmd":"id"}\'))',
-    "extra-key": 'sock.sendall(frame(b\'{"kind":"output","stream":"stdout","text":"x","exec":1}\'))',
-    "wrong-type": 'sock.sendall(frame(b\'{"kind":"tool_call","call_id":"1","name":"x","args":{}}\'))',
-    "bool-as-int": 'sock.sendall(frame(b\'{"kind":"tool_call","call_id":true,"name":"x","args":{}}\'))',
-    "missing-key": 'sock.sendall(frame(b\'{"kind":"error","type":"X"}\'))',
-    "deep-nesting": "sock.sendall(frame(b'{\"kind\":\"result\",\"value\":' + b'[' * 200000 + b']' * 200000 + b'}'))",
-    "huge-integer": "sock.sendall(frame(b'{\"kind\":\"result\",\"value\":' + b'9' * 100000 + b'}'))",
-    "unknown-output-stream": 'sock.sendall(frame(b\'{"kind":"output","stream":"/etc/passwd","text":"x"}\'))',
-    "ready-mid-turn": 'sock.sendall(frame(b\'{"kind":"ready","version":1,"pid":1}\'))',
-    "truncated-then-exit": "sock.sendall(struct.pack('>I', 100) + b'{\"kind\"'); os._exit(0)",
+    "invalid-json": "send(b'{not json')",
+    "invalid-utf8": """send(b'{"kind":"output","stream":"stdout","text":"\\xff\\xfe"}')""",
+    "json-array": "send(b'[1, 2, 3]')",
+    "unknown-kind": """send(b'{"kind":"shell","cmd":"id"}')""",
+    "extra-key": """send(b'{"kind":"output","stream":"stdout","text":"x","exec":1}')""",
+    "wrong-type": """send(b'{"kind":"tool_call","call_id":"1","name":"x","args":{}}')""",
+    "bool-as-int": """send(b'{"kind":"tool_call","call_id":true,"name":"x","args":{}}')""",
+    "missing-key": """send(b'{"kind":"error","type":"X"}')""",
+    "deep-nesting": """send(b'{"kind":"result","value":' + b'[' * 200000 + b']' * 200000 + b'}')""",
+    "huge-integer": """send(b'{"kind":"result","value":' + b'9' * 100000 + b'}')""",
+    "unknown-output-stream": """send(b'{"kind":"output","stream":"/etc/passwd","text":"x"}')""",
+    "ready-mid-turn": """send(b'{"kind":"ready","version":1,"pid":1}')""",
+    "truncated-then-exit": """sock.sendall(struct.pack('>I', 100) + b'{"kind"'); os._exit(0)""",
 }
 
 
@@ -78,10 +81,8 @@ def test_forged_result_frames_only_lie_about_the_child_itself(sandboxes: Any, ho
 def _host_fds() -> dict[str, str]:
     found = {}
     for name in os.listdir("/proc/self/fd"):
-        try:
+        with contextlib.suppress(OSError):
             found[name] = os.readlink(f"/proc/self/fd/{name}")
-        except OSError:
-            pass
     return found
 
 

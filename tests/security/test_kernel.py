@@ -48,7 +48,7 @@ ARCH = 0 if platform.machine() == "x86_64" else 1
 PROBES = {
     "io_uring_setup": "sc('io_uring_setup', 1, buf(120))",
     "bpf-map-create": "sc('bpf', 0, buf(72, struct.pack('IIII', 2, 4, 4, 1)), 72)",
-    "perf_event_open": "sc('perf_event_open', buf(128, struct.pack('IIQ', 1, 128, 0)), 0, -1, -1, 0)",
+    "perf_event_open": "sc('perf_event_open', buf(128, PERF_ATTR), 0, -1, -1, 0)",
     "userfaultfd": "sc('userfaultfd', os.O_CLOEXEC)",
     "unshare-user-namespace": "sc('unshare', 0x10000000)",
     "unshare-mount-namespace": "sc('unshare', 0x00020000)",
@@ -74,6 +74,7 @@ import ctypes, os, struct
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
 NUMBERS = {numbers!r}
+PERF_ATTR = struct.pack("IIQ", 1, 128, 0)  # software event, cpu-clock
 def buf(size, data=b""):
     return ctypes.create_string_buffer(data, size)
 def arg(a):

@@ -261,7 +261,7 @@ def test_daemonized_child_does_not_outlive_the_session(sandboxes: Any, host: Any
     marker = f"{host.token}-control"
     with securepy.Session(sandbox=False) as unsandboxed:
         assert host.value(unsandboxed, DAEMON_CODE.replace("MARKER", marker)) == "forked"
-    survivors = host.kill_marked(marker)
+    survivors = host.kill_marked(marker, wait=10)
     assert survivors, "control: the unsandboxed daemon should have outlived its session"
     # Sandboxed: the same daemon dies with the sandbox (the fixture checks the pid namespace
     # and the marker after close).
