@@ -11,6 +11,7 @@ import inspect
 import logging
 import math
 import os
+import queue
 import threading
 import time
 import typing
@@ -264,6 +265,20 @@ def _handshake(child: _Child, config: SessionConfig) -> None:
         )
 
 
+_warned_unsandboxed = False
+
+
+def _warn_unsandboxed(session_id: str) -> None:
+    """WARNING once per process (a pool of unsandboxed sessions would repeat it endlessly),
+    INFO after that."""
+    global _warned_unsandboxed
+    level = logging.INFO if _warned_unsandboxed else logging.WARNING
+    _warned_unsandboxed = True
+    logger.log(level, "session %s runs WITHOUT a sandbox (sandbox=False): the code can read "
+               "what this user can and reach the network", session_id,
+               extra={"session_id": session_id})
+
+
 def _kill_quietly(child: _Child | None) -> None:
     """Finalizer: no child outlives its session object or the host process."""
     if child is not None:
@@ -328,8 +343,7 @@ class _SessionBase:
             logger.info("session %s restarted (pid %d): %s", self.id, child.process.pid,
                         reason, extra={"session_id": self.id})
         if not child.process.sandboxed and reason is None:
-            logger.warning("session %s runs WITHOUT a sandbox (sandbox=False)", self.id,
-                           extra={"session_id": self.id})
+            _warn_unsandboxed(self.id)
 
     def _drop_child(self) -> None:
         child, self._child = self._child, None
@@ -616,17 +630,33 @@ class Session(_SessionBase):
     def _drive(self, child: _Child, channel: Channel, turn: Turn, deadline: float | None,
                timeout: float | None) -> Finish:
         pending: dict[int, _PendingCall] = {}
+        relay = _Relay()
         try:
             while True:
-                wake = _earliest(deadline, pending)
-                try:
-                    message = channel.receive(wake)
-                except DeadlineExceeded:
-                    if deadline is not None and time.monotonic() >= deadline:
-                        return self._interrupt_then_kill(child, channel, turn, timeout)
-                    self._expire_tool_calls(child, channel, turn, pending)
-                    continue
-                action = turn.feed(message)
+                if relay.holder != _CALLER:
+                    item = relay.wait(deadline)
+                    if isinstance(item, Finish):
+                        return item
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is None:
+                        relay.take_back_from_a_running_tool()
+                        continue
+                    action: Any = item.action
+                else:
+                    try:
+                        message = channel.receive(_earliest(deadline, pending))
+                    except DeadlineExceeded:
+                        if deadline is not None and time.monotonic() >= deadline:
+                            return self._interrupt_then_kill(child, channel, turn, timeout)
+                        self._expire_tool_calls(child, channel, turn, pending)
+                        continue
+                    action = turn.feed(message)
+                    if isinstance(action, CallTool) and _can_relay(action, message):
+                        relay.holder = _TOOL_RUNNING
+                        self._tool_executor().submit(self._run_tools_then_read, child, channel,
+                                                     turn, action, deadline, relay)
+                        continue
                 if isinstance(action, CallTool):
                     self._start_tool_call(child, channel, turn, action, deadline, pending)
                 elif isinstance(action, Reply):
@@ -637,14 +667,65 @@ class Session(_SessionBase):
             for call in tuple(pending.values()):
                 call.claim()
 
+    def _run_tools_then_read(self, child: _Child, channel: Channel, turn: Turn,
+                             action: CallTool, deadline: float | None, relay: _Relay) -> None:
+        """Run a tool for single-threaded code, then keep reading in this thread.
+
+        The code is blocked on this call, so nothing else can come from it meanwhile: the
+        thread that ran the tool reads the next message itself and runs the next such call
+        at once, saving a thread hand-off per call. Anything else goes back to the caller.
+        """
+        while True:
+            self._run_tool(child, channel, turn, action)
+            if not relay.start_reading():
+                return  # the caller took over (the execution's deadline passed)
+            try:
+                while True:
+                    message = channel.receive(deadline)
+                    next_action = turn.feed(message)
+                    if next_action is not None:
+                        break
+            except DeadlineExceeded:
+                relay.hand_back(None)
+                return
+            except ProtocolError as exc:
+                relay.deliver(exc)
+                return
+            if isinstance(next_action, CallTool) and _can_relay(next_action, message):
+                relay.holder = _TOOL_RUNNING
+                action = next_action
+                continue
+            if isinstance(next_action, Finish):
+                relay.deliver(next_action)
+            else:
+                relay.hand_back(next_action)
+            return
+
+    def _run_tool(self, child: _Child, channel: Channel, turn: Turn, action: CallTool) -> None:
+        started = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = self._call_tool_function(action.tool, action.arguments)
+        except Exception as exc:
+            error = exc
+        reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
+                                   error=error)
+        with contextlib.suppress(ProtocolError):  # the child is gone; the reader reports it
+            self._send(child, channel, typing.cast(dict[str, Any], reply))
+
+    def _tool_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
+        return self._executor
+
     def _start_tool_call(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
                          deadline: float | None, pending: dict[int, _PendingCall]) -> None:
         call = _PendingCall(action, time.monotonic(), deadline)
         pending[action.call_id] = call
-        if self._executor is None:
-            self._executor = concurrent.futures.ThreadPoolExecutor(
-                _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
-        self._executor.submit(self._run_tool_and_reply, child, channel, turn, call, pending)
+        self._tool_executor().submit(self._run_tool_and_reply, child, channel, turn, call,
+                                     pending)
 
     def _run_tool_and_reply(self, child: _Child, channel: Channel, turn: Turn,
                             call: _PendingCall, pending: dict[int, _PendingCall]) -> None:
@@ -655,7 +736,7 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(tool, call.action.arguments)
-        except Exception as exc:  # noqa: BLE001 - a tool's failure goes back into the sandbox
+        except Exception as exc:
             error = exc
         duration = time.monotonic() - call.started
         if not call.claim():
@@ -734,6 +815,63 @@ class Session(_SessionBase):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+_CALLER, _TOOL_RUNNING, _TOOL_READING = "caller", "tool running", "tool reading"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _HandBack:
+    """A tool thread stops reading; the caller reads again and acts on ``action``."""
+
+    action: Any
+
+
+class _Relay:
+    """Who reads the socket during a turn: the caller, or a tool thread (see
+    ``Session._run_tools_then_read``). Exactly one of them reads at a time."""
+
+    def __init__(self) -> None:
+        self.holder = _CALLER
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[Finish | BaseException | _HandBack] = queue.SimpleQueue()
+
+    def start_reading(self) -> bool:
+        """Called by the tool thread: False if the caller has taken the socket back."""
+        with self._lock:
+            if self.holder != _TOOL_RUNNING:
+                return False
+            self.holder = _TOOL_READING
+            return True
+
+    def hand_back(self, action: Any) -> None:
+        with self._lock:
+            self.holder = _CALLER
+        self._inbox.put(_HandBack(action))
+
+    def deliver(self, item: Finish | BaseException) -> None:
+        self._inbox.put(item)
+
+    def wait(self, deadline: float | None) -> Finish | BaseException | _HandBack | None:
+        """The tool thread's news, or None at the deadline."""
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def take_back_from_a_running_tool(self) -> None:
+        """At the deadline: a thread stuck in a tool cannot be stopped, so the caller reads
+        (and interrupts) without it. A thread that is reading hands back by itself."""
+        with self._lock:
+            if self.holder == _TOOL_RUNNING:
+                self.holder = _CALLER
+
+
+def _can_relay(action: CallTool, message: dict[str, Any]) -> bool:
+    # Only for code that cannot send anything else meanwhile (the child says so), and for
+    # tools without their own timeout (a reading thread could not enforce it).
+    return message.get("solo") is True and action.tool.timeout is None
 
 
 async def _await(awaitable: Awaitable[Any]) -> Any:

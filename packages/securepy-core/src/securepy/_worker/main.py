@@ -6,6 +6,10 @@ the sandboxed interpreter needs no securepy installed and never imports the host
 
 from __future__ import annotations
 
+# The C modules behind socket and signal: the Python wrappers import enum, which costs
+# milliseconds at every start and buys the worker nothing.
+import _signal  # type: ignore[import-not-found]
+import _socket
 import io
 import keyword
 import os
@@ -14,11 +18,6 @@ import select
 import sys
 import threading
 import types
-
-# The C modules behind socket and signal: the Python wrappers import enum, which costs
-# milliseconds at every start and buys the worker nothing.
-import _signal
-import _socket
 
 from . import codec, protocol
 from .runner import Runner, describe_limit, format_user_traceback
@@ -65,14 +64,16 @@ def main() -> None:
     for module in config.get("preload") or ():
         try:
             __import__(module)  # before "ready": a pool's spare sessions start with it loaded
-        except BaseException as exc:  # noqa: BLE001 - reported to the host, then exit
+        except BaseException as exc:
             connection.send({"kind": "error", "type": type(exc).__name__, "traceback": "",
                              "message": f"preload of {module!r} failed: {exc}"[:2000]})
             raise SystemExit(1) from None
     state = _TurnState()
     _signal.signal(_signal.SIGINT, state.on_interrupt)
     outputs = _capture_output(connection)
+    broker.own_threads = threading.active_count()
     runner = Runner(namespace)
+    runner.warm_up()
     connection.send({"kind": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
     while True:
         message = connection.receive()
@@ -85,9 +86,9 @@ def _install_interactive_builtins() -> None:
     import _sitebuiltins
     import builtins
 
-    builtins.help = _sitebuiltins._Helper()  # type: ignore[attr-defined]
-    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
-    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")  # type: ignore[attr-defined]
+    builtins.help = _sitebuiltins._Helper()
+    builtins.exit = _sitebuiltins.Quitter("exit", "Ctrl-D (i.e. EOF)")
+    builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
 class Connection:
@@ -132,6 +133,9 @@ class ToolBroker:
         self._replies: dict[int, dict[str, Any]] = {}
         self._reading = False
         self._next_id = 0
+        self._in_flight = 0
+        # Threads the worker itself runs; more means the code runs threads of its own.
+        self.own_threads = 1
 
     def reset(self) -> None:
         """Forget replies to calls abandoned by an earlier turn."""
@@ -142,10 +146,18 @@ class ToolBroker:
         with self._cond:
             self._next_id += 1
             call_id = self._next_id
-        tree = {key: codec.encode(value) for key, value in args.items()}
-        self._connection.send({"kind": "tool_call", "call_id": call_id, "name": name,
-                               "args": tree})
-        return _unpack_reply(name, self._wait_for(call_id))
+            # "solo": nothing else can come from this process until the reply (no other call
+            # in flight, no thread of the code's own), so the host may serve it inline.
+            solo = self._in_flight == 0 and threading.active_count() <= self.own_threads
+            self._in_flight += 1
+        try:
+            tree = {key: codec.encode(value) for key, value in args.items()}
+            self._connection.send({"kind": "tool_call", "call_id": call_id, "name": name,
+                                   "args": tree, "solo": solo})
+            return _unpack_reply(name, self._wait_for(call_id))
+        finally:
+            with self._cond:
+                self._in_flight -= 1
 
     def _wait_for(self, call_id: int) -> dict[str, Any]:
         while True:

@@ -13,7 +13,7 @@ A session's life:
     then, per execute (one turn at a time):
     host -> child   execute     (code, filename)
     child -> host   output*     (stream, text)                 streamed while the code runs
-    child -> host   tool_call   (call_id, name, args)          each answered by the host with
+    child -> host   tool_call   (call_id, name, args, solo)    each answered by the host with
     host -> child   tool_result (call_id, ok, value | error)   a tool_result for that call_id;
                                                                several may be in flight at once
     child -> host   result (value) | error (type, message, traceback, limit)   exactly one
@@ -57,7 +57,12 @@ _ANY = object()
 CHILD_MESSAGES: dict[str, _Schema] = {
     "ready": {"version": (int, True), "pid": (int, True)},
     "output": {"stream": (str, True), "text": (str, True)},
-    "tool_call": {"call_id": (int, True), "name": (str, True), "args": (dict, True)},
+    "tool_call": {
+        "call_id": (int, True),
+        "name": (str, True),
+        "args": (dict, True),
+        "solo": (bool, False),
+    },
     "result": {"value": (_ANY, True)},
     "error": {
         "type": (str, True),
@@ -116,12 +121,11 @@ else:
         parse_float = float
         parse_int = int
         parse_constant = staticmethod(_refuse_constant)
-        memo: dict[str, str] = {}
 
     def _not_serializable(value: object) -> None:
         raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
-    _scan = _json.make_scanner(_ScanContext())
+    _scan = _json.make_scanner(_ScanContext())  # type: ignore[arg-type]
     _encode = _json.make_encoder(
         None, _not_serializable, _json.encode_basestring, None, ":", ",", False, False, False
     )
