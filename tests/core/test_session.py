@@ -431,3 +431,40 @@ def test_sandbox_outlives_the_thread_that_started_it() -> None:
     starter.join()
     with made[0] as session:
         assert session.execute("1 + 1").value == 2
+
+
+def echo(x: int) -> int:
+    """Its argument."""
+    return x
+
+
+def test_many_serial_tool_calls_keep_order_output_and_records(twin: Any) -> None:
+    session = twin(tools=[echo])
+    seen: list[str] = []
+    result = session.execute("total = 0\nfor i in range(300):\n    total += echo(i)\n"
+                             "    if i % 100 == 0:\n        print('at', i)\ntotal",
+                             on_output=lambda stream, text: seen.append(text))
+    assert result.value == sum(range(300))
+    assert result.stdout == "at 0\nat 100\nat 200\n"
+    assert "".join(seen) == result.stdout
+    assert len(result.tool_calls) == 300
+    assert [c.arguments["x"] for c in result.tool_calls[:3]] == [0, 1, 2]
+
+
+def test_timeout_while_a_serial_tool_runs_keeps_state(twin: Any) -> None:
+    release = threading.Event()
+
+    def stall() -> str:
+        """Waits for the test."""
+        release.wait(10)
+        return "late"
+
+    session = twin(tools=[echo, securepy.Tool("stall", "Waits.", stall)])
+    session.execute("kept = echo(7)")
+    try:
+        with pytest.raises(errors.ExecutionTimeout) as info:
+            session.execute("echo(1)\nstall()", timeout=0.5)
+        assert info.value.state_kept is True
+    finally:
+        release.set()
+    assert session.execute("kept + echo(1)").value == 8
