@@ -56,7 +56,8 @@ _SCANNED_DIRS = (
     WORKER_DIR,
     os.path.dirname(sys.executable),
 )
-# Host files whose content no attack may change.
+# Host files whose content no attack may change. (The worker's own sources are not hashed:
+# engineers edit them while the suite runs; the writes suite checks the sandbox cannot.)
 _GUARDED_FILES = (
     "/etc/passwd",
     "/etc/hostname",
@@ -65,8 +66,6 @@ _GUARDED_FILES = (
     "/proc/sys/kernel/hostname",
     "/proc/sys/kernel/modprobe",
     os.__file__,
-    os.path.join(WORKER_DIR, "main.py"),
-    os.path.join(WORKER_DIR, "protocol.py"),
     os.path.realpath(sys.executable),
 )
 

@@ -9,6 +9,7 @@ arguments are refused on the host before any tool runs.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -131,33 +132,53 @@ def test_a_flood_of_output_frames_is_capped(sandboxes: Any, host: Any) -> None:
 @pytest.mark.xfail(
     strict=True,
     reason="hole: the host's send of a tool_result blocks without a deadline when the child "
-    "never reads (Channel.send_frame polls POLLOUT forever), so a flood of tool_call frames "
-    "hangs Session.execute past its timeout",
+    "never reads (Channel.send_frame polls POLLOUT forever; AsyncChannel.send awaits "
+    "sock_sendall with no timeout), so a flood of tool_call frames hangs execute past its "
+    "timeout",
+)
+@pytest.mark.parametrize(
+    "twin", ["sync", "async"], ids=["tool-call-flood-sync", "tool-call-flood-async"]
 )
 def test_a_flood_of_tool_calls_that_never_reads_replies_cannot_hang_the_host(
-    sandboxes: Any, host: Any
+    twin: str, host: Any
 ) -> None:
-    session = sandboxes()
     body = b'{"kind":"tool_call","call_id":7,"name":"nope","args":{}}'
     code = RAW + f"data = frame({body!r}) * 1000\nfor _ in range(2000):\n    sock.sendall(data)\n"
     done = threading.Event()
-    outcomes: list[Any] = []
+    sessions: list[Any] = []
+    errors: list[str] = []
+
+    async def run_async() -> None:
+        async with securepy.AsyncSession(timeout=30) as session:
+            sessions.append(session)
+            try:
+                await session.execute(code, timeout=3)
+            except securepy.SecurePyError as exc:
+                errors.append(type(exc).__name__)
 
     def run() -> None:
-        outcomes.append(host.run(session, code, timeout=3))
-        done.set()
+        try:
+            if twin == "async":
+                asyncio.run(run_async())
+            else:
+                with securepy.Session(timeout=30) as session:
+                    sessions.append(session)
+                    errors.append(host.run(session, code, timeout=3).error_type)
+        finally:
+            done.set()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     finished = done.wait(10)
-    if not finished:  # unblock the host thread: kill the child, so its send fails
-        child = session._child
-        if child is not None:
-            child.process.kill()
-        done.wait(15)
+    while not done.is_set():  # unblock the host: kill the child, so its send fails
+        for session in sessions:
+            child = session._child
+            if child is not None:
+                child.process.kill()
+        done.wait(1)
     thread.join(15)
-    assert finished, "Session.execute(timeout=3) was still blocked after 10 s"
-    assert outcomes[0].error_type in ("ExecutionTimeout", "ProtocolError")
+    assert finished, "execute(timeout=3) was still blocked after 10 s"
+    assert errors and errors[0] in ("ExecutionTimeout", "ProtocolError")
 
 
 def test_unknown_tools_and_hostile_arguments_are_refused_on_the_host(
