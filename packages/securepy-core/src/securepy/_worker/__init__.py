@@ -14,13 +14,15 @@ __all__ = ["BOOTSTRAP", "WORKER_DIR"]
 
 WORKER_DIR = os.path.dirname(os.path.abspath(__file__))
 
+# importlib's frozen core, already loaded at start: importlib.util would import contextlib and
+# more, which costs milliseconds at every start.
 BOOTSTRAP = (
-    "import sys,importlib.util as u\n"
+    "import sys,_frozen_importlib as b,_frozen_importlib_external as e\n"
     "d=sys.argv[1]\n"
-    "s=u.spec_from_file_location('_securepy_worker',d+'/__init__.py',"
+    "s=e.spec_from_file_location('_securepy_worker',d+'/__init__.py',"
     "submodule_search_locations=[d])\n"
-    "m=u.module_from_spec(s);sys.modules['_securepy_worker']=m;s.loader.exec_module(m)\n"
-    "del d,s,m,u\n"
+    "m=b.module_from_spec(s);sys.modules['_securepy_worker']=m;s.loader.exec_module(m)\n"
+    "del b,e,d,s,m\n"
     "import _securepy_worker.main\n"
     "_securepy_worker.main.main()\n"
 )
