@@ -129,13 +129,6 @@ def test_a_flood_of_output_frames_is_capped(sandboxes: Any, host: Any) -> None:
     assert host.value(session, "6 * 7") == 42
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hole: the host's send of a tool_result blocks without a deadline when the child "
-    "never reads (Channel.send_frame polls POLLOUT forever; AsyncChannel.send awaits "
-    "sock_sendall with no timeout), so a flood of tool_call frames hangs execute past its "
-    "timeout",
-)
 @pytest.mark.parametrize(
     "twin", ["sync", "async"], ids=["tool-call-flood-sync", "tool-call-flood-async"]
 )

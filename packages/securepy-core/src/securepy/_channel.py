@@ -84,17 +84,24 @@ class Channel:
         """The largest frame accepted from the child."""
         return self._buffer.max_frame_bytes
 
-    def send(self, message: dict[str, Any]) -> None:
-        self.send_frame(protocol.encode_frame(message))
+    def send(self, message: dict[str, Any], deadline: float | None = None) -> None:
+        self.send_frame(protocol.encode_frame(message), deadline)
 
-    def send_frame(self, frame: bytes) -> None:
+    def send_frame(self, frame: bytes, deadline: float | None = None) -> None:
+        """Send one frame whole.
+
+        Raises:
+            DeadlineExceeded: the child stopped reading and ``deadline`` passed; part of the
+                frame may be sent, so the stream is broken and the child must be stopped.
+            securepy.errors.ProtocolError: the child is gone.
+        """
         view = memoryview(frame)
         try:
             while view:
                 try:
                     sent = self._sock.send(view)
                 except BlockingIOError:
-                    self._writable.poll()
+                    self._wait(self._writable, deadline)
                     continue
                 view = view[sent:]
         except OSError as exc:
@@ -114,7 +121,7 @@ class Channel:
             try:
                 chunk = self._sock.recv(self._buffer.wanted())
             except BlockingIOError:
-                self._wait_readable(deadline)
+                self._wait(self._poll, deadline)
                 continue
             except OSError as exc:
                 raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
@@ -122,12 +129,13 @@ class Channel:
                 raise ProtocolError("the child closed the connection (it exited or crashed)")
             self._buffer.data += chunk
 
-    def _wait_readable(self, deadline: float | None) -> None:
+    @staticmethod
+    def _wait(poll: select.poll, deadline: float | None) -> None:
         if deadline is None:
-            self._poll.poll()
+            poll.poll()
             return
         remaining = deadline - time.monotonic()
-        if (remaining <= 0 or not self._poll.poll(math.ceil(remaining * 1000))) and (
+        if (remaining <= 0 or not poll.poll(math.ceil(remaining * 1000))) and (
                 time.monotonic() >= deadline):
             raise DeadlineExceeded
 
@@ -143,10 +151,15 @@ class AsyncChannel:
         self._sock = sock
         self._buffer = _FrameBuffer(max_frame_bytes)
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: dict[str, Any], deadline: float | None = None) -> None:
+        """Async counterpart of :meth:`Channel.send`; same arguments."""
+        frame = protocol.encode_frame(message)
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
         try:
-            frame = protocol.encode_frame(message)
-            await asyncio.get_running_loop().sock_sendall(self._sock, frame)
+            async with asyncio.timeout(timeout):
+                await asyncio.get_running_loop().sock_sendall(self._sock, frame)
+        except TimeoutError:
+            raise DeadlineExceeded from None
         except OSError as exc:
             raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
 

@@ -610,22 +610,27 @@ class Session(_SessionBase):
         turn = self._new_turn(on_output, max_tool_calls, started)
         channel = child.channel
         try:
-            self._send(child, channel, self._execute_message(code))
+            self._send(child, channel, self._execute_message(code), deadline)
             finish = self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
             error = self._death_error(exc)
             self._restart(str(error))
             self._record_error(error)
             raise error from None
+        except DeadlineExceeded:  # a send could not finish: the child stopped reading
+            self._restart("the child stopped reading its socket")
+            finish = Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
+                                                   stdout=turn.stdout, stderr=turn.stderr))
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
         return self._complete(turn, finish, started)
 
-    def _send(self, child: _Child, channel: Channel, message: dict[str, Any]) -> None:
+    def _send(self, child: _Child, channel: Channel, message: dict[str, Any],
+              deadline: float | None) -> None:
         frame = protocol.encode_frame(message)
         with child.send_lock:
-            channel.send_frame(frame)
+            channel.send_frame(frame, deadline)
 
     def _drive(self, child: _Child, channel: Channel, turn: Turn, deadline: float | None,
                timeout: float | None) -> Finish:
@@ -660,7 +665,7 @@ class Session(_SessionBase):
                 if isinstance(action, CallTool):
                     self._start_tool_call(child, channel, turn, action, deadline, pending)
                 elif isinstance(action, Reply):
-                    self._send(child, channel, action.message)
+                    self._send(child, channel, action.message, deadline)
                 elif isinstance(action, Finish):
                     return action
         finally:
@@ -676,7 +681,9 @@ class Session(_SessionBase):
         at once, saving a thread hand-off per call. Anything else goes back to the caller.
         """
         while True:
-            self._run_tool(child, channel, turn, action)
+            if not self._run_tool(child, channel, turn, action, deadline):
+                relay.hand_back(None)  # the reply could not be sent in time
+                return
             if not relay.start_reading():
                 return  # the caller took over (the execution's deadline passed)
             try:
@@ -701,7 +708,9 @@ class Session(_SessionBase):
                 relay.hand_back(next_action)
             return
 
-    def _run_tool(self, child: _Child, channel: Channel, turn: Turn, action: CallTool) -> None:
+    def _run_tool(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+                  deadline: float | None) -> bool:
+        """Run a tool and send its reply; False if the reply could not be sent in time."""
         started = time.monotonic()
         value: Any = None
         error: BaseException | None = None
@@ -711,8 +720,13 @@ class Session(_SessionBase):
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)
-        with contextlib.suppress(ProtocolError):  # the child is gone; the reader reports it
-            self._send(child, channel, typing.cast(dict[str, Any], reply))
+        try:
+            self._send(child, channel, typing.cast(dict[str, Any], reply), deadline)
+        except DeadlineExceeded:
+            return False
+        except ProtocolError:
+            pass  # the child is gone; the reader reports it
+        return True
 
     def _tool_executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._executor is None:
@@ -745,8 +759,10 @@ class Session(_SessionBase):
         reply = turn.tool_finished(call.action, duration=duration, value=value, error=error)
         logger.info("session %s: tool %s %s in %.3f s", self.id, tool.name,
                     "failed" if error else "returned", duration, extra={"session_id": self.id})
-        with contextlib.suppress(ProtocolError):  # the child is gone; the reader reports it
-            self._send(child, channel, typing.cast(dict[str, Any], reply))
+        # The child is gone (the reader reports it), or stopped reading (the deadline does).
+        with contextlib.suppress(ProtocolError, DeadlineExceeded):
+            self._send(child, channel, typing.cast(dict[str, Any], reply),
+                       call.execution_deadline)
 
     def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if not tool.is_async:
@@ -763,7 +779,7 @@ class Session(_SessionBase):
             if call.deadline is not None and now >= call.deadline and call.claim():
                 pending.pop(call_id, None)
                 reply = turn.tool_timed_out(call.action, duration=now - call.started)
-                self._send(child, channel, reply)
+                self._send(child, channel, reply, call.execution_deadline)
 
     def _interrupt_then_kill(self, child: _Child, channel: Channel, turn: Turn,
                              timeout: float | None) -> Finish:
@@ -780,8 +796,13 @@ class Session(_SessionBase):
                 return Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=True,
                                                      stdout=turn.stdout, stderr=turn.stderr))
             if message["kind"] == "tool_call":
-                self._send(child, channel, error_reply(
-                    message["call_id"], "TimeoutError", "the execution timed out"))
+                try:
+                    self._send(child, channel, error_reply(
+                        message["call_id"], "TimeoutError", "the execution timed out"), grace)
+                except DeadlineExceeded:
+                    self._restart("the code did not stop after its timeout")
+                    return Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
+                                                         stdout=turn.stdout, stderr=turn.stderr))
             else:
                 turn.feed(message)
 
@@ -885,6 +906,7 @@ class _PendingCall:
                  ) -> None:
         self.action = action
         self.started = started
+        self.execution_deadline = execution_deadline
         own = action.tool.timeout
         tool_deadline = None if own is None else started + own
         # The execution's deadline is handled by the turn itself, not per call.
@@ -1020,13 +1042,17 @@ class AsyncSession(_SessionBase):
         turn = self._new_turn(on_output, max_tool_calls, started)
         channel = child.async_channel
         try:
-            await channel.send(self._execute_message(code))
+            await channel.send(self._execute_message(code), deadline)
             finish = await self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
             error = self._death_error(exc)
             await self._restart(str(error))
             self._record_error(error)
             raise error from None
+        except DeadlineExceeded:  # a send could not finish: the child stopped reading
+            await self._restart("the child stopped reading its socket")
+            finish = Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
+                                                   stdout=turn.stdout, stderr=turn.stderr))
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
@@ -1043,11 +1069,12 @@ class AsyncSession(_SessionBase):
                     return await self._interrupt_then_kill(channel, turn, timeout)
                 action = turn.feed(message)
                 if isinstance(action, CallTool):
-                    task = asyncio.ensure_future(self._run_tool_and_reply(channel, turn, action))
+                    task = asyncio.ensure_future(
+                        self._run_tool_and_reply(channel, turn, action, deadline))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
                 elif isinstance(action, Reply):
-                    await channel.send(action.message)
+                    await channel.send(action.message, deadline)
                 elif isinstance(action, Finish):
                     return action
         except asyncio.CancelledError:
@@ -1057,8 +1084,14 @@ class AsyncSession(_SessionBase):
             for task in tasks:
                 task.cancel()
 
-    async def _run_tool_and_reply(self, channel: AsyncChannel, turn: Turn,
-                                  action: CallTool) -> None:
+    async def _run_tool_and_reply(self, channel: AsyncChannel, turn: Turn, action: CallTool,
+                                  deadline: float | None) -> None:
+        # The child is gone (the reader reports it), or stopped reading (the deadline does).
+        with contextlib.suppress(ProtocolError, DeadlineExceeded):
+            await self._run_tool_and_send(channel, turn, action, deadline)
+
+    async def _run_tool_and_send(self, channel: AsyncChannel, turn: Turn, action: CallTool,
+                                 deadline: float | None) -> None:
         started = time.monotonic()
         value: Any = None
         error: BaseException | None = None
@@ -1066,13 +1099,14 @@ class AsyncSession(_SessionBase):
             async with asyncio.timeout(action.tool.timeout):
                 value = await self._call_tool_function(action.tool, action.arguments)
         except TimeoutError:
-            await channel.send(turn.tool_timed_out(action, duration=time.monotonic() - started))
+            await channel.send(turn.tool_timed_out(action, duration=time.monotonic() - started),
+                               deadline)
             return
         except Exception as exc:
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)
-        await channel.send(typing.cast(dict[str, Any], reply))
+        await channel.send(typing.cast(dict[str, Any], reply), deadline)
 
     async def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if tool.is_async:
@@ -1112,8 +1146,11 @@ class AsyncSession(_SessionBase):
             if message["kind"] in ("result", "error"):
                 return True
             if message["kind"] == "tool_call":
-                await channel.send(error_reply(message["call_id"], "TimeoutError",
-                                               "the execution timed out"))
+                try:
+                    await channel.send(error_reply(message["call_id"], "TimeoutError",
+                                                   "the execution timed out"), grace)
+                except DeadlineExceeded:
+                    return False
             else:
                 turn.feed(message)
 

@@ -59,9 +59,9 @@ class Runner:
         body, last = _split_trailing_expression("_ = None\n_", "<warm-up>")
         scratch: dict[str, Any] = {}
         if body is not None:
-            eval(body, scratch)  # noqa: S307 - a constant snippet
+            eval(body, scratch)
         if last is not None:
-            eval(last, scratch)  # noqa: S307
+            eval(last, scratch)
 
     def _run_code(self, code: CodeType) -> Any:
         result = eval(code, self.namespace)
