@@ -109,7 +109,8 @@ def test_code_never_runs_with_host_root_powers(sandbox: Any) -> None:
         status = dict(l.split(":\\t", 1) for l in open("/proc/self/status").read().splitlines()
                       if ":\\t" in l)
         report({"ids": os.getresuid() + os.getresgid(), "groups": os.getgroups(),
-                "caps": [status[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapAmb")],
+                "caps": [status[k].strip()
+                         for k in ("CapInh", "CapPrm", "CapEff", "CapAmb", "CapBnd")],
                 "nnp": status["NoNewPrivs"].strip(), "user": getpass.getuser()})
         """,
     )
@@ -117,7 +118,7 @@ def test_code_never_runs_with_host_root_powers(sandbox: Any) -> None:
     assert info["ids"][:3] == [expected_uid] * 3
     assert 0 not in info["ids"]
     assert info["groups"] in ([], [info["ids"][3]])
-    assert info["caps"] == ["0000000000000000"] * 4
+    assert info["caps"] == ["0000000000000000"] * 5
     assert info["nnp"] == "1"
     assert info["user"] == "sandbox"
 

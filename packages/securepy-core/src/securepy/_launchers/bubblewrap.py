@@ -397,6 +397,8 @@ def _setpriv_options() -> tuple[str, ...]:
         f"--regid={SANDBOX_UID}",
         "--clear-groups",
         "--inh-caps=-all",
+        # An empty bounding set as well: nothing the code runs can ever regain a capability.
+        "--bounding-set=-all",
         "--no-new-privs",
         "--",
     )
@@ -427,8 +429,10 @@ def _user_namespaces() -> list[str]:
 def _root_drop_namespaces() -> list[str]:
     return [
         *_common_namespaces(),
-        # setpriv needs these two to switch to 65534; the switch clears every capability.
+        # setpriv needs these to switch to 65534 and empty the bounding set; the switch then
+        # clears every capability.
         "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+        "--cap-add", "CAP_SETPCAP",
     ]  # fmt: skip
 
 
