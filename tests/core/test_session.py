@@ -468,3 +468,14 @@ def test_timeout_while_a_serial_tool_runs_keeps_state(twin: Any) -> None:
     finally:
         release.set()
     assert session.execute("kept + echo(1)").value == 8
+
+
+def test_an_exception_in_on_output_propagates_and_the_session_recovers(twin: Any) -> None:
+    session = twin()
+
+    def on_output(stream: str, text: str) -> None:
+        raise RuntimeError("callback bug")
+
+    with pytest.raises(RuntimeError, match="^callback bug$"):
+        session.execute("print('x')\nimport time\ntime.sleep(0.2)\n1", on_output=on_output)
+    assert session.execute("2 + 2").value == 4

@@ -621,6 +621,11 @@ class Session(_SessionBase):
             self._restart("the child stopped reading its socket")
             finish = Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
                                                    stdout=turn.stdout, stderr=turn.stderr))
+        except BaseException:
+            # An exception from on_output, or Ctrl-C: the turn is abandoned half-way, so the
+            # child (still running it) is replaced before the exception goes on.
+            self._restart("the execute was abandoned by an exception on the host")
+            raise
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
@@ -1053,6 +1058,13 @@ class AsyncSession(_SessionBase):
             await self._restart("the child stopped reading its socket")
             finish = Finish(error=ExecutionTimeout(timeout or 0.0, state_kept=False,
                                                    stdout=turn.stdout, stderr=turn.stderr))
+        except asyncio.CancelledError:
+            raise  # _drive has already stopped the code (or replaced the child)
+        except BaseException:
+            # An exception from on_output: the turn is abandoned half-way, so the child
+            # (still running it) is replaced before the exception goes on.
+            await self._restart("the execute was abandoned by an exception on the host")
+            raise
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
