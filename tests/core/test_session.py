@@ -129,7 +129,8 @@ def test_tool_exception_is_catchable_inside(twin: Any) -> None:
 
 BAD_CALLS = {
     "unknown-argument": ("query_db('t', color='red')", "got an unexpected keyword argument"),
-    "missing-argument": ("query_db()", "query_db() missing 1 required positional argument: 'table'"),
+    "missing-argument": ("query_db()",
+                         "query_db() missing 1 required positional argument: 'table'"),
     "wrong-type": ("query_db('t', 'many')", "argument 'limit': Input should be a valid integer"),
 }
 
@@ -476,6 +477,6 @@ def test_an_exception_in_on_output_propagates_and_the_session_recovers(twin: Any
     def on_output(stream: str, text: str) -> None:
         raise RuntimeError("callback bug")
 
-    with pytest.raises(RuntimeError, match="^callback bug$"):
+    with pytest.raises(RuntimeError, match=r"^callback bug$"):
         session.execute("print('x')\nimport time\ntime.sleep(0.2)\n1", on_output=on_output)
     assert session.execute("2 + 2").value == 4
