@@ -40,6 +40,7 @@ def query_db(table: str, limit: int = 5) -> list[dict[str, object]]:
     """Up to `limit` rows of `table`, as dicts."""
     if table not in list_tables.fn():
         raise ValueError(f"no table named {table!r}")
+    # Safe to format: `table` was just checked against the real table names.
     cursor = db.execute(f'SELECT * FROM "{table}" LIMIT ?', (limit,))
     columns = [c[0] for c in cursor.description]
     return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
