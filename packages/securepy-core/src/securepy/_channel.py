@@ -118,10 +118,12 @@ class Channel:
             message = self._buffer.next_message()
             if message is not None:
                 return message
+            # Wait first: the usual case is a request just sent and no answer yet, where a
+            # recv would only fail with EAGAIN.
+            self._wait(self._poll, deadline)
             try:
                 chunk = self._sock.recv(self._buffer.wanted())
             except BlockingIOError:
-                self._wait(self._poll, deadline)
                 continue
             except OSError as exc:
                 raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc

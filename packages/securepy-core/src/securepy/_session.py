@@ -640,7 +640,7 @@ class Session(_SessionBase):
     def _drive(self, child: _Child, channel: Channel, turn: Turn, deadline: float | None,
                timeout: float | None) -> Finish:
         pending: dict[int, _PendingCall] = {}
-        relay = _Relay()
+        relay = _NO_RELAY
         try:
             while True:
                 if relay.holder != _CALLER:
@@ -663,6 +663,8 @@ class Session(_SessionBase):
                         continue
                     action = turn.feed(message)
                     if isinstance(action, CallTool) and _can_relay(action, message):
+                        if relay is _NO_RELAY:
+                            relay = _Relay()
                         relay.holder = _TOOL_RUNNING
                         self._tool_executor().submit(self._run_tools_then_read, child, channel,
                                                      turn, action, deadline, relay)
@@ -892,6 +894,10 @@ class _Relay:
         with self._lock:
             if self.holder == _TOOL_RUNNING:
                 self.holder = _CALLER
+
+
+# Most turns call no tool: they share this one, which never leaves the caller.
+_NO_RELAY = _Relay()
 
 
 def _can_relay(action: CallTool, message: dict[str, Any]) -> bool:
