@@ -62,3 +62,15 @@ def test_worker_imports_only_the_standard_library() -> None:
                 continue
             for name in names:
                 assert name.split(".")[0] in sys.stdlib_module_names, (path.name, name)
+
+
+def test_error_attributes_are_plain_data() -> None:
+    error = errors.ExecutionError("ValueError", "boom", traceback="tb", stdout="o", stderr="e")
+    assert (str(error), error.remote_type, error.message) == ("ValueError: boom", "ValueError",
+                                                              "boom")
+    kept = errors.ExecutionTimeout(2, state_kept=True)
+    assert (kept.interrupted, kept.killed) == (True, False)
+    assert str(kept) == ("execution timed out after 2 s: the code was interrupted; the session "
+                         "kept its state")
+    syntax = errors.CodeValidationError("invalid syntax", lineno=3, offset=7)
+    assert (syntax.line, syntax.column, str(syntax)) == (3, 7, "invalid syntax (line 3, column 7)")

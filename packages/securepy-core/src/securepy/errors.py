@@ -65,6 +65,11 @@ class ExecutionError(SecurePyError):
         self.stderr = stderr
         super().__init__(f"{type_name}: {message}" if message else type_name)
 
+    @property
+    def remote_type(self) -> str:
+        """The remote exception's type name (same as ``type_name``)."""
+        return self.type_name
+
 
 class ExecutionTimeout(SecurePyError, TimeoutError):
     """The code ran past its timeout.
@@ -92,6 +97,16 @@ class ExecutionTimeout(SecurePyError, TimeoutError):
         )
         super().__init__(f"execution timed out after {timeout:g} s: {how}")
 
+    @property
+    def interrupted(self) -> bool:
+        """True when the code stopped on the interrupt (the session kept its state)."""
+        return self.state_kept
+
+    @property
+    def killed(self) -> bool:
+        """True when the child had to be killed (the session restarted, state lost)."""
+        return not self.state_kept
+
 
 class CodeValidationError(SecurePyError):
     """The code failed the syntax pre-check; nothing was sent to the child.
@@ -107,6 +122,16 @@ class CodeValidationError(SecurePyError):
         self.lineno = lineno
         self.offset = offset
         super().__init__(f"{message} (line {lineno}, column {offset})")
+
+    @property
+    def line(self) -> int:
+        """Same as ``lineno``."""
+        return self.lineno
+
+    @property
+    def column(self) -> int:
+        """Same as ``offset``."""
+        return self.offset
 
 
 class ToolError(SecurePyError):
