@@ -301,8 +301,9 @@ def test_result_frame_over_the_cap_restarts_the_session(twin: Any) -> None:
 
 def test_child_exit_is_reported_and_recovered(twin: Any) -> None:
     session = twin()
-    with pytest.raises(errors.ProtocolError, match="died unexpectedly"):
-        session.execute("import os\nos._exit(3)")
+    with pytest.raises(errors.ProtocolError, match="died unexpectedly") as info:
+        session.execute("print('last words')\nimport os\nos._exit(3)")
+    assert info.value.stdout == "last words\n"
     assert session.execute("4").value == 4
 
 

@@ -424,8 +424,10 @@ class _SessionBase:
         logger.info("session %s: execution failed: %s", self.id, type(error).__name__,
                     extra={"session_id": self.id})
 
-    def _death_error(self, exc: ProtocolError) -> SecurePyError:
-        """What a broken turn means: a resource limit if the exit status says so."""
+    def _death_error(self, exc: ProtocolError, turn: Turn) -> SecurePyError:
+        """What a broken turn means (a resource limit if the exit status says so), with the
+        output the code printed before."""
+        output = {"stdout": turn.stdout, "stderr": turn.stderr}
         child = self._child
         status = child.process.poll() if child is not None else None
         if child is not None and status is None:
@@ -438,11 +440,12 @@ class _SessionBase:
             if limit is not None:
                 return ResourceLimitError(
                     f"the code hit the {limit} limit and the child was stopped; the session "
-                    "was restarted with a fresh namespace", limit=limit, state_kept=False)
+                    "was restarted with a fresh namespace", limit=limit, state_kept=False,
+                    **output)
             return ProtocolError(f"the child process died unexpectedly (exit status {status}); "
-                                 "the session was restarted with a fresh namespace")
+                                 "the session was restarted with a fresh namespace", **output)
         return ProtocolError(f"{exc}; the child was stopped and the session restarted with a "
-                             "fresh namespace")
+                             "fresh namespace", **output)
 
     def _finish_close(self) -> None:
         self._drop_child()
@@ -613,7 +616,7 @@ class Session(_SessionBase):
             self._send(child, channel, self._execute_message(code), deadline)
             finish = self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
-            error = self._death_error(exc)
+            error = self._death_error(exc, turn)
             self._restart(str(error))
             self._record_error(error)
             raise error from None
@@ -1056,7 +1059,7 @@ class AsyncSession(_SessionBase):
             await channel.send(self._execute_message(code), deadline)
             finish = await self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
-            error = self._death_error(exc)
+            error = self._death_error(exc, turn)
             await self._restart(str(error))
             self._record_error(error)
             raise error from None

@@ -194,17 +194,16 @@ def describe_sandbox(tools: Iterable[Tool]) -> str:
 
 
 def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) -> str:
-    """A failure as text for a model: what went wrong, the traceback, and output so far."""
+    """A failure as text for a model: the output so far, then what went wrong."""
     parts = []
+    stdout, stderr = getattr(error, "stdout", ""), getattr(error, "stderr", "")
+    if stdout:
+        parts.append(stdout.rstrip("\n"))
+    if stderr:
+        parts.append("[stderr]\n" + stderr.rstrip("\n"))
     if isinstance(error, ExecutionError):
-        if error.stdout:
-            parts.append(error.stdout.rstrip("\n"))
-        if error.stderr:
-            parts.append("[stderr]\n" + error.stderr.rstrip("\n"))
         parts.append(error.traceback.rstrip("\n") or str(error))
     elif isinstance(error, ExecutionTimeout):
-        if error.stdout:
-            parts.append(error.stdout.rstrip("\n"))
         parts.append(f"Error: {error}")
     else:
         parts.append(f"Error ({type(error).__name__}): {error}")

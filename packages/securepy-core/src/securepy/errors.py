@@ -163,11 +163,16 @@ class ResourceLimitError(SecurePyError):
         limit: which limit: "memory", "cpu_seconds", "file_size", "processes", "open_files",
             "output", "workspace" or "tool_calls".
         state_kept: whether the session kept its state.
+        stdout: output printed before the limit was hit.
+        stderr: error output printed before the limit was hit.
     """
 
-    def __init__(self, message: str, *, limit: str, state_kept: bool = False) -> None:
+    def __init__(self, message: str, *, limit: str, state_kept: bool = False, stdout: str = "",
+                 stderr: str = "") -> None:
         self.limit = limit
         self.state_kept = state_kept
+        self.stdout = stdout
+        self.stderr = stderr
         super().__init__(message)
 
 
@@ -183,4 +188,14 @@ class SandboxUnavailableError(SecurePyError):
 
 class ProtocolError(SecurePyError):
     """The child broke the wire protocol (malformed, oversized or unexpected frame, or it died).
-    The child was killed and the session restarted with a fresh, empty namespace."""
+    The child was killed and the session restarted with a fresh, empty namespace.
+
+    Attributes:
+        stdout: output the code printed in this execute before it happened.
+        stderr: error output printed likewise.
+    """
+
+    def __init__(self, message: str, *, stdout: str = "", stderr: str = "") -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        super().__init__(message)
