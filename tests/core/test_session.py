@@ -292,11 +292,16 @@ def test_oversized_frame_from_the_code_is_refused(twin: Any) -> None:
     assert session.execute("2").value == 2
 
 
-def test_result_frame_over_the_cap_restarts_the_session(twin: Any) -> None:
-    session = twin(max_frame_bytes=1024 * 1024)
-    with pytest.raises(errors.ProtocolError):
+def test_result_or_output_over_the_frame_cap_is_refused_and_state_kept(twin: Any) -> None:
+    session = twin(max_frame_bytes=1024 * 1024, max_output_bytes=None)
+    session.execute("kept = 1")
+    with pytest.raises(errors.ResourceLimitError, match="over the host's 1048576-byte frame "
+                                                        "limit") as info:
         session.execute("'x' * 2_000_000")
-    assert session.execute("3").value == 3
+    assert (info.value.limit, info.value.state_kept) == ("output", True)
+    # A huge print travels in several frames, each under the cap.
+    assert len(session.execute("print('y' * 3_000_000)").stdout) == 3_000_001
+    assert session.execute("kept").value == 1
 
 
 def test_child_exit_is_reported_and_recovered(twin: Any) -> None:

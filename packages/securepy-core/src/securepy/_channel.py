@@ -44,7 +44,7 @@ class _FrameBuffer:
         if length > self.max_frame_bytes:
             raise ProtocolError(
                 f"the child sent a frame of {length} bytes, over the {self.max_frame_bytes}-byte"
-                " cap (max_frame_bytes); the child was stopped"
+                " cap (max_frame_bytes)"
             )
         end = protocol.HEADER.size + length
         if len(self.data) < end:
@@ -78,6 +78,8 @@ class Channel:
         self._poll.register(sock, select.POLLIN)
         self._writable = select.poll()
         self._writable.register(sock, select.POLLOUT)
+        # True once a send was cut off part-way: the stream is out of step for good.
+        self.broken = False
 
     @property
     def max_frame_bytes(self) -> int:
@@ -101,7 +103,11 @@ class Channel:
                 try:
                     sent = self._sock.send(view)
                 except BlockingIOError:
-                    self._wait(self._writable, deadline)
+                    try:
+                        self._wait(self._writable, deadline)
+                    except DeadlineExceeded:
+                        self.broken = self.broken or len(view) < len(frame)
+                        raise
                     continue
                 view = view[sent:]
         except OSError as exc:
@@ -152,6 +158,10 @@ class AsyncChannel:
         sock.setblocking(False)
         self._sock = sock
         self._buffer = _FrameBuffer(max_frame_bytes)
+        # Tool replies and the turn both send: whole frames, one at a time.
+        self._send_lock = asyncio.Lock()
+        # True once a send was interrupted: part of a frame may be out, the stream is lost.
+        self.broken = False
 
     async def send(self, message: dict[str, Any], deadline: float | None = None) -> None:
         """Async counterpart of :meth:`Channel.send`; same arguments."""
@@ -159,7 +169,12 @@ class AsyncChannel:
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
         try:
             async with asyncio.timeout(timeout):
-                await asyncio.get_running_loop().sock_sendall(self._sock, frame)
+                async with self._send_lock:
+                    try:
+                        await asyncio.get_running_loop().sock_sendall(self._sock, frame)
+                    except BaseException:
+                        self.broken = True
+                        raise
         except TimeoutError:
             raise DeadlineExceeded from None
         except OSError as exc:

@@ -167,13 +167,14 @@ class Turn:
     # -- tool completion (may be called from tool threads) ---------------------------------
 
     def tool_finished(self, action: CallTool, *, duration: float, value: Any = None,
-                      error: BaseException | None = None) -> bytes | dict[str, Any]:
-        """Record a finished tool call and return the reply message for the child."""
+                      error: BaseException | None = None) -> dict[str, Any]:
+        """Record a finished tool call and return the reply message for the child. Never
+        raises: whatever the tool returned or raised, the child gets an answer."""
         name = action.tool.name
         if error is None:
             try:
                 tree = codec.encode(value)
-            except codec.CodecError as exc:
+            except Exception as exc:
                 error = exc
             else:
                 self._record(name, action.raw_arguments, duration, ok=True)
@@ -182,17 +183,20 @@ class Turn:
                 return {"kind": "tool_result", "call_id": action.call_id, "ok": True,
                         "value": tree}
         type_name = type(error).__name__
-        text = self._sanitize(str(error)) or type_name
+        try:
+            text = self._sanitize(str(error)) or type_name
+        except Exception:
+            text = type_name
         self._record(name, action.raw_arguments, duration, ok=False, error=f"{type_name}: {text}")
         self._emit("tool_error", tool=name, type=type_name, message=text, duration=duration)
         return error_reply(action.call_id, type_name, f"{name}() failed: {type_name}: {text}")
 
     def tool_timed_out(self, action: CallTool, *, duration: float) -> dict[str, Any]:
         """The reply for a tool call that ran past its own timeout."""
+        limit = action.tool.timeout
+        within = f"within {limit:g} s" if limit is not None else "in time"
         return self.tool_finished(
-            action, duration=duration,
-            error=TimeoutError(f"the tool did not finish within {action.tool.timeout:g} s"),
-        )  # type: ignore[return-value]
+            action, duration=duration, error=TimeoutError(f"the tool did not finish {within}"))
 
     def _record(self, name: str, raw: dict[str, Any], duration: float, *, ok: bool,
                 error: str | None = None) -> None:
@@ -239,7 +243,8 @@ class Turn:
         )
 
 
-_LIMIT_NAMES = {"memory", "cpu_seconds", "file_size", "processes", "open_files", "workspace"}
+_LIMIT_NAMES = {"memory", "cpu_seconds", "file_size", "processes", "open_files", "workspace",
+                "output"}
 
 
 def error_reply(call_id: int, type_name: str, text: str, *, kind: str = "tool") -> dict[str, Any]:

@@ -55,6 +55,8 @@ class _Default:
 DEFAULT: Any = _Default()
 
 START_TIMEOUT = 30.0
+# Tool calls one execution may have running at once (a hostile child could queue unbounded).
+MAX_CALLS_IN_FLIGHT = 64
 INTERRUPT_GRACE = 1.0
 _TOOL_THREADS = 8
 
@@ -247,6 +249,7 @@ def _handshake(child: _Child, config: SessionConfig) -> None:
             "path": list(interpreter.path),
             "nproc": child.process.sandboxed,
             "preload": list(config.preload),
+            "max_frame_bytes": config.max_frame_bytes,
         })
         ready = channel.receive(time.monotonic() + START_TIMEOUT)
     except (ProtocolError, DeadlineExceeded) as exc:
@@ -447,8 +450,30 @@ class _SessionBase:
         return ProtocolError(f"{exc}; the child was stopped and the session restarted with a "
                              "fresh namespace", **output)
 
-    def _finish_close(self) -> None:
+    def _stop_child_then_finish_close(self) -> None:
+        child = self._child
+        if self._busy.locked() and child is not None:
+            # An execute is reading the socket: killing the child wakes it (end of stream),
+            # and it drops the child itself; closing the socket under it would not wake it.
+            child.process.kill()
+            self._finish_close(drop_child=False)
+        else:
+            self._finish_close()
+
+    def _restart_if_stream_broken(self, broken: bool, finish: Finish, turn: Turn) -> Finish:
+        """A frame to the child was cut off (a send ran into the deadline): the stream is out
+        of step, so the child is replaced and the state is lost whatever the turn said."""
+        if not broken:
+            return finish
         self._drop_child()
+        if not self._closed:
+            with contextlib.suppress(SecurePyError):
+                self._adopt_child(start_child(self._config), "a frame to the child was cut off")
+        return _state_lost(finish, turn)
+
+    def _finish_close(self, *, drop_child: bool = True) -> None:
+        if drop_child:
+            self._drop_child()
         self._emit("session_close")
         logger.info("session %s closed", self.id, extra={"session_id": self.id})
         if self._auditor is not None:
@@ -599,6 +624,8 @@ class Session(_SessionBase):
                                         max_tool_calls)
         finally:
             self._busy.release()
+            if self._closed:
+                self._drop_child()
 
     def _execute_locked(self, code: str, timeout: float | None, on_output: OnOutput | None,
                         max_tool_calls: Any) -> Execution:
@@ -616,6 +643,10 @@ class Session(_SessionBase):
             self._send(child, channel, self._execute_message(code), deadline)
             finish = self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
+            if self._closed:
+                self._drop_child()
+                raise SessionClosedError("the session was closed while this execute ran"
+                                         ) from None
             error = self._death_error(exc, turn)
             self._restart(str(error))
             self._record_error(error)
@@ -629,6 +660,9 @@ class Session(_SessionBase):
             # child (still running it) is replaced before the exception goes on.
             self._restart("the execute was abandoned by an exception on the host")
             raise
+        # (Only if this child is still the session's: a restart may already have replaced it.)
+        finish = self._restart_if_stream_broken(channel.broken and self._child is child,
+                                                finish, turn)
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
@@ -672,7 +706,9 @@ class Session(_SessionBase):
                         self._tool_executor().submit(self._run_tools_then_read, child, channel,
                                                      turn, action, deadline, relay)
                         continue
-                if isinstance(action, CallTool):
+                if isinstance(action, CallTool) and len(pending) >= MAX_CALLS_IN_FLIGHT:
+                    self._send(child, channel, _too_many_in_flight(action), deadline)
+                elif isinstance(action, CallTool):
                     self._start_tool_call(child, channel, turn, action, deadline, pending)
                 elif isinstance(action, Reply):
                     self._send(child, channel, action.message, deadline)
@@ -690,6 +726,13 @@ class Session(_SessionBase):
         thread that ran the tool reads the next message itself and runs the next such call
         at once, saving a thread hand-off per call. Anything else goes back to the caller.
         """
+        try:
+            self._relay_turn(child, channel, turn, action, deadline, relay)
+        except BaseException as exc:
+            relay.deliver(exc)
+
+    def _relay_turn(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+                    deadline: float | None, relay: _Relay) -> None:
         while True:
             if not self._run_tool(child, channel, turn, action, deadline):
                 relay.hand_back(None)  # the reply could not be sent in time
@@ -726,12 +769,12 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(action.tool, action.arguments)
-        except Exception as exc:
+        except BaseException as exc:
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)
         try:
-            self._send(child, channel, typing.cast(dict[str, Any], reply), deadline)
+            self._send(child, channel, reply, deadline)
         except DeadlineExceeded:
             return False
         except ProtocolError:
@@ -760,7 +803,7 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(tool, call.action.arguments)
-        except Exception as exc:
+        except BaseException as exc:
             error = exc
         duration = time.monotonic() - call.started
         if not call.claim():
@@ -771,7 +814,7 @@ class Session(_SessionBase):
                     "failed" if error else "returned", duration, extra={"session_id": self.id})
         # The child is gone (the reader reports it), or stopped reading (the deadline does).
         with contextlib.suppress(ProtocolError, DeadlineExceeded):
-            self._send(child, channel, typing.cast(dict[str, Any], reply),
+            self._send(child, channel, reply,
                        call.execution_deadline)
 
     def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
@@ -838,11 +881,12 @@ class Session(_SessionBase):
             self._adopt_child(start_child(self._config), "restart() was called")
 
     def close(self) -> None:
-        """Stop the child and release everything. Idempotent."""
+        """Stop the child and release everything. Idempotent. An execute running in another
+        thread stops at once with SessionClosedError."""
         if self._closed:
             return
         self._closed = True
-        self._finish_close()
+        self._stop_child_then_finish_close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
@@ -901,6 +945,21 @@ class _Relay:
 
 # Most turns call no tool: they share this one, which never leaves the caller.
 _NO_RELAY = _Relay()
+
+
+def _too_many_in_flight(action: CallTool) -> dict[str, Any]:
+    return error_reply(action.call_id, "PolicyError",
+                       f"more than {MAX_CALLS_IN_FLIGHT} tool calls are in flight at once; "
+                       "wait for some to return", kind="policy")
+
+
+def _state_lost(finish: Finish, turn: Turn) -> Finish:
+    """The same outcome, told as a restart: an interrupt that kept state no longer did."""
+    error = finish.error
+    if isinstance(error, ExecutionTimeout):
+        return Finish(error=ExecutionTimeout(error.timeout, state_kept=False,
+                                             stdout=turn.stdout, stderr=turn.stderr))
+    return finish
 
 
 def _can_relay(action: CallTool, message: dict[str, Any]) -> bool:
@@ -1018,7 +1077,7 @@ class AsyncSession(_SessionBase):
         if self._closed:
             raise SessionClosedError("the session is closed; create a new one")
         if self._child is None:
-            child = await asyncio.to_thread(start_child, self._config)
+            child = await _start_child_in_thread(self._config)
             if self._closed:
                 _kill_quietly(child)
                 raise SessionClosedError("the session was closed while it started")
@@ -1045,6 +1104,8 @@ class AsyncSession(_SessionBase):
                                               max_tool_calls)
         finally:
             self._busy.release()
+            if self._closed:
+                self._drop_child()
 
     async def _execute_locked(self, code: str, timeout: float | None,
                               on_output: OnOutput | None, max_tool_calls: Any) -> Execution:
@@ -1059,6 +1120,10 @@ class AsyncSession(_SessionBase):
             await channel.send(self._execute_message(code), deadline)
             finish = await self._drive(child, channel, turn, deadline, timeout)
         except ProtocolError as exc:
+            if self._closed:
+                self._drop_child()
+                raise SessionClosedError("the session was closed while this execute ran"
+                                         ) from None
             error = self._death_error(exc, turn)
             await self._restart(str(error))
             self._record_error(error)
@@ -1074,6 +1139,9 @@ class AsyncSession(_SessionBase):
             # (still running it) is replaced before the exception goes on.
             await self._restart("the execute was abandoned by an exception on the host")
             raise
+        if channel.broken and self._child is child:
+            await self._restart("a frame to the child was cut off")
+            finish = _state_lost(finish, turn)
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
@@ -1089,7 +1157,9 @@ class AsyncSession(_SessionBase):
                 except DeadlineExceeded:
                     return await self._interrupt_then_kill(channel, turn, timeout)
                 action = turn.feed(message)
-                if isinstance(action, CallTool):
+                if isinstance(action, CallTool) and len(tasks) >= MAX_CALLS_IN_FLIGHT:
+                    await channel.send(_too_many_in_flight(action), deadline)
+                elif isinstance(action, CallTool):
                     task = asyncio.ensure_future(
                         self._run_tool_and_reply(channel, turn, action, deadline))
                     tasks.add(task)
@@ -1117,17 +1187,22 @@ class AsyncSession(_SessionBase):
         value: Any = None
         error: BaseException | None = None
         try:
-            async with asyncio.timeout(action.tool.timeout):
+            async with asyncio.timeout(action.tool.timeout) as scope:
                 value = await self._call_tool_function(action.tool, action.arguments)
-        except TimeoutError:
-            await channel.send(turn.tool_timed_out(action, duration=time.monotonic() - started),
-                               deadline)
-            return
-        except Exception as exc:
+        except TimeoutError as exc:
+            if not scope.expired():  # the tool's own TimeoutError, not its time limit
+                error = exc
+            else:
+                await channel.send(
+                    turn.tool_timed_out(action, duration=time.monotonic() - started), deadline)
+                return
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)
-        await channel.send(typing.cast(dict[str, Any], reply), deadline)
+        await channel.send(reply, deadline)
 
     async def _call_tool_function(self, tool: Tool, arguments: dict[str, Any]) -> Any:
         if tool.is_async:
@@ -1148,9 +1223,10 @@ class AsyncSession(_SessionBase):
                                              stdout=turn.stdout, stderr=turn.stderr))
 
     async def _stop_after_cancel(self, channel: AsyncChannel, turn: Turn) -> None:
-        if not await self._wait_after_interrupt(channel, turn):
+        kept = await self._wait_after_interrupt(channel, turn)
+        if not kept:
             await self._restart("the code did not stop after its execute was cancelled")
-        self._emit("execute_timeout", timeout=None, state_kept=True, cancelled=True)
+        self._emit("execute_timeout", timeout=None, state_kept=kept, cancelled=True)
 
     async def _wait_after_interrupt(self, channel: AsyncChannel, turn: Turn) -> bool:
         """Interrupt the code; True if it stopped within the grace period."""
@@ -1180,15 +1256,22 @@ class AsyncSession(_SessionBase):
         if self._closed:
             return
         try:
-            child = await asyncio.to_thread(start_child, self._config)
+            child = await _start_child_in_thread(self._config)
         except SecurePyError:
             return
         self._adopt_child(child, reason)
 
     async def restart(self) -> None:
-        """Async counterpart of :meth:`Session.restart`."""
+        """Async counterpart of :meth:`Session.restart`.
+
+        Raises:
+            securepy.errors.SessionClosedError: the session is closed, or an execute is running.
+        """
         if self._closed:
             raise SessionClosedError("the session is closed; create a new one")
+        if self._busy.locked():
+            raise SessionClosedError("the session is busy running an execute; restart it "
+                                     "after the execute returns")
         self._drop_child()
         await self._restart("restart() was called")
 
@@ -1197,10 +1280,26 @@ class AsyncSession(_SessionBase):
         if self._closed:
             return
         self._closed = True
-        self._finish_close()
+        self._stop_child_then_finish_close()
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+
+
+async def _start_child_in_thread(config: SessionConfig) -> _Child:
+    """start_child off the event loop. If the awaiting task is cancelled, the thread still
+    finishes the start; the child it makes is then stopped, not leaked."""
+    future = asyncio.get_running_loop().run_in_executor(None, start_child, config)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_kill_started_child)
+        raise
+
+
+def _kill_started_child(future: asyncio.Future[_Child]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        _kill_quietly(future.result())
 
 
 def check_syntax(code: str) -> None:
@@ -1208,7 +1307,9 @@ def check_syntax(code: str) -> None:
     if code in _parsed_recently:
         return
     try:
-        compile(code, "<code>", "exec", _SYNTAX_FLAGS, dont_inherit=True)
+        # To bytecode, not just an AST: some SyntaxErrors ("'return' outside function")
+        # come from the compiler.
+        compile(code, "<code>", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
     except SyntaxError as exc:
         raise CodeValidationError(
             exc.msg or "invalid syntax", lineno=exc.lineno or 0, offset=exc.offset or 0
@@ -1222,7 +1323,6 @@ def check_syntax(code: str) -> None:
     _parsed_recently[code] = None
 
 
-_SYNTAX_FLAGS = ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
 # Agents resend the same snippets; parsing them again on the host costs more than running them.
 _parsed_recently: dict[str, None] = {}
 

@@ -10,6 +10,7 @@ can read, so an agent loop never breaks on an error in the code.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import threading
 import typing
@@ -136,6 +137,10 @@ class SandboxRunner:
         """
         with self._lock:
             target = self._sync_target()
+        # A session runs one execute at a time: runs through this tool (several tool calls
+        # of one model turn, say) wait their turn. A pool serves them concurrently.
+        guard = self._lock if isinstance(target, Session) else contextlib.nullcontext()
+        with guard:
             try:
                 execution = target.execute(code, timeout=self.timeout)
             except SandboxUnavailableError:

@@ -56,6 +56,7 @@ def main() -> None:
     config = connection.receive()
     if config.get("kind") != "configure":
         raise SystemExit("securepy worker: expected a configure message first")
+    connection.max_frame_bytes = config.get("max_frame_bytes") or protocol.MAX_FRAME_BYTES
     _apply_limits(config["limits"], nproc=config["nproc"])
     sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
     _install_interactive_builtins()
@@ -76,9 +77,10 @@ def main() -> None:
     runner.warm_up()
     connection.send({"kind": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
     while True:
-        message = connection.receive()
-        if message["kind"] == "execute":
-            _run_turn(message, runner, state, broker, outputs, connection)
+        # Through the broker: a thread the code left running may be waiting on a tool reply,
+        # and only one thread may read the socket at a time.
+        message = broker.next_execute()
+        _run_turn(message, runner, state, broker, outputs, connection)
 
 
 def _install_interactive_builtins() -> None:
@@ -91,6 +93,10 @@ def _install_interactive_builtins() -> None:
     builtins.quit = _sitebuiltins.Quitter("quit", "Ctrl-D (i.e. EOF)")
 
 
+class FrameTooLarge(ValueError):
+    """A message would exceed the host's frame cap (the host would stop the child)."""
+
+
 class Connection:
     """The worker's end of the socket: buffered frame reads, locked frame writes."""
 
@@ -98,26 +104,46 @@ class Connection:
         self._sock = _socket.socket(fileno=fd)
         self._buffer = bytearray()
         self._send_lock = threading.Lock()
+        self.max_frame_bytes = protocol.MAX_FRAME_BYTES
 
     def send(self, message: dict[str, Any]) -> None:
+        """Send one message whole.
+
+        Raises:
+            FrameTooLarge: the encoded message is over the host's cap (nothing is sent).
+        """
         frame = protocol.encode_frame(message)
+        if len(frame) - protocol.HEADER.size > self.max_frame_bytes:
+            raise FrameTooLarge(
+                f"the message is {len(frame)} bytes, over the host's {self.max_frame_bytes}-byte"
+                " frame limit (max_frame_bytes)")
         with self._send_lock:
             self._sock.sendall(frame)
 
     def receive(self) -> dict[str, Any]:
-        header = self._read(protocol.HEADER.size)
-        (length,) = protocol.HEADER.unpack(header)
-        return protocol.parse_body(self._read(length), protocol.HOST_MESSAGES)
-
-    def _read(self, size: int) -> bytes:
-        while len(self._buffer) < size:
-            chunk = self._sock.recv(max(65536, size - len(self._buffer)))
+        """The next message from the host. A frame is taken off the buffer only once it is
+        whole, so an interrupt while waiting never leaves the stream out of step."""
+        header_size = protocol.HEADER.size
+        while True:
+            if len(self._buffer) >= header_size:
+                (length,) = protocol.HEADER.unpack_from(self._buffer)
+                if len(self._buffer) >= header_size + length:
+                    body = bytes(self._buffer[header_size:header_size + length])
+                    del self._buffer[:header_size + length]
+                    try:
+                        return protocol.parse_body(body, protocol.HOST_MESSAGES)
+                    except protocol.FrameError:
+                        os._exit(70)  # the host never sends a bad frame: the stream is broken
+                wanted = header_size + length - len(self._buffer)
+            else:
+                wanted = header_size
+            chunk = self._sock.recv(max(65536, wanted))
             if not chunk:
                 os._exit(0)  # the host hung up: nothing left to serve
             self._buffer += chunk
-        data = bytes(self._buffer[:size])
-        del self._buffer[:size]
-        return data
+
+
+_EXECUTE = -1  # where the broker files an execute message for the main loop
 
 
 class ToolBroker:
@@ -140,7 +166,10 @@ class ToolBroker:
     def reset(self) -> None:
         """Forget replies to calls abandoned by an earlier turn."""
         with self._cond:
+            execute = self._replies.pop(_EXECUTE, None)
             self._replies.clear()
+            if execute is not None:
+                self._replies[_EXECUTE] = execute
 
     def call(self, name: str, args: dict[str, Any]) -> Any:
         with self._cond:
@@ -159,13 +188,17 @@ class ToolBroker:
             with self._cond:
                 self._in_flight -= 1
 
-    def _wait_for(self, call_id: int) -> dict[str, Any]:
+    def next_execute(self) -> dict[str, Any]:
+        """The next ``execute`` message (the main loop's read, in turn with tool callers)."""
+        return self._wait_for(_EXECUTE)
+
+    def _wait_for(self, key: int) -> dict[str, Any]:
         while True:
             with self._cond:
-                while call_id not in self._replies and self._reading:
+                while key not in self._replies and self._reading:
                     self._cond.wait()
-                if call_id in self._replies:
-                    return self._replies.pop(call_id)
+                if key in self._replies:
+                    return self._replies.pop(key)
                 self._reading = True
             message: dict[str, Any] | None = None
             try:
@@ -173,9 +206,15 @@ class ToolBroker:
             finally:
                 with self._cond:
                     self._reading = False
-                    if message is not None and message["kind"] == "tool_result":
-                        self._replies[message["call_id"]] = message
+                    if message is not None:
+                        self._file(message)
                     self._cond.notify_all()
+
+    def _file(self, message: dict[str, Any]) -> None:
+        if message["kind"] == "tool_result":
+            self._replies[message["call_id"]] = message
+        elif message["kind"] == "execute":
+            self._replies[_EXECUTE] = message
 
 
 def _unpack_reply(name: str, reply: dict[str, Any]) -> Any:
@@ -219,7 +258,12 @@ def _run_turn(
             tree = codec.encode(value)
         except codec.CodecError:
             tree = codec._opaque(value)
-        connection.send({"kind": "result", "value": tree})
+        try:
+            connection.send({"kind": "result", "value": tree})
+        except FrameTooLarge as exc:
+            connection.send({"kind": "error", "type": "ValueTooLarge", "traceback": "",
+                             "message": f"the value could not be returned: {exc}",
+                             "limit": "output"})
     except BaseException as exc:
         state.in_user_code = False
         outputs.flush()
@@ -418,13 +462,19 @@ class _Outputs:
                     self.send(name, data.decode("utf-8", "replace"))
 
     def send(self, stream: str, text: str) -> None:
-        self._connection.send({"kind": "output", "stream": stream, "text": text})
+        # Frames well under any cap: a single huge print must not end the session.
+        for start in range(0, len(text), _OUTPUT_CHUNK):
+            self._connection.send({"kind": "output", "stream": stream,
+                                   "text": text[start:start + _OUTPUT_CHUNK]})
 
     def forward_forever(self) -> None:
         fds = list(self._pipes.values())
         while True:
             select.select(fds, [], [])
             self.drain_pipes()
+
+
+_OUTPUT_CHUNK = 64 * 1024  # characters: at most 256 KiB of UTF-8 per frame
 
 
 class _OutputStream(io.TextIOBase):

@@ -80,6 +80,7 @@ HOST_MESSAGES: dict[str, _Schema] = {
         "path": (list, True),
         "nproc": (bool, True),
         "preload": (list, False),
+        "max_frame_bytes": (int, False),
     },
     "execute": {"code": (str, True), "filename": (str, True)},
     "tool_result": {
