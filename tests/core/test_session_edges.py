@@ -9,7 +9,6 @@ import time
 from typing import Any
 
 import pytest
-
 import securepy
 from securepy import errors
 
@@ -95,7 +94,7 @@ def test_closing_a_session_stops_a_running_execute() -> None:
         try:
             session.execute("print('go')\nimport time\ntime.sleep(30)",
                             on_output=lambda s, t: started.set(), timeout=None)
-        except BaseException as exc:  # noqa: BLE001 - recorded for the assertion
+        except BaseException as exc:
             outcome.append(exc)
 
     thread = threading.Thread(target=run)

@@ -174,7 +174,7 @@ class Turn:
         if error is None:
             try:
                 tree = codec.encode(value)
-            except Exception as exc:
+            except Exception as exc:  # an unencodable value becomes the tool's error
                 error = exc
             else:
                 self._record(name, action.raw_arguments, duration, ok=True)
@@ -185,7 +185,7 @@ class Turn:
         type_name = type(error).__name__
         try:
             text = self._sanitize(str(error)) or type_name
-        except Exception:
+        except Exception:  # a broken __str__ must not leave the call unanswered
             text = type_name
         self._record(name, action.raw_arguments, duration, ok=False, error=f"{type_name}: {text}")
         self._emit("tool_error", tool=name, type=type_name, message=text, duration=duration)
@@ -258,7 +258,7 @@ def _ask_approval(tool: Tool, request: ToolCallRequest) -> str | None:
     assert tool.approve is not None
     try:
         verdict = tool.approve(request)
-    except Exception as exc:
+    except Exception as exc:  # a failing hook denies; it never crashes the host
         return f"the approval hook failed ({type(exc).__name__}), so the call was denied"
     if verdict is None or verdict is True:
         return None

@@ -436,7 +436,7 @@ class _SessionBase:
         if child is not None and status is None:
             try:
                 status = child.process.wait(0.5)
-            except Exception:
+            except Exception:  # still running: a protocol breach, not a death
                 status = None
         if child is not None and status is not None:
             limit = child.process.describe_exit(status)
@@ -728,7 +728,7 @@ class Session(_SessionBase):
         """
         try:
             self._relay_turn(child, channel, turn, action, deadline, relay)
-        except BaseException as exc:
+        except BaseException as exc:  # e.g. on_output raised: the caller re-raises it
             relay.deliver(exc)
 
     def _relay_turn(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
@@ -769,7 +769,7 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(action.tool, action.arguments)
-        except BaseException as exc:
+        except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)
@@ -803,7 +803,7 @@ class Session(_SessionBase):
         error: BaseException | None = None
         try:
             value = self._call_tool_function(tool, call.action.arguments)
-        except BaseException as exc:
+        except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
         duration = time.monotonic() - call.started
         if not call.claim():
@@ -1198,7 +1198,7 @@ class AsyncSession(_SessionBase):
                 return
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:
+        except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
         reply = turn.tool_finished(action, duration=time.monotonic() - started, value=value,
                                    error=error)

@@ -151,7 +151,7 @@ def _opaque(value: Any) -> dict[str, Any]:
     kind = type(value)
     try:
         text = repr(value)
-    except Exception as exc:
+    except Exception as exc:  # a broken __repr__ must not break the turn
         text = f"<{kind.__qualname__} object (repr failed: {type(exc).__name__})>"
     if len(text) > _MAX_REPR:
         text = text[:_MAX_REPR] + "...[truncated]"

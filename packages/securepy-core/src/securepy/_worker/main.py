@@ -65,7 +65,7 @@ def main() -> None:
     for module in config.get("preload") or ():
         try:
             __import__(module)  # before "ready": a pool's spare sessions start with it loaded
-        except BaseException as exc:
+        except BaseException as exc:  # reported to the host, then the worker exits
             connection.send({"kind": "error", "type": type(exc).__name__, "traceback": "",
                              "message": f"preload of {module!r} failed: {exc}"[:2000]})
             raise SystemExit(1) from None
@@ -264,7 +264,7 @@ def _run_turn(
             connection.send({"kind": "error", "type": "ValueTooLarge", "traceback": "",
                              "message": f"the value could not be returned: {exc}",
                              "limit": "output"})
-    except BaseException as exc:
+    except BaseException as exc:  # every failure of the code goes to the host
         state.in_user_code = False
         outputs.flush()
         connection.send(_error_message(exc))
@@ -273,11 +273,11 @@ def _run_turn(
 def _error_message(exc: BaseException) -> dict[str, Any]:
     try:
         text = str(exc)
-    except Exception:
+    except Exception:  # a broken __str__ must not end the worker
         text = "<exception str() failed>"
     try:
         trace = format_user_traceback(exc)
-    except Exception:
+    except Exception:  # nor a traceback that cannot be formatted
         trace = ""
     return {
         "kind": "error",
