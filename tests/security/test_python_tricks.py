@@ -120,10 +120,12 @@ def test_monkeypatching_the_worker_cannot_lift_host_caps(sandboxes: Any, host: A
     patch = """
 import sys
 main = sys.modules["_securepy_worker.main"]
+protocol = sys.modules["_securepy_worker.protocol"]
 connection = next(o for o in __import__("gc").get_objects()
                   if type(o).__name__ == "Connection")
-main._OutputStream.write = lambda self, text: connection.send(
-    {"kind": "output", "stream": "stdout", "text": text * SIZE}) or len(text)
+# Straight to the socket: the worker's own send refuses frames over the cap, a hostile one won't.
+main._OutputStream.write = lambda self, text: connection._sock.sendall(protocol.encode_frame(
+    {"kind": "output", "stream": "stdout", "text": text * SIZE})) or len(text)
 print("x" * 1000)
 """
     capped = session.execute(patch.replace("SIZE", "100"))  # 100 kB in one frame

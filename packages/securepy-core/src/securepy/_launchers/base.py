@@ -9,12 +9,14 @@ bubblewrap launcher and the unsandboxed one live behind it, and tests plug in th
 from __future__ import annotations
 
 import dataclasses
+import signal
+import subprocess
 from typing import Protocol
 
 from .._interpreter import Interpreter
 from .._limits import Limits
 
-__all__ = ["ChildProcess", "LaunchSpec", "Launcher"]
+__all__ = ["ChildProcess", "LaunchSpec", "Launcher", "PopenChild", "describe_signal_exit"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -94,3 +96,37 @@ class Launcher(Protocol):
             securepy.errors.SandboxUnavailableError: the sandbox cannot start here.
         """
         ...
+
+
+class PopenChild:
+    """What every launcher that starts one ``subprocess.Popen`` shares: pid, poll, wait, and
+    the stderr a child wrote before the worker took it over."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self._popen = popen
+
+    @property
+    def pid(self) -> int:
+        return self._popen.pid
+
+    def poll(self) -> int | None:
+        return self._popen.poll()
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self._popen.wait(timeout)
+
+    def read_startup_error(self) -> str:
+        """Whatever the child wrote to stderr before it died, bounded (empty while it runs)."""
+        stderr = self._popen.stderr
+        if stderr is None or stderr.closed or self._popen.poll() is None:
+            return ""
+        return stderr.read(65536).decode("utf-8", "replace").strip()
+
+
+def describe_signal_exit(signum: int) -> str | None:
+    """Which limit a fatal signal points to."""
+    if signum == signal.SIGXCPU:
+        return "cpu_seconds"
+    if signum == signal.SIGXFSZ:
+        return "file_size"
+    return None

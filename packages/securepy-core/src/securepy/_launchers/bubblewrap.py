@@ -59,12 +59,11 @@ from collections.abc import Iterable
 
 from .._interpreter import Interpreter
 from ..errors import SandboxUnavailableError
-from .base import LaunchSpec
+from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
 from .procfs import child_pids, read_process_usage
 from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .spawner import spawn
-from .unsandboxed import describe_signal_exit, read_startup_stderr
 
 __all__ = [
     "WORKSPACE",
@@ -144,25 +143,15 @@ class BubblewrapLauncher:
             raise
 
 
-class BubblewrapChild:
+class BubblewrapChild(PopenChild):
     """The sandbox: outer bubblewrap (our child), its pid 1, the worker, their cgroup."""
 
     sandboxed = True
 
     def __init__(self, popen: subprocess.Popen[bytes], cgroup: ChildCgroup | None) -> None:
-        self._popen = popen
+        super().__init__(popen)
         self._cgroup = cgroup
         self._worker: int | None = None
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._popen.wait(timeout)
 
     def interrupt(self) -> None:
         """SIGINT the worker python (not bubblewrap, which is pid 1 inside)."""
@@ -188,9 +177,6 @@ class BubblewrapChild:
             self._cgroup = None
         if self._popen.stderr is not None:
             self._popen.stderr.close()
-
-    def read_startup_error(self) -> str:
-        return read_startup_stderr(self._popen)
 
     def describe_exit(self, status: int) -> str | None:
         """bubblewrap exits 128+N when the worker died of signal N (-N if it was killed)."""

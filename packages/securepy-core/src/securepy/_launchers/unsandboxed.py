@@ -13,7 +13,7 @@ import signal
 import subprocess
 import tempfile
 
-from .base import LaunchSpec
+from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .procfs import read_process_usage
 
 __all__ = ["UnsandboxedLauncher"]
@@ -44,24 +44,14 @@ class UnsandboxedLauncher:
         return UnsandboxedChild(popen, workdir)
 
 
-class UnsandboxedChild:
+class UnsandboxedChild(PopenChild):
     """The worker process, its process group and its temporary directory."""
 
     sandboxed = False
 
     def __init__(self, popen: subprocess.Popen[bytes], workdir: str) -> None:
-        self._popen = popen
+        super().__init__(popen)
         self._workdir: str | None = workdir
-
-    @property
-    def pid(self) -> int:
-        return self._popen.pid
-
-    def poll(self) -> int | None:
-        return self._popen.poll()
-
-    def wait(self, timeout: float | None = None) -> int:
-        return self._popen.wait(timeout)
 
     def interrupt(self) -> None:
         if self._popen.poll() is None:
@@ -78,30 +68,8 @@ class UnsandboxedChild:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
 
-    def read_startup_error(self) -> str:
-        return read_startup_stderr(self._popen)
-
     def describe_exit(self, status: int) -> str | None:
         return describe_signal_exit(-status if status < 0 else 0)
 
     def resource_usage(self) -> dict[str, float] | None:
         return read_process_usage(self._popen.pid)
-
-
-def read_startup_stderr(popen: subprocess.Popen[bytes]) -> str:
-    """Whatever the child wrote to stderr before it died, bounded (the pipe is closed after)."""
-    if popen.stderr is None or popen.stderr.closed:
-        return ""
-    if popen.poll() is None:
-        return ""
-    data = popen.stderr.read(65536)
-    return data.decode("utf-8", "replace").strip()
-
-
-def describe_signal_exit(signum: int) -> str | None:
-    """Which limit a fatal signal points to."""
-    if signum == signal.SIGXCPU:
-        return "cpu_seconds"
-    if signum == signal.SIGXFSZ:
-        return "file_size"
-    return None
