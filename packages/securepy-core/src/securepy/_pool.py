@@ -28,18 +28,10 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ._child import Child, start_child
+from ._config import DEFAULT, OnOutput, SessionConfig, check_timeout, make_config
 from ._execution import Execution
-from ._session import (
-    DEFAULT,
-    AsyncSession,
-    OnOutput,
-    Session,
-    SessionConfig,
-    _Child,
-    check_timeout,
-    make_config,
-    start_child,
-)
+from ._session import AsyncSession, Session
 from ._tools import Tool
 from .errors import SandboxUnavailableError, SessionClosedError
 
@@ -340,7 +332,7 @@ class _PoolCore(Generic[S]):
         *,
         acquire_timeout: float | None,
         reset_between_uses: bool,
-        wrap: Callable[[SessionConfig, _Child], S],
+        wrap: Callable[[SessionConfig, Child], S],
         close_session: Callable[[S], None],
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int):
@@ -353,7 +345,7 @@ class _PoolCore(Generic[S]):
         self.size = size
         self.acquire_timeout = check_timeout(acquire_timeout)
         self.reset_between_uses = reset_between_uses
-        self._wrap: Callable[[SessionConfig, _Child], S] = wrap
+        self._wrap: Callable[[SessionConfig, Child], S] = wrap
         self._close_session: Callable[[S], None] = close_session
         self._cond = threading.Condition(threading.Lock())
         self._idle: collections.deque[S] = collections.deque()

@@ -9,7 +9,6 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-import math
 import os
 import queue
 import threading
@@ -20,22 +19,22 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from ._audit import Auditor, check_audit_path, open_auditor
-from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
+from ._audit import Auditor, open_auditor
+from ._channel import AsyncChannel, Channel, DeadlineExceeded
+from ._child import Child, kill_quietly, start_child, start_child_in_thread
+from ._config import DEFAULT, OnOutput, SessionConfig, _Default, check_timeout, make_config
 from ._driver import CallTool, Finish, Reply, Turn, error_reply
 from ._execution import Execution
-from ._interpreter import probe_interpreter
-from ._launchers import ChildProcess, Launcher, LaunchSpec, select_launcher
-from ._limits import Limits, resolve_limits
-from ._tools import Tool, collect_tools
-from ._worker import BOOTSTRAP, WORKER_DIR, protocol
+from ._launchers import Launcher
+from ._limits import Limits
+from ._tools import Tool
+from ._worker import protocol
 from .errors import (
     CodeValidationError,
     ExecutionTimeout,
     PolicyError,
     ProtocolError,
     ResourceLimitError,
-    SandboxUnavailableError,
     SecurePyError,
     SessionClosedError,
 )
@@ -45,228 +44,10 @@ __all__ = ["AsyncSession", "Session"]
 logger = logging.getLogger("securepy")
 
 
-class _Default:
-    """Marks an argument that was not given (so ``timeout=None`` can mean "no timeout")."""
-
-    def __repr__(self) -> str:
-        return "<session default>"
-
-
-DEFAULT: Any = _Default()
-
-START_TIMEOUT = 30.0
 # Tool calls one execution may have running at once (a hostile child could queue unbounded).
 MAX_CALLS_IN_FLIGHT = 64
 INTERRUPT_GRACE = 1.0
 _TOOL_THREADS = 8
-
-OnOutput = Callable[[str, str], Any]
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
-class SessionConfig:
-    """Every session option, checked once. Pools keep one and start sessions from it."""
-
-    tools: dict[str, Tool]
-    sandbox: bool
-    limits: Limits
-    timeout: float | None
-    python: str | None
-    max_frame_bytes: int
-    max_output_bytes: int | None
-    max_tool_calls: int | None
-    max_executions: int | None
-    max_code_length: int | None
-    pre_execute_hook: Callable[[str], Any] | None
-    sanitize_errors: bool
-    audit_log: str | os.PathLike[str] | None
-    audit: Callable[[dict[str, Any]], Any] | None
-    verbose: bool
-    launcher: Launcher | None
-    preload: tuple[str, ...] = ()
-
-
-def make_config(
-    tools: Iterable[Tool | Callable[..., Any]] | Tool | Callable[..., Any] = (),
-    *,
-    sandbox: bool = True,
-    limits: Limits | None = None,
-    timeout: float | None = 30,
-    python: str | None = None,
-    max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
-    max_output_bytes: int | _Default | None = DEFAULT,
-    max_tool_calls: int | None = None,
-    max_executions: int | None = None,
-    max_code_length: int | None = None,
-    pre_execute_hook: Callable[[str], Any] | None = None,
-    sanitize_errors: bool = False,
-    audit_log: str | os.PathLike[str] | None = None,
-    audit: Callable[[dict[str, Any]], Any] | None = None,
-    verbose: bool = False,
-    launcher: Launcher | None = None,
-    preload: Iterable[str] = (),
-) -> SessionConfig:
-    """Validate and freeze the session options (see :class:`Session`)."""
-    if not isinstance(sandbox, bool):
-        raise TypeError("sandbox must be True or False")
-    resolved = resolve_limits(limits)
-    output_cap = resolved.output_bytes if isinstance(max_output_bytes, _Default) else (
-        max_output_bytes)
-    for name, value in (("max_tool_calls", max_tool_calls), ("max_executions", max_executions),
-                        ("max_code_length", max_code_length), ("max_output_bytes", output_cap)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool)
-                                  or value < 0):
-            raise ValueError(f"{name} must be a non-negative integer or None, got {value!r}")
-    if not isinstance(max_frame_bytes, int) or max_frame_bytes < 1024:
-        raise ValueError(f"max_frame_bytes must be an integer of at least 1024, got "
-                         f"{max_frame_bytes!r}")
-    if pre_execute_hook is not None and not callable(pre_execute_hook):
-        raise TypeError("pre_execute_hook must be callable")
-    if audit is not None and not callable(audit):
-        raise TypeError("audit must be a callable that takes one event dict")
-    if audit_log is not None:
-        check_audit_path(audit_log)
-    if isinstance(preload, str):
-        raise TypeError("preload must be a list of module names, e.g. ['numpy', 'pandas']")
-    modules = tuple(preload)
-    for module in modules:
-        if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
-            raise ValueError(f"preload: {module!r} is not a module name")
-    return SessionConfig(
-        tools=collect_tools(tools),
-        sandbox=sandbox,
-        limits=resolved,
-        timeout=check_timeout(timeout),
-        python=python,
-        max_frame_bytes=max_frame_bytes,
-        max_output_bytes=output_cap,
-        max_tool_calls=max_tool_calls,
-        max_executions=max_executions,
-        max_code_length=max_code_length,
-        pre_execute_hook=pre_execute_hook,
-        sanitize_errors=bool(sanitize_errors),
-        audit_log=audit_log,
-        audit=audit,
-        verbose=bool(verbose),
-        launcher=launcher,
-        preload=modules,
-    )
-
-
-def check_timeout(timeout: Any) -> float | None:
-    """A positive, finite number of seconds, or None for no timeout."""
-    if timeout is None:
-        return None
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-        raise TypeError(f"timeout must be a number of seconds or None, not "
-                        f"{type(timeout).__name__}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
-    return float(timeout)
-
-
-class _Child:
-    """A started worker: its process and its socket."""
-
-    def __init__(self, process: ChildProcess, sock: Any, max_frame_bytes: int) -> None:
-        self.process = process
-        self.sock = sock
-        self.send_lock = threading.Lock()
-        self.channel = Channel(sock, max_frame_bytes=max_frame_bytes)
-        self._async_channel: AsyncChannel | None = None
-
-    @property
-    def async_channel(self) -> AsyncChannel:
-        """The socket as an asyncio channel (made once: it switches the socket to
-        non-blocking mode)."""
-        if self._async_channel is None:
-            self._async_channel = AsyncChannel(
-                self.sock, max_frame_bytes=self.channel.max_frame_bytes)
-        return self._async_channel
-
-    def kill(self) -> None:
-        try:
-            self.process.kill()
-        finally:
-            self.sock.close()
-
-
-def start_child(config: SessionConfig) -> _Child:
-    """Launch a worker, configure it and wait until it is ready.
-
-    Raises:
-        securepy.errors.SandboxUnavailableError: the child could not start.
-    """
-    launcher = config.launcher or select_launcher(sandbox=config.sandbox)
-    interpreter = probe_interpreter(config.python)
-    host_sock, child_sock = open_socketpair()
-    try:
-        fd = child_sock.fileno()
-        spec = LaunchSpec(
-            interpreter=interpreter,
-            argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
-            child_fd=fd,
-            limits=config.limits,
-            env=_child_environment(),
-        )
-        process = launcher.launch(spec)
-    except BaseException:
-        host_sock.close()
-        raise
-    finally:
-        child_sock.close()
-    child = _Child(process, host_sock, config.max_frame_bytes)
-    try:
-        _handshake(child, config)
-    except BaseException:
-        child.kill()
-        raise
-    return child
-
-
-def _child_environment() -> dict[str, str]:
-    return {
-        "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TZ": "UTC",
-        "USER": "sandbox",
-        "LOGNAME": "sandbox",
-        "PYTHONUNBUFFERED": "1",
-        "OPENBLAS_NUM_THREADS": "1",
-    }
-
-
-def _handshake(child: _Child, config: SessionConfig) -> None:
-    channel = child.channel
-    interpreter = probe_interpreter(config.python)
-    try:
-        channel.send({
-            "kind": "configure",
-            "version": protocol.PROTOCOL_VERSION,
-            "tools": [tool.to_wire() for tool in config.tools.values()],
-            "limits": config.limits.to_wire(),
-            "path": list(interpreter.path),
-            "nproc": child.process.sandboxed,
-            "preload": list(config.preload),
-            "max_frame_bytes": config.max_frame_bytes,
-        })
-        ready = channel.receive(time.monotonic() + START_TIMEOUT)
-    except (ProtocolError, DeadlineExceeded) as exc:
-        detail = child.process.read_startup_error() or str(exc) or "no output"
-        raise SandboxUnavailableError(
-            f"the {'sandboxed ' if child.process.sandboxed else ''}worker failed to start: "
-            f"{detail[-2000:]}"
-        ) from None
-    if ready["kind"] == "error":
-        raise SandboxUnavailableError(
-            f"the worker failed to start: {ready['type'][:100]}: {ready['message'][:2000]}")
-    if ready["kind"] != "ready" or ready.get("version") != protocol.PROTOCOL_VERSION:
-        raise SandboxUnavailableError(
-            f"the worker speaks protocol {ready.get('version')!r}, the host "
-            f"{protocol.PROTOCOL_VERSION}; reinstall securepy"
-        )
-
 
 _warned_unsandboxed = False
 
@@ -282,13 +63,6 @@ def _warn_unsandboxed(session_id: str) -> None:
                extra={"session_id": session_id})
 
 
-def _kill_quietly(child: _Child | None) -> None:
-    """Finalizer: no child outlives its session object or the host process."""
-    if child is not None:
-        with contextlib.suppress(Exception):  # finalizers must not raise
-            child.kill()
-
-
 class _SessionBase:
     """What both twins share: options, guards, the audit trail, the child's lifecycle."""
 
@@ -297,11 +71,11 @@ class _SessionBase:
         self.id = uuid.uuid4().hex[:12]
         self._closed = False
         self._executions = 0
-        self._child: _Child | None = None
+        self._child: Child | None = None
         self._busy = threading.Lock()
         self._auditor: Auditor | None = open_auditor(self.id, config.audit_log, config.audit)
         self._handler: logging.Handler | None = None
-        self._finalizer = weakref.finalize(self, _kill_quietly, None)
+        self._finalizer = weakref.finalize(self, kill_quietly, None)
         if config.verbose:
             self._handler = _attach_verbose_handler(self.id)
 
@@ -331,10 +105,10 @@ class _SessionBase:
 
         return sanitize_text(text)
 
-    def _adopt_child(self, child: _Child, reason: str | None) -> None:
+    def _adopt_child(self, child: Child, reason: str | None) -> None:
         self._child = child
         self._finalizer.detach()
-        self._finalizer = weakref.finalize(self, _kill_quietly, child)
+        self._finalizer = weakref.finalize(self, kill_quietly, child)
         usage = {"pid": child.process.pid, "sandbox": child.process.sandboxed}
         if reason is None:
             self._emit("session_start", limits=self._config.limits.to_wire(), **usage)
@@ -351,7 +125,7 @@ class _SessionBase:
     def _drop_child(self) -> None:
         child, self._child = self._child, None
         self._finalizer.detach()
-        _kill_quietly(child)
+        kill_quietly(child)
 
     def _check_before_execute(self, code: str, validate: bool) -> None:
         """The guards that need no round trip to the child."""
@@ -555,7 +329,7 @@ class Session(_SessionBase):
         )
         self._init_from_config(config)
 
-    def _init_from_config(self, config: SessionConfig, child: _Child | None = None) -> None:
+    def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
         super().__init__(config)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tool_loop: asyncio.AbstractEventLoop | None = None
@@ -567,7 +341,7 @@ class Session(_SessionBase):
             raise
 
     @classmethod
-    def _from_config(cls, config: SessionConfig, child: _Child | None = None) -> Session:
+    def _from_config(cls, config: SessionConfig, child: Child | None = None) -> Session:
         session = cls.__new__(cls)
         session._init_from_config(config, child)
         return session
@@ -668,13 +442,13 @@ class Session(_SessionBase):
             raise finish.error
         return self._complete(turn, finish, started)
 
-    def _send(self, child: _Child, channel: Channel, message: dict[str, Any],
+    def _send(self, child: Child, channel: Channel, message: dict[str, Any],
               deadline: float | None) -> None:
         frame = protocol.encode_frame(message)
         with child.send_lock:
             channel.send_frame(frame, deadline)
 
-    def _drive(self, child: _Child, channel: Channel, turn: Turn, deadline: float | None,
+    def _drive(self, child: Child, channel: Channel, turn: Turn, deadline: float | None,
                timeout: float | None) -> Finish:
         pending: dict[int, _PendingCall] = {}
         relay = _NO_RELAY
@@ -718,7 +492,7 @@ class Session(_SessionBase):
             for call in tuple(pending.values()):
                 call.claim()
 
-    def _run_tools_then_read(self, child: _Child, channel: Channel, turn: Turn,
+    def _run_tools_then_read(self, child: Child, channel: Channel, turn: Turn,
                              action: CallTool, deadline: float | None, relay: _Relay) -> None:
         """Run a tool for single-threaded code, then keep reading in this thread.
 
@@ -731,7 +505,7 @@ class Session(_SessionBase):
         except BaseException as exc:  # e.g. on_output raised: the caller re-raises it
             relay.deliver(exc)
 
-    def _relay_turn(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+    def _relay_turn(self, child: Child, channel: Channel, turn: Turn, action: CallTool,
                     deadline: float | None, relay: _Relay) -> None:
         while True:
             if not self._run_tool(child, channel, turn, action, deadline):
@@ -761,7 +535,7 @@ class Session(_SessionBase):
                 relay.hand_back(next_action)
             return
 
-    def _run_tool(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+    def _run_tool(self, child: Child, channel: Channel, turn: Turn, action: CallTool,
                   deadline: float | None) -> bool:
         """Run a tool and send its reply; False if the reply could not be sent in time."""
         started = time.monotonic()
@@ -787,14 +561,14 @@ class Session(_SessionBase):
                 _TOOL_THREADS, thread_name_prefix=f"securepy-tools-{self.id}")
         return self._executor
 
-    def _start_tool_call(self, child: _Child, channel: Channel, turn: Turn, action: CallTool,
+    def _start_tool_call(self, child: Child, channel: Channel, turn: Turn, action: CallTool,
                          deadline: float | None, pending: dict[int, _PendingCall]) -> None:
         call = _PendingCall(action, time.monotonic(), deadline)
         pending[action.call_id] = call
         self._tool_executor().submit(self._run_tool_and_reply, child, channel, turn, call,
                                      pending)
 
-    def _run_tool_and_reply(self, child: _Child, channel: Channel, turn: Turn,
+    def _run_tool_and_reply(self, child: Child, channel: Channel, turn: Turn,
                             call: _PendingCall, pending: dict[int, _PendingCall]) -> None:
         tool = call.action.tool
         logger.info("session %s: tool %s called", self.id, tool.name,
@@ -825,7 +599,7 @@ class Session(_SessionBase):
             return asyncio.run(_await(result))
         return asyncio.run(tool.fn(**arguments))
 
-    def _expire_tool_calls(self, child: _Child, channel: Channel, turn: Turn,
+    def _expire_tool_calls(self, child: Child, channel: Channel, turn: Turn,
                            pending: dict[int, _PendingCall]) -> None:
         now = time.monotonic()
         for call_id, call in tuple(pending.items()):
@@ -834,7 +608,7 @@ class Session(_SessionBase):
                 reply = turn.tool_timed_out(call.action, duration=now - call.started)
                 self._send(child, channel, reply, call.execution_deadline)
 
-    def _interrupt_then_kill(self, child: _Child, channel: Channel, turn: Turn,
+    def _interrupt_then_kill(self, child: Child, channel: Channel, turn: Turn,
                              timeout: float | None) -> Finish:
         child.process.interrupt()
         grace = time.monotonic() + INTERRUPT_GRACE
@@ -1044,7 +818,7 @@ class AsyncSession(_SessionBase):
         )
         self._init_from_config(config)
 
-    def _init_from_config(self, config: SessionConfig, child: _Child | None = None) -> None:
+    def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
         super().__init__(config)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._async_lock: asyncio.Lock | None = None
@@ -1052,7 +826,7 @@ class AsyncSession(_SessionBase):
             self._adopt_child(child, None)
 
     @classmethod
-    def _from_config(cls, config: SessionConfig, child: _Child | None = None) -> AsyncSession:
+    def _from_config(cls, config: SessionConfig, child: Child | None = None) -> AsyncSession:
         session = cls.__new__(cls)
         session._init_from_config(config, child)
         return session
@@ -1077,9 +851,9 @@ class AsyncSession(_SessionBase):
         if self._closed:
             raise SessionClosedError("the session is closed; create a new one")
         if self._child is None:
-            child = await _start_child_in_thread(self._config)
+            child = await start_child_in_thread(self._config)
             if self._closed:
-                _kill_quietly(child)
+                kill_quietly(child)
                 raise SessionClosedError("the session was closed while it started")
             self._adopt_child(child, None if self._executions == 0 else
                               "the previous child was stopped")
@@ -1147,7 +921,7 @@ class AsyncSession(_SessionBase):
             raise finish.error
         return self._complete(turn, finish, started)
 
-    async def _drive(self, child: _Child, channel: AsyncChannel, turn: Turn,
+    async def _drive(self, child: Child, channel: AsyncChannel, turn: Turn,
                      deadline: float | None, timeout: float | None) -> Finish:
         tasks: set[asyncio.Task[None]] = set()
         try:
@@ -1256,7 +1030,7 @@ class AsyncSession(_SessionBase):
         if self._closed:
             return
         try:
-            child = await _start_child_in_thread(self._config)
+            child = await start_child_in_thread(self._config)
         except SecurePyError:
             return
         self._adopt_child(child, reason)
@@ -1284,22 +1058,6 @@ class AsyncSession(_SessionBase):
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
-
-
-async def _start_child_in_thread(config: SessionConfig) -> _Child:
-    """start_child off the event loop. If the awaiting task is cancelled, the thread still
-    finishes the start; the child it makes is then stopped, not leaked."""
-    future = asyncio.get_running_loop().run_in_executor(None, start_child, config)
-    try:
-        return await asyncio.shield(future)
-    except asyncio.CancelledError:
-        future.add_done_callback(_kill_started_child)
-        raise
-
-
-def _kill_started_child(future: asyncio.Future[_Child]) -> None:
-    if not future.cancelled() and future.exception() is None:
-        _kill_quietly(future.result())
 
 
 def check_syntax(code: str) -> None:

@@ -18,9 +18,10 @@ import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ._config import make_config
 from ._execution import DEFAULT_TEXT_CHARS, truncate_middle
 from ._pool import AsyncSessionPool, SessionPool
-from ._session import AsyncSession, Session, make_config
+from ._session import AsyncSession, Session
 from ._tools import Tool, collect_tools
 from .errors import ExecutionError, ExecutionTimeout, SandboxUnavailableError, SecurePyError
 

@@ -1,0 +1,146 @@
+"""A session's child: start it, configure it, wait for it to be ready, stop it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from typing import Any
+
+from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
+from ._config import SessionConfig
+from ._interpreter import probe_interpreter
+from ._launchers import ChildProcess, LaunchSpec, select_launcher
+from ._worker import BOOTSTRAP, WORKER_DIR, protocol
+from .errors import ProtocolError, SandboxUnavailableError
+
+__all__ = ["START_TIMEOUT", "Child", "kill_quietly", "start_child", "start_child_in_thread"]
+
+START_TIMEOUT = 30.0
+
+
+class Child:
+    """A started worker: its process and its socket."""
+
+    def __init__(self, process: ChildProcess, sock: Any, max_frame_bytes: int) -> None:
+        self.process = process
+        self.sock = sock
+        self.send_lock = threading.Lock()
+        self.channel = Channel(sock, max_frame_bytes=max_frame_bytes)
+        self._async_channel: AsyncChannel | None = None
+
+    @property
+    def async_channel(self) -> AsyncChannel:
+        """The socket as an asyncio channel (made once: it switches the socket to
+        non-blocking mode)."""
+        if self._async_channel is None:
+            self._async_channel = AsyncChannel(
+                self.sock, max_frame_bytes=self.channel.max_frame_bytes)
+        return self._async_channel
+
+    def kill(self) -> None:
+        try:
+            self.process.kill()
+        finally:
+            self.sock.close()
+
+
+def start_child(config: SessionConfig) -> Child:
+    """Launch a worker, configure it and wait until it is ready.
+
+    Raises:
+        securepy.errors.SandboxUnavailableError: the child could not start.
+    """
+    launcher = config.launcher or select_launcher(sandbox=config.sandbox)
+    interpreter = probe_interpreter(config.python)
+    host_sock, child_sock = open_socketpair()
+    try:
+        fd = child_sock.fileno()
+        spec = LaunchSpec(
+            interpreter=interpreter,
+            argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
+            child_fd=fd,
+            limits=config.limits,
+            env=_child_environment(),
+        )
+        process = launcher.launch(spec)
+    except BaseException:
+        host_sock.close()
+        raise
+    finally:
+        child_sock.close()
+    child = Child(process, host_sock, config.max_frame_bytes)
+    try:
+        _handshake(child, config)
+    except BaseException:
+        child.kill()
+        raise
+    return child
+
+
+def _child_environment() -> dict[str, str]:
+    return {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TZ": "UTC",
+        "USER": "sandbox",
+        "LOGNAME": "sandbox",
+        "PYTHONUNBUFFERED": "1",
+        "OPENBLAS_NUM_THREADS": "1",
+    }
+
+
+def _handshake(child: Child, config: SessionConfig) -> None:
+    channel = child.channel
+    interpreter = probe_interpreter(config.python)
+    try:
+        channel.send({
+            "kind": "configure",
+            "version": protocol.PROTOCOL_VERSION,
+            "tools": [tool.to_wire() for tool in config.tools.values()],
+            "limits": config.limits.to_wire(),
+            "path": list(interpreter.path),
+            "nproc": child.process.sandboxed,
+            "preload": list(config.preload),
+            "max_frame_bytes": config.max_frame_bytes,
+        })
+        ready = channel.receive(time.monotonic() + START_TIMEOUT)
+    except (ProtocolError, DeadlineExceeded) as exc:
+        detail = child.process.read_startup_error() or str(exc) or "no output"
+        raise SandboxUnavailableError(
+            f"the {'sandboxed ' if child.process.sandboxed else ''}worker failed to start: "
+            f"{detail[-2000:]}"
+        ) from None
+    if ready["kind"] == "error":
+        raise SandboxUnavailableError(
+            f"the worker failed to start: {ready['type'][:100]}: {ready['message'][:2000]}")
+    if ready["kind"] != "ready" or ready.get("version") != protocol.PROTOCOL_VERSION:
+        raise SandboxUnavailableError(
+            f"the worker speaks protocol {ready.get('version')!r}, the host "
+            f"{protocol.PROTOCOL_VERSION}; reinstall securepy"
+        )
+
+
+def kill_quietly(child: Child | None) -> None:
+    """Finalizer: no child outlives its session object or the host process."""
+    if child is not None:
+        with contextlib.suppress(Exception):  # finalizers must not raise
+            child.kill()
+
+
+async def start_child_in_thread(config: SessionConfig) -> Child:
+    """start_child off the event loop. If the awaiting task is cancelled, the thread still
+    finishes the start; the child it makes is then stopped, not leaked."""
+    future = asyncio.get_running_loop().run_in_executor(None, start_child, config)
+    try:
+        return await asyncio.shield(future)
+    except asyncio.CancelledError:
+        future.add_done_callback(_kill_started_child)
+        raise
+
+
+def _kill_started_child(future: asyncio.Future[Child]) -> None:
+    if not future.cancelled() and future.exception() is None:
+        kill_quietly(future.result())
