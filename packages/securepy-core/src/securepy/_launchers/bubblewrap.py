@@ -216,6 +216,8 @@ class WallConfig:
         options: bubblewrap options that do not depend on the spec (namespaces, mounts).
         prefix: argv run inside before the worker's argv (setpriv in root-drop mode).
         seccomp: whether the seccomp filter is applied.
+        own_tmp: /tmp is a tmpfs of its own (the interpreter lives under /tmp, so its binds
+            need /tmp to be a directory) rather than a link into the workspace.
     """
 
     bwrap: str
@@ -225,6 +227,7 @@ class WallConfig:
     options: tuple[str, ...]
     prefix: tuple[str, ...]
     seccomp: bool
+    own_tmp: bool = False
 
 
 def wall_config(interpreter: Interpreter) -> WallConfig:
@@ -253,16 +256,23 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
     root = os.geteuid() == 0
     seccomp = _seccomp_available(required=root)
     prefix = (_find_setpriv(), *_setpriv_options()) if root else ()
+    sources = _bind_sources(interpreter)
+    own_tmp = any(_is_within(source, "/tmp") for source in sources)
     options = [
         *(_root_drop_namespaces() if root else _user_namespaces()),
         *_system_mounts(),
-        *_interpreter_mounts(interpreter),
+        # An interpreter checked out under /tmp (CI clones often are) is bound there, so /tmp
+        # must be a directory: a private tmpfs, mounted before the binds inside it.
+        *(["--perms", "01777", "--size", str(_OWN_TMP_BYTES), "--tmpfs", "/tmp"]
+          if own_tmp else []),
+        *_bind_read_only(sources, made={"/etc", "/tmp"} if own_tmp else {"/etc"}),
         *_proc_mounts(),
         "--chdir", WORKSPACE,
     ]  # fmt: skip
     uid, gid = (SANDBOX_UID, SANDBOX_UID) if root else (os.getuid(), os.getgid())
     return WallConfig(
-        bwrap, "root-drop" if root else "user", uid, gid, tuple(options), prefix, seccomp
+        bwrap, "root-drop" if root else "user", uid, gid, tuple(options), prefix, seccomp,
+        own_tmp,
     )
 
 
@@ -442,11 +452,6 @@ def _system_mounts() -> list[str]:
     return options + _bind_read_only([p for p in _ETC_FILES if os.path.exists(p)], made={"/etc"})
 
 
-def _interpreter_mounts(interpreter: Interpreter) -> list[str]:
-    """Bind the interpreter's roots and the worker's package dir at their host paths."""
-    return _bind_read_only(_bind_sources(interpreter), made={"/etc"})
-
-
 def _bind_read_only(sources: list[str], *, made: set[str]) -> list[str]:
     """``--ro-bind`` each source at its own path, after creating the directories leading to
     it empty with mode 0755: bubblewrap would make them 0700 (root-owned in root-drop mode,
@@ -461,7 +466,13 @@ def _bind_read_only(sources: list[str], *, made: set[str]) -> list[str]:
     return options
 
 
+# Size of /tmp when it has to be a tmpfs of its own (the default workspace size): the memory
+# cgroup also counts its pages.
+_OWN_TMP_BYTES = 128 * 1024 * 1024
+
+
 def _bind_sources(interpreter: Interpreter) -> list[str]:
+    """The interpreter's roots and the worker's package dir, to bind at their host paths."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     roots = [*interpreter.roots, package_dir, os.path.realpath(package_dir)]
     kept: list[str] = []
@@ -514,7 +525,8 @@ def _spec_options(config: WallConfig, spec: LaunchSpec) -> list[str]:
     options += ["--remount-ro", "/dev"]
     options += [*_size(workspace_bytes), "--perms", "0777", "--tmpfs", WORKSPACE]
     options += ["--perms", "01777", "--dir", f"{WORKSPACE}/.tmp"]
-    options += ["--symlink", f"{WORKSPACE}/.tmp", "/tmp"]
+    if not config.own_tmp:
+        options += ["--symlink", f"{WORKSPACE}/.tmp", "/tmp"]
     options += ["--clearenv"]
     env = {**spec.env, "HOME": WORKSPACE, "TMPDIR": "/tmp"}
     for key, value in env.items():
