@@ -9,9 +9,11 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import textwrap
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -477,3 +479,16 @@ def test_launch_spec_runs_nothing_unsandboxed_when_refused(
     with pytest.raises(SandboxUnavailableError, match=r"^refused$"):
         BubblewrapLauncher().launch(spec)
     assert started == []
+
+
+@pytest.mark.sandbox
+def test_an_interpreter_under_tmp_works_and_tmp_stays_private(tmp_path: Path) -> None:
+    # CI often clones (and so builds its venv) under /tmp: /tmp must then hold the binds.
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    (tmp_path / "host-secret.txt").write_text("not for the sandbox")
+    with securepy.Session(python=str(venv / "bin" / "python")) as session:
+        listing = session.execute(
+            "import os\nopen('/tmp/scratch', 'w').write('ok')\n"
+            f"sorted(os.listdir({str(tmp_path)!r}))").value
+    assert listing == ["venv"]  # the venv is bound; the rest of the host's /tmp is absent
