@@ -492,3 +492,27 @@ def test_an_interpreter_under_tmp_works_and_tmp_stays_private(tmp_path: Path) ->
             "import os\nopen('/tmp/scratch', 'w').write('ok')\n"
             f"sorted(os.listdir({str(tmp_path)!r}))").value
     assert listing == ["venv"]  # the venv is bound; the rest of the host's /tmp is absent
+
+
+@pytest.mark.sandbox
+@pytest.mark.skipif(os.geteuid() != 0 and not os.access("/", os.W_OK),
+                    reason="needs to create a directory under /workspace")
+def test_an_interpreter_under_workspace_moves_the_workspace() -> None:
+    # The workspace tmpfs at /workspace would hide an interpreter installed there.
+    created = not os.path.exists("/workspace")
+    base = tempfile.mkdtemp(prefix="securepy-test-", dir=_make_dir("/workspace"))
+    try:
+        venv = os.path.join(base, "venv")
+        subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
+        with securepy.Session(python=os.path.join(venv, "bin", "python")) as session:
+            cwd, home = session.execute("import os\nos.getcwd(), os.environ['HOME']").value
+        assert cwd == home == "/securepy-workspace"
+    finally:
+        subprocess.run(["rm", "-rf", base], check=True)
+        if created:
+            os.rmdir("/workspace")
+
+
+def _make_dir(path: str) -> str:
+    os.makedirs(path, exist_ok=True)
+    return path

@@ -78,6 +78,8 @@ __all__ = [
 logger = logging.getLogger("securepy")
 
 WORKSPACE = "/workspace"
+# The workspace's path when the interpreter itself lives under /workspace.
+_SPARE_WORKSPACE = "/securepy-workspace"
 SANDBOX_UID = 65534
 MIN_BWRAP_VERSION = (0, 8, 0)
 _SHM_BYTES = 64 * 1024 * 1024
@@ -218,6 +220,8 @@ class WallConfig:
         seccomp: whether the seccomp filter is applied.
         own_tmp: /tmp is a tmpfs of its own (the interpreter lives under /tmp, so its binds
             need /tmp to be a directory) rather than a link into the workspace.
+        workspace: the workspace's path inside: /workspace, unless the interpreter lives
+            there (the workspace tmpfs would hide it).
     """
 
     bwrap: str
@@ -228,6 +232,7 @@ class WallConfig:
     prefix: tuple[str, ...]
     seccomp: bool
     own_tmp: bool = False
+    workspace: str = "/workspace"
 
 
 def wall_config(interpreter: Interpreter) -> WallConfig:
@@ -258,6 +263,9 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
     prefix = (_find_setpriv(), *_setpriv_options()) if root else ()
     sources = _bind_sources(interpreter)
     own_tmp = any(_is_within(source, "/tmp") for source in sources)
+    workspace = WORKSPACE
+    if any(_is_within(source, workspace) or _is_within(workspace, source) for source in sources):
+        workspace = _SPARE_WORKSPACE
     options = [
         *(_root_drop_namespaces() if root else _user_namespaces()),
         *_system_mounts(),
@@ -267,12 +275,12 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
           if own_tmp else []),
         *_bind_read_only(sources, made={"/etc", "/tmp"} if own_tmp else {"/etc"}),
         *_proc_mounts(),
-        "--chdir", WORKSPACE,
+        "--chdir", workspace,
     ]  # fmt: skip
     uid, gid = (SANDBOX_UID, SANDBOX_UID) if root else (os.getuid(), os.getgid())
     return WallConfig(
         bwrap, "root-drop" if root else "user", uid, gid, tuple(options), prefix, seccomp,
-        own_tmp,
+        own_tmp, workspace,
     )
 
 
@@ -523,12 +531,13 @@ def _spec_options(config: WallConfig, spec: LaunchSpec) -> list[str]:
     shm_bytes = min(_SHM_BYTES, workspace_bytes) if workspace_bytes is not None else None
     options = ["--dev", "/dev", *_size(shm_bytes), "--perms", "01777", "--tmpfs", "/dev/shm"]
     options += ["--remount-ro", "/dev"]
-    options += [*_size(workspace_bytes), "--perms", "0777", "--tmpfs", WORKSPACE]
-    options += ["--perms", "01777", "--dir", f"{WORKSPACE}/.tmp"]
+    workspace = config.workspace
+    options += [*_size(workspace_bytes), "--perms", "0777", "--tmpfs", workspace]
+    options += ["--perms", "01777", "--dir", f"{workspace}/.tmp"]
     if not config.own_tmp:
-        options += ["--symlink", f"{WORKSPACE}/.tmp", "/tmp"]
+        options += ["--symlink", f"{workspace}/.tmp", "/tmp"]
     options += ["--clearenv"]
-    env = {**spec.env, "HOME": WORKSPACE, "TMPDIR": "/tmp"}
+    env = {**spec.env, "HOME": workspace, "TMPDIR": "/tmp"}
     for key, value in env.items():
         options += ["--setenv", key, value]
     return options
@@ -575,7 +584,7 @@ def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> 
 
 def _data_files(config: WallConfig, fds: list[int]) -> list[str]:
     """One-line passwd and group, so getpass.getuser() and `id` name the sandbox user."""
-    passwd = f"sandbox:x:{config.uid}:{config.gid}:securepy sandbox:{WORKSPACE}:/bin/sh\n"
+    passwd = f"sandbox:x:{config.uid}:{config.gid}:securepy sandbox:{config.workspace}:/bin/sh\n"
     group = f"sandbox:x:{config.gid}:\n"
     options: list[str] = []
     for path, text in (("/etc/passwd", passwd), ("/etc/group", group)):
