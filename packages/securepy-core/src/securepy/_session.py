@@ -330,9 +330,12 @@ class Session(_SessionBase):
         self._init_from_config(config)
 
     def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
-        super().__init__(config)
+        try:
+            super().__init__(config)
+        except BaseException:
+            kill_quietly(child)  # a child started for this session must not outlive the failure
+            raise
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._tool_loop: asyncio.AbstractEventLoop | None = None
         try:
             self._adopt_child(child or start_child(config), None)
         except BaseException:
@@ -819,9 +822,12 @@ class AsyncSession(_SessionBase):
         self._init_from_config(config)
 
     def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
-        super().__init__(config)
+        try:
+            super().__init__(config)
+        except BaseException:
+            kill_quietly(child)  # a child started for this session must not outlive the failure
+            raise
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._async_lock: asyncio.Lock | None = None
         if child is not None:
             self._adopt_child(child, None)
 
