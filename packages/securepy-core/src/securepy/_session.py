@@ -793,33 +793,10 @@ class AsyncSession(_SessionBase):
     def __init__(
         self,
         tools: Iterable[Tool | Callable[..., Any]] | Tool | Callable[..., Any] = (),
-        *,
-        sandbox: bool = True,
-        limits: Limits | None = None,
-        timeout: float | None = 30,
-        python: str | None = None,
-        max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
-        max_output_bytes: int | None = DEFAULT,
-        max_tool_calls: int | None = None,
-        max_executions: int | None = None,
-        max_code_length: int | None = None,
-        pre_execute_hook: Callable[[str], Any] | None = None,
-        sanitize_errors: bool = False,
-        audit_log: str | os.PathLike[str] | None = None,
-        audit: Callable[[dict[str, Any]], Any] | None = None,
-        verbose: bool = False,
-        launcher: Launcher | None = None,
-        preload: Iterable[str] = (),
+        **options: Any,
     ) -> None:
-        config = make_config(
-            tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
-            max_frame_bytes=max_frame_bytes, max_output_bytes=max_output_bytes,
-            max_tool_calls=max_tool_calls, max_executions=max_executions,
-            max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
-            sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
-            verbose=verbose, launcher=launcher, preload=preload,
-        )
-        self._init_from_config(config)
+        # The options are Session's, declared and documented once there.
+        self._init_from_config(make_config(tools, **options))
 
     def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
         try:
