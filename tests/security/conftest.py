@@ -26,13 +26,14 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import securepy
+
+from ..conftest import wait_until
 
 SANDBOX_UID = 65534
 TOKEN = f"securepy-attack-{uuid.uuid4().hex[:12]}"
@@ -68,15 +69,6 @@ _GUARDED_FILES = (
     os.__file__,
     os.path.realpath(sys.executable),
 )
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for a condition that has no event to wait on; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 @dataclasses.dataclass

@@ -16,7 +16,7 @@ import time
 import typing
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 from ._audit import Auditor, open_auditor
@@ -144,6 +144,20 @@ class _SessionBase:
             self._refuse("the pre_execute_hook refused this code")
         if validate:
             check_syntax(code)
+
+    @contextlib.contextmanager
+    def _one_execute_at_a_time(self, pool_name: str) -> Iterator[None]:
+        """Hold the session for one execute; a child left behind by close() goes after it."""
+        if not self._busy.acquire(blocking=False):
+            raise SessionClosedError(
+                "the session is busy running another execute; a session runs one execute at a "
+                f"time (use a {pool_name} to run code concurrently)")
+        try:
+            yield
+        finally:
+            self._busy.release()
+            if self._closed:
+                self._drop_child()
 
     def _refuse(self, reason: str) -> typing.NoReturn:
         self._emit("policy_denied", what="execute", reason=reason)
@@ -392,17 +406,9 @@ class Session(_SessionBase):
             securepy.errors.ProtocolError: the child broke the protocol and was restarted.
         """
         self._check_before_execute(code, validate)
-        if not self._busy.acquire(blocking=False):
-            raise SessionClosedError(
-                "the session is busy running another execute; a session runs one execute at a "
-                "time (use a SessionPool to run code concurrently)")
-        try:
+        with self._one_execute_at_a_time("SessionPool"):
             return self._execute_locked(code, self._resolve_timeout(timeout), on_output,
                                         max_tool_calls)
-        finally:
-            self._busy.release()
-            if self._closed:
-                self._drop_child()
 
     def _execute_locked(self, code: str, timeout: float | None, on_output: OnOutput | None,
                         max_tool_calls: Any) -> Execution:
@@ -852,17 +858,9 @@ class AsyncSession(_SessionBase):
     ) -> Execution:
         """Async counterpart of :meth:`Session.execute`; same arguments."""
         self._check_before_execute(code, validate)
-        if not self._busy.acquire(blocking=False):
-            raise SessionClosedError(
-                "the session is busy running another execute; a session runs one execute at a "
-                "time (use an AsyncSessionPool to run code concurrently)")
-        try:
+        with self._one_execute_at_a_time("AsyncSessionPool"):
             return await self._execute_locked(code, self._resolve_timeout(timeout), on_output,
                                               max_tool_calls)
-        finally:
-            self._busy.release()
-            if self._closed:
-                self._drop_child()
 
     async def _execute_locked(self, code: str, timeout: float | None,
                               on_output: OnOutput | None, max_tool_calls: Any) -> Execution:
