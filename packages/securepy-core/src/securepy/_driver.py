@@ -68,7 +68,6 @@ class Turn:
         on_output: Callable[[str, str], Any] | None,
         emit: Emit,
         sanitize: Callable[[str], str],
-        started: float,
     ) -> None:
         self._tools = tools
         self._max_tool_calls = max_tool_calls
@@ -76,7 +75,6 @@ class Turn:
         self._on_output = on_output
         self._emit = emit
         self._sanitize = sanitize
-        self.started = started
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size = 0
         self.truncated = False
@@ -84,7 +82,6 @@ class Turn:
         self._calls_per_tool: dict[str, int] = {}
         self._records: list[ToolCall] = []
         self._lock = threading.Lock()
-        self.interrupted = False
 
     # -- feeding ---------------------------------------------------------------------------
 

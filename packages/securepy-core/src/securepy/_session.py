@@ -163,8 +163,7 @@ class _SessionBase:
         self._emit("policy_denied", what="execute", reason=reason)
         raise PolicyError(reason)
 
-    def _new_turn(self, on_output: OnOutput | None, max_tool_calls: Any,
-                  started: float) -> Turn:
+    def _new_turn(self, on_output: OnOutput | None, max_tool_calls: Any) -> Turn:
         limit = self._config.max_tool_calls if isinstance(max_tool_calls, _Default) else (
             max_tool_calls)
         return Turn(
@@ -174,7 +173,6 @@ class _SessionBase:
             on_output=on_output,
             emit=self._emit,
             sanitize=self._sanitize,
-            started=started,
         )
 
     def _resolve_timeout(self, timeout: Any) -> float | None:
@@ -420,7 +418,7 @@ class Session(_SessionBase):
             self._adopt_child(start_child(self._config), "the previous child was stopped")
         child = self._child
         assert child is not None
-        turn = self._new_turn(on_output, max_tool_calls, started)
+        turn = self._new_turn(on_output, max_tool_calls)
         channel = child.channel
         try:
             self._send(child, channel, self._execute_message(code), deadline)
@@ -869,7 +867,7 @@ class AsyncSession(_SessionBase):
         deadline = None if timeout is None else started + timeout
         child = self._child
         assert child is not None
-        turn = self._new_turn(on_output, max_tool_calls, started)
+        turn = self._new_turn(on_output, max_tool_calls)
         channel = child.async_channel
         try:
             await channel.send(self._execute_message(code), deadline)

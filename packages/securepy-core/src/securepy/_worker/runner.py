@@ -9,7 +9,7 @@ import _ast
 import errno
 import os
 import sys
-from types import CodeType, TracebackType
+from types import CodeType
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
@@ -146,10 +146,3 @@ def describe_limit(exc: BaseException) -> str | None:
             errno.ENOSPC: "workspace",
         }.get(exc.errno or 0)
     return None
-
-
-def skip_worker_frames(tb: TracebackType | None) -> TracebackType | None:
-    """Drop the leading worker frames of a traceback chain."""
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_WORKER_DIR):
-        tb = tb.tb_next
-    return tb
