@@ -96,16 +96,19 @@ def _handshake(child: Child, config: SessionConfig) -> None:
     channel = child.channel
     interpreter = probe_interpreter(config.python)
     try:
-        channel.send({
-            "kind": "configure",
-            "version": protocol.PROTOCOL_VERSION,
-            "tools": [tool.to_wire() for tool in config.tools.values()],
-            "limits": config.limits.to_wire(),
-            "path": list(interpreter.path),
-            "nproc": child.process.sandboxed,
-            "preload": list(config.preload),
-            "max_frame_bytes": config.max_frame_bytes,
-        })
+        with contextlib.suppress(ProtocolError):
+            # A child that failed to start may have said why before it left: read that
+            # rather than report the broken pipe.
+            channel.send({
+                "kind": "configure",
+                "version": protocol.PROTOCOL_VERSION,
+                "tools": [tool.to_wire() for tool in config.tools.values()],
+                "limits": config.limits.to_wire(),
+                "path": list(interpreter.path),
+                "nproc": child.process.sandboxed,
+                "preload": list(config.preload),
+                "max_frame_bytes": config.max_frame_bytes,
+            })
         ready = channel.receive(time.monotonic() + START_TIMEOUT)
     except (ProtocolError, DeadlineExceeded) as exc:
         detail = child.process.read_startup_error() or str(exc) or "no output"

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from ._child import Child, start_child
 from ._config import DEFAULT, OnOutput, SessionConfig, check_timeout, make_config
 from ._execution import Execution
+from ._launchers.template import TemplateLauncher
 from ._session import AsyncSession, Session
 from ._tools import Tool
 from .errors import SandboxUnavailableError, SessionClosedError
@@ -90,6 +91,12 @@ class SessionPool:
         acquire_timeout: seconds to wait for a free session; None waits forever.
         reset_between_uses: give each checkout a fresh session (the default); ``False``
             returns a live session to the pool with its state and hands it out again.
+        template: start sessions by forking them from a sandboxed template process the pool
+            starts once (about 4 ms a session instead of about 30 ms for a bubblewrap start;
+            ``preload`` modules are imported once, in the template). Each forked session has
+            its own namespaces, workspace, limits and cgroup, exactly as a bubblewrap session.
+            Needs host root (root-drop mode); elsewhere, or with ``template=False``, every
+            session starts its own bubblewrap. Ignored with ``sandbox=False``.
         **session_options: the options of :class:`securepy.Session` (``tools``, ``sandbox``,
             ``limits``, ``timeout``, ...), checked once, here, and shared by every session.
 
@@ -110,12 +117,13 @@ class SessionPool:
         *,
         acquire_timeout: float | None = 30,
         reset_between_uses: bool = True,
+        template: bool = True,
         **session_options: Any,
     ) -> None:
         config = make_config(**session_options)
         self._core: _PoolCore[Session] = _PoolCore(
             config, size, acquire_timeout=acquire_timeout,
-            reset_between_uses=reset_between_uses, wrap=Session._from_config,
+            reset_between_uses=reset_between_uses, template=template, wrap=Session._from_config,
             close_session=Session.close)
         self._finalizer = weakref.finalize(self, self._core.close)
 
@@ -201,12 +209,14 @@ class AsyncSessionPool:
         *,
         acquire_timeout: float | None = 30,
         reset_between_uses: bool = True,
+        template: bool = True,
         **session_options: Any,
     ) -> None:
         config = make_config(**session_options)
         self._core: _PoolCore[AsyncSession] = _PoolCore(
             config, size, acquire_timeout=acquire_timeout,
-            reset_between_uses=reset_between_uses, wrap=AsyncSession._from_config,
+            reset_between_uses=reset_between_uses, template=template,
+            wrap=AsyncSession._from_config,
             close_session=_close_async_session)
         self._finalizer = weakref.finalize(self, self._core.close)
 
@@ -332,6 +342,7 @@ class _PoolCore(Generic[S]):
         *,
         acquire_timeout: float | None,
         reset_between_uses: bool,
+        template: bool,
         wrap: Callable[[SessionConfig, Child], S],
         close_session: Callable[[S], None],
     ) -> None:
@@ -341,6 +352,12 @@ class _PoolCore(Generic[S]):
             raise ValueError(f"size must be at least 1, got {size}")
         if not isinstance(reset_between_uses, bool):
             raise TypeError("reset_between_uses must be True or False")
+        if not isinstance(template, bool):
+            raise TypeError("template must be True or False")
+        self._template: TemplateLauncher | None = None
+        if template and config.sandbox and config.launcher is None:
+            self._template = TemplateLauncher(preload=config.preload, fall_back=True)
+            config = dataclasses.replace(config, launcher=self._template)
         self.config = config
         self.size = size
         self.acquire_timeout = check_timeout(acquire_timeout)
@@ -587,3 +604,5 @@ class _PoolCore(Generic[S]):
             leftovers, self._retiring = self._retiring, []
         for session in leftovers:
             self._close_quietly(session)
+        if self._template is not None:
+            self._template.close()

@@ -66,12 +66,20 @@ from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .spawner import spawn
 
 __all__ = [
+    "PROC_MASKED_DIRS",
+    "PROC_MASKED_FILES",
+    "PROC_READ_ONLY_DIRS",
+    "SANDBOX_SHM_BYTES",
     "WORKSPACE",
     "BubblewrapChild",
     "BubblewrapLauncher",
     "WallConfig",
+    "bind_sources",
+    "create_cgroup",
     "diagnose_bwrap_failure",
     "find_bwrap",
+    "kill_sandbox",
+    "start_sandbox",
     "wall_config",
 ]
 
@@ -82,7 +90,7 @@ WORKSPACE = "/workspace"
 _SPARE_WORKSPACE = "/securepy-workspace"
 SANDBOX_UID = 65534
 MIN_BWRAP_VERSION = (0, 8, 0)
-_SHM_BYTES = 64 * 1024 * 1024
+SANDBOX_SHM_BYTES = 64 * 1024 * 1024
 _SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
 _SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 _ETC_FILES = (
@@ -98,7 +106,7 @@ _ETC_FILES = (
     "/etc/ca-certificates",
 )
 # Kernel-global /proc entries that describe the host rather than the sandbox.
-_PROC_MASKED_FILES = (
+PROC_MASKED_FILES = (
     "kcore",
     "keys",
     "key-users",
@@ -114,8 +122,8 @@ _PROC_MASKED_FILES = (
     "kpagecgroup",
     "config.gz",
 )
-_PROC_MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "tty", "pressure")
-_PROC_READ_ONLY_DIRS = ("sys", "irq", "bus", "fs")
+PROC_MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "tty", "pressure")
+PROC_READ_ONLY_DIRS = ("sys", "irq", "bus", "fs")
 # Run by /bin/sh before bubblewrap: join each cgroup named before "--", then exec the rest.
 _CGROUP_JOIN = (
     'for f; do [ "$f" = -- ] && break; echo 0 >"$f" || exit 125; shift; done; shift; exec "$@"'
@@ -136,9 +144,9 @@ class BubblewrapLauncher:
                 or (as root) the seccomp binding or setpriv is missing.
         """
         config = wall_config(spec.interpreter)
-        cgroup = _create_cgroup(spec)
+        cgroup = create_cgroup(spec)
         try:
-            return _start(config, spec, cgroup)
+            return start_sandbox(config, spec, cgroup)
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
@@ -173,7 +181,7 @@ class BubblewrapChild(PopenChild):
         bubblewrap means nothing of the sandbox is left running.
         """
         if self._popen.returncode is None:
-            _kill_sandbox(self._popen)
+            kill_sandbox(self._popen)
         if self._cgroup is not None:
             self._cgroup.kill_and_remove()
             self._cgroup = None
@@ -216,6 +224,7 @@ class WallConfig:
             as uid 65534 through setpriv); see the module docstring.
         uid, gid: the ids the code runs as, as seen inside.
         options: bubblewrap options that do not depend on the spec (namespaces, mounts).
+        caps: bubblewrap's capability options for the first program inside.
         prefix: argv run inside before the worker's argv (setpriv in root-drop mode).
         seccomp: whether the seccomp filter is applied.
         own_tmp: /tmp is a tmpfs of its own (the interpreter lives under /tmp, so its binds
@@ -229,6 +238,7 @@ class WallConfig:
     uid: int
     gid: int
     options: tuple[str, ...]
+    caps: tuple[str, ...]
     prefix: tuple[str, ...]
     seccomp: bool
     own_tmp: bool = False
@@ -261,7 +271,7 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
     root = os.geteuid() == 0
     seccomp = _seccomp_available(required=root)
     prefix = (_find_setpriv(), *_setpriv_options()) if root else ()
-    sources = _bind_sources(interpreter)
+    sources = bind_sources(interpreter)
     own_tmp = any(_is_within(source, "/tmp") for source in sources)
     workspace = WORKSPACE
     if any(_is_within(source, workspace) or _is_within(workspace, source) for source in sources):
@@ -278,9 +288,10 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
         "--chdir", workspace,
     ]  # fmt: skip
     uid, gid = (SANDBOX_UID, SANDBOX_UID) if root else (os.getuid(), os.getgid())
+    caps = _ROOT_DROP_CAPS if root else ("--cap-drop", "ALL")
     return WallConfig(
-        bwrap, "root-drop" if root else "user", uid, gid, tuple(options), prefix, seccomp,
-        own_tmp, workspace,
+        bwrap, "root-drop" if root else "user", uid, gid, tuple(options), caps, prefix,
+        seccomp, own_tmp, workspace,
     )
 
 
@@ -423,21 +434,19 @@ def _seccomp_available(*, required: bool) -> bool:
 
 
 def _user_namespaces() -> list[str]:
-    return [
-        "--unshare-user", "--disable-userns",
-        *_common_namespaces(),
-        "--cap-drop", "ALL",
-    ]  # fmt: skip
+    return ["--unshare-user", "--disable-userns", *_common_namespaces()]
 
 
 def _root_drop_namespaces() -> list[str]:
-    return [
-        *_common_namespaces(),
-        # setpriv needs these to switch to 65534 and empty the bounding set; the switch then
-        # clears every capability.
-        "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-        "--cap-add", "CAP_SETPCAP",
-    ]  # fmt: skip
+    return _common_namespaces()
+
+
+# setpriv needs these to switch to 65534 and empty the bounding set; the switch then clears
+# every capability.
+_ROOT_DROP_CAPS = (
+    "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
+    "--cap-add", "CAP_SETPCAP",
+)  # fmt: skip
 
 
 def _common_namespaces() -> list[str]:
@@ -479,7 +488,7 @@ def _bind_read_only(sources: list[str], *, made: set[str]) -> list[str]:
 _OWN_TMP_BYTES = 128 * 1024 * 1024
 
 
-def _bind_sources(interpreter: Interpreter) -> list[str]:
+def bind_sources(interpreter: Interpreter) -> list[str]:
     """The interpreter's roots and the worker's package dir, to bind at their host paths."""
     package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     roots = [*interpreter.roots, package_dir, os.path.realpath(package_dir)]
@@ -508,15 +517,15 @@ def _ancestors(path: str) -> list[str]:
 
 def _proc_mounts() -> list[str]:
     options = ["--proc", "/proc"]
-    for name in _PROC_READ_ONLY_DIRS:
+    for name in PROC_READ_ONLY_DIRS:
         if os.path.isdir(f"/proc/{name}"):
             # The sysctl tree is one global tree (net/ipc/uts entries follow the reader's
             # namespaces), so binding the host's copy read-only over the fresh one is exact.
             options += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
-    for name in _PROC_MASKED_FILES:
+    for name in PROC_MASKED_FILES:
         if os.path.exists(f"/proc/{name}"):
             options += ["--ro-bind", "/dev/null", f"/proc/{name}"]
-    for name in _PROC_MASKED_DIRS:
+    for name in PROC_MASKED_DIRS:
         if os.path.isdir(f"/proc/{name}"):
             options += ["--perms", "0555", "--size", "4096", "--tmpfs", f"/proc/{name}"]
     return options
@@ -528,7 +537,7 @@ def _spec_options(config: WallConfig, spec: LaunchSpec) -> list[str]:
     Order matters: a remount applies to one mount, so each comes after the mounts below it.
     """
     workspace_bytes = spec.limits.workspace_bytes
-    shm_bytes = min(_SHM_BYTES, workspace_bytes) if workspace_bytes is not None else None
+    shm_bytes = min(SANDBOX_SHM_BYTES, workspace_bytes) if workspace_bytes is not None else None
     options = ["--dev", "/dev", *_size(shm_bytes), "--perms", "01777", "--tmpfs", "/dev/shm"]
     options += ["--remount-ro", "/dev"]
     workspace = config.workspace
@@ -547,7 +556,9 @@ def _size(size: int | None) -> list[str]:
     return [] if size is None else ["--size", str(size)]
 
 
-def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> BubblewrapChild:
+def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None, *,
+                  extra_fds: tuple[int, ...] = ()) -> BubblewrapChild:
+    """Start ``spec`` in the sandbox ``config`` describes; ``extra_fds`` are inherited too."""
     fds: list[int] = []
     try:
         data_options = _data_files(config, fds)
@@ -556,6 +567,7 @@ def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> 
             data_options += ["--seccomp", str(fds[-1])]
         options = [
             *config.options,
+            *config.caps,
             *_spec_options(config, spec),
             *data_options,
             "--remount-ro", "/",
@@ -565,7 +577,7 @@ def _start(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None) -> 
         if cgroup is not None:
             argv = ["/bin/sh", "-c", _CGROUP_JOIN, "securepy-cgroup", *cgroup.procs_files,
                     "--", *argv]  # fmt: skip
-        pass_fds = (spec.child_fd, *fds)
+        pass_fds = (spec.child_fd, *extra_fds, *fds)
         popen = spawn(lambda: subprocess.Popen(
             argv,
             pass_fds=pass_fds,
@@ -610,17 +622,20 @@ def _nul_join(options: Iterable[str]) -> bytes:
     return b"".join(os.fsencode(option) + b"\0" for option in options)
 
 
-def _create_cgroup(spec: LaunchSpec) -> ChildCgroup | None:
+def create_cgroup(spec: LaunchSpec, *, own_processes: int = 2) -> ChildCgroup | None:
+    """The child's memory and pids cgroup, or None where the host offers none.
+    ``own_processes``: processes of the sandbox itself that count against the pids limit (the
+    outer bubblewrap and its pid 1)."""
     limits = spec.limits
     memory = limits.memory_bytes
     if memory is not None:
         # The tmpfs pages the code writes are charged to the cgroup too: give them their own
         # room on top of the processes' memory.
         workspace = limits.workspace_bytes or 0
-        memory += workspace + min(_SHM_BYTES, workspace or _SHM_BYTES)
+        memory += workspace + min(SANDBOX_SHM_BYTES, workspace or SANDBOX_SHM_BYTES)
     processes = limits.processes
     if processes is not None:
-        processes += 2  # the outer bubblewrap and its pid 1 live in the cgroup too
+        processes += own_processes
     return create_child_cgroup(_cgroup_support(), memory_bytes=memory, processes=processes)
 
 
@@ -648,7 +663,7 @@ def _prove_wall(config: WallConfig, interpreter: Interpreter) -> None:
             limits=Limits(),
             env={"PATH": "/usr/bin:/bin"},
         )
-        child = _start(config, spec, None)
+        child = start_sandbox(config, spec, None)
         try:
             status = child.wait(timeout=30)
             stderr = child.read_startup_error()
@@ -671,7 +686,9 @@ def _socketpair_fds() -> tuple[int, int]:
     return a.detach(), b.detach()
 
 
-def _kill_sandbox(popen: subprocess.Popen[bytes]) -> None:
+def kill_sandbox(popen: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the sandbox's pid 1 (the kernel then kills its whole pid namespace) and reap
+    the outer bubblewrap."""
     inits = child_pids(popen.pid)
     for init in inits[:1]:
         with contextlib.suppress(ProcessLookupError):

@@ -61,6 +61,11 @@ class ChildCgroup:
         """The ``cgroup.procs`` files a process writes ``0`` into to join this cgroup."""
         return tuple(os.path.join(d, "cgroup.procs") for d in dict.fromkeys(self.dirs.values()))
 
+    def add(self, pid: int) -> None:
+        """Move process ``pid`` (a host pid) into this cgroup."""
+        for path in self.procs_files:
+            _write(path, str(pid))
+
     def oom_killed(self) -> bool:
         """True when the kernel's out-of-memory killer struck inside this cgroup."""
         memory = self.dirs.get("memory")

@@ -10,6 +10,7 @@ from __future__ import annotations
 # milliseconds at every start and buys the worker nothing.
 import _signal  # type: ignore[import-not-found]
 import _socket
+import _thread
 import io
 import keyword
 import os
@@ -51,8 +52,20 @@ ToolError.__module__ = PolicyError.__module__ = "securepy_tools"
 
 
 def main() -> None:
-    """Serve one session: configure, then run each execute until the host hangs up."""
-    connection = Connection(int(sys.argv[2]))
+    """The bootstrap's entry: ``<worker dir> <fd>`` serves one session on the socket ``fd``;
+    ``<worker dir> <fd> template <seccomp fd>`` serves a template's control socket."""
+    if len(sys.argv) > 3 and sys.argv[3] == "template":
+        from .template import serve_template
+
+        serve_template(int(sys.argv[2]), int(sys.argv[4]))
+    else:
+        serve(int(sys.argv[2]))
+
+
+def serve(fd: int) -> None:
+    """Serve one session on the socket ``fd``: configure, then run each execute until the
+    host hangs up."""
+    connection = Connection(fd)
     config = connection.receive()
     if config.get("kind") != "configure":
         raise SystemExit("securepy worker: expected a configure message first")
@@ -536,6 +549,7 @@ def _capture_output(connection: Connection) -> _Outputs:
     outputs.streams = [stdout, stderr]
     sys.stdout = sys.__stdout__ = stdout  # type: ignore[misc, assignment]
     sys.stderr = sys.__stderr__ = stderr  # type: ignore[misc, assignment]
-    threading.Thread(target=outputs.forward_forever, name="securepy-output",
-                     daemon=True).start()
+    # The low-level start: threading.Thread.start() waits until the thread runs, which costs
+    # a context switch at every session start, and the forwarder has nothing to do yet.
+    _thread.start_new_thread(outputs.forward_forever, ())
     return outputs

@@ -1,0 +1,418 @@
+"""Sessions forked from a template: one sandboxed interpreter, started once, forks each
+session into namespaces of its own (the worker side is ``_worker/template.py``).
+
+A bubblewrap start costs about 30 ms: the sandbox's set-up, a fresh interpreter, the worker's
+imports. :class:`TemplateLauncher` pays that once per launcher; every session after that is a
+fork of the ready template plus its own mounts, about 2–4 ms.
+
+What each session gets is the wall of :mod:`.bubblewrap`, made per session by the forked
+child instead of by bubblewrap: its own pid, mount, net, IPC, UTS and cgroup namespaces, its
+own workspace, ``/tmp``, ``/dev/shm`` and ``/proc`` (same read-only and masked entries), uid and
+gid 65534 with no capabilities, an empty bounding set, no-new-privs, the seccomp filter, the
+same rlimits and, where the host has them, a memory and pids cgroup of its own. The worker is
+pid 1 of its pid namespace (there is no bubblewrap init above it).
+
+Root-drop mode only: the template keeps ``CAP_SYS_ADMIN`` (and the set-id and ``NET_ADMIN``
+capabilities) inside bubblewrap's namespaces to build each session, which needs host root. For
+other hosts, :func:`template_problem` says why and callers use :class:`BubblewrapLauncher`.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import functools
+import json
+import logging
+import os
+import queue
+import signal
+import socket
+import subprocess
+import threading
+from typing import Any
+
+from .._interpreter import Interpreter
+from .._limits import Limits
+from .._worker import BOOTSTRAP, WORKER_DIR
+from ..errors import SandboxUnavailableError
+from .base import ChildProcess, LaunchSpec, describe_signal_exit
+from .bubblewrap import (
+    PROC_MASKED_DIRS,
+    PROC_MASKED_FILES,
+    PROC_READ_ONLY_DIRS,
+    SANDBOX_SHM_BYTES,
+    BubblewrapChild,
+    BubblewrapLauncher,
+    WallConfig,
+    bind_sources,
+    create_cgroup,
+    start_sandbox,
+    wall_config,
+)
+from .cgroups import ChildCgroup
+from .procfs import read_process_usage
+from .seccomp import compile_filter
+
+__all__ = ["TemplateChild", "TemplateLauncher", "template_problem"]
+
+logger = logging.getLogger("securepy")
+
+_START_TIMEOUT = 30.0
+_SPAWN_TIMEOUT = 10.0
+_EXIT_TIMEOUT = 5.0
+_MESSAGE_BYTES = 65536
+# What the template needs to build each session; each session then drops all of them.
+_TEMPLATE_CAPS = (
+    "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETUID",
+    "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_NET_ADMIN",
+)  # fmt: skip
+
+
+def template_problem(interpreter: Interpreter) -> str | None:
+    """Why sessions cannot be forked from a template on this host, or None if they can.
+
+    Raises:
+        securepy.errors.SandboxUnavailableError: the sandbox itself cannot start.
+    """
+    config = wall_config(interpreter)
+    if config.mode != "root-drop":
+        return ("the template needs host root (it builds each session's namespaces); as "
+                f"uid {os.geteuid()} each session starts its own bubblewrap")
+    if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
+        return "the template needs pidfds (Linux 5.3 or newer)"
+    return None
+
+
+class TemplateLauncher:
+    """Starts sessions by forking them from a template (see the module docstring).
+
+    The template starts with the first launch and lives until :meth:`close`. If it dies, the
+    next launch starts a new one.
+
+    Args:
+        preload: modules the template imports once, so every session starts with them loaded.
+        fall_back: where no template can run (not root, see :func:`template_problem`, or the
+            template fails to start), start each session with bubblewrap instead of failing.
+    """
+
+    sandboxed = True
+
+    def __init__(self, *, preload: tuple[str, ...] = (), fall_back: bool = False) -> None:
+        self._preload = preload
+        self._fall_back = fall_back
+        self._lock = threading.Lock()
+        self._templates: dict[Interpreter, _Template] = {}
+        self._fallback: BubblewrapLauncher | None = None
+        self._closed = False
+
+    def launch(self, spec: LaunchSpec) -> ChildProcess:
+        """Fork a session for ``spec`` from the (started if needed) template.
+
+        Raises:
+            securepy.errors.SandboxUnavailableError: the template or the session cannot start.
+        """
+        with self._lock:
+            if self._closed:
+                raise SandboxUnavailableError("the session template was closed")
+            template = self._fallback or self._templates.get(spec.interpreter)
+            if template is None or (isinstance(template, _Template) and not template.alive):
+                if template is not None:
+                    template.close()
+                template = self._start_template(spec)
+        return template.launch(spec)
+
+    def _start_template(self, spec: LaunchSpec) -> _Template | BubblewrapLauncher:
+        try:
+            template = _Template.start(spec, self._preload)
+        except SandboxUnavailableError as exc:
+            if not self._fall_back:
+                raise
+            logger.info("sessions start with bubblewrap, not from a template: %s", exc)
+            self._fallback = BubblewrapLauncher()
+            return self._fallback
+        self._templates[spec.interpreter] = template
+        return template
+
+    def close(self) -> None:
+        """Stop the template (and so every session still forked from it). Idempotent."""
+        with self._lock:
+            self._closed = True
+            templates, self._templates = list(self._templates.values()), {}
+        for template in templates:
+            template.close()
+
+
+class TemplateChild:
+    """A session forked from a template: signalled through a pidfd, its exit status reported
+    by the template (its parent)."""
+
+    sandboxed = True
+
+    def __init__(self, pidfd: int, cgroup: ChildCgroup | None, limits: Limits) -> None:
+        self._pidfd = pidfd
+        self._pid = _host_pid(pidfd)
+        self._cgroup = cgroup
+        self._limits = limits
+        self._exited = threading.Event()
+        self._status: int | None = None
+        self._cpu_seconds = 0.0
+
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    def poll(self) -> int | None:
+        return self._status
+
+    def wait(self, timeout: float | None = None) -> int:
+        if not self._exited.wait(timeout):
+            raise subprocess.TimeoutExpired("securepy session", timeout or 0.0)
+        assert self._status is not None
+        return self._status
+
+    def interrupt(self) -> None:
+        self._signal(signal.SIGINT)
+
+    def kill(self) -> None:
+        """SIGKILL the session (its pid namespace dies with it), wait for the template to reap
+        it, remove its cgroup. Idempotent."""
+        if not self._exited.is_set():
+            self._signal(signal.SIGKILL)
+            self._exited.wait(_EXIT_TIMEOUT)
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+            self._pidfd = -1
+        if self._cgroup is not None:
+            self._cgroup.kill_and_remove()
+            self._cgroup = None
+
+    def read_startup_error(self) -> str:
+        return ""  # a session that cannot isolate itself says why on its socket
+
+    def describe_exit(self, status: int) -> str | None:
+        """The worker is pid 1 of its namespace, where the kernel's SIGXCPU is ignored and the
+        hard CPU limit ends it with SIGKILL: the CPU time the template saw names that case."""
+        if status == -signal.SIGKILL:
+            if self._cgroup is not None and self._cgroup.oom_killed():
+                return "memory"
+            limit = self._limits.cpu_seconds
+            if limit is not None and self._cpu_seconds >= limit:
+                return "cpu_seconds"
+        return describe_signal_exit(-status) if status < 0 else None
+
+    def resource_usage(self) -> dict[str, float] | None:
+        return None if self._exited.is_set() else read_process_usage(self._pid)
+
+    def exited(self, status: int, cpu_seconds: float) -> None:
+        """Called by the template's reader: the session ended with wait status ``status``."""
+        self._cpu_seconds = cpu_seconds
+        self._status = os.waitstatus_to_exitcode(status)
+        self._exited.set()
+
+    def _signal(self, signum: int) -> None:
+        if self._pidfd >= 0 and not self._exited.is_set():
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signum)
+
+
+class _Template:
+    """One running template: its bubblewrap, its control socket and the thread reading it."""
+
+    def __init__(self, sandbox: BubblewrapChild, control: socket.socket) -> None:
+        self._sandbox = sandbox
+        self._control = control
+        self._spawn_lock = threading.Lock()
+        self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
+        self._children: dict[int, TemplateChild] = {}
+        self._children_lock = threading.Lock()
+        self.alive = True
+        self._reader = threading.Thread(target=self._read_forever, name="securepy-template",
+                                        daemon=True)
+
+    @classmethod
+    def start(cls, session_spec: LaunchSpec, preload: tuple[str, ...]) -> _Template:
+        interpreter = session_spec.interpreter
+        problem = template_problem(interpreter)
+        if problem is not None:
+            raise SandboxUnavailableError(problem)
+        config = wall_config(interpreter)
+        host, inside = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        seccomp_fd = os.memfd_create("securepy-seccomp", 0)
+        try:
+            os.write(seccomp_fd, compile_filter())
+            os.lseek(seccomp_fd, 0, os.SEEK_SET)
+            spec = LaunchSpec(
+                interpreter=interpreter,
+                argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR,
+                      str(inside.fileno()), "template", str(seccomp_fd)),
+                child_fd=inside.fileno(),
+                limits=Limits(),
+                env=session_spec.env,
+            )
+            template_config = _template_wall(config)
+            sandbox = start_sandbox(template_config, spec, None, extra_fds=(seccomp_fd,))
+        except BaseException:
+            host.close()
+            raise
+        finally:
+            inside.close()
+            os.close(seccomp_fd)
+        template = cls(sandbox, host)
+        try:
+            template._configure(config, interpreter, preload)
+        except BaseException:
+            template.close()
+            raise
+        template._reader.start()
+        return template
+
+    def _configure(self, config: WallConfig, interpreter: Interpreter,
+                   preload: tuple[str, ...]) -> None:
+        plan = {
+            "workspace": config.workspace,
+            "own_tmp": config.own_tmp,
+            "tmp_binds": [p for p in bind_sources(interpreter)
+                          if p == "/tmp" or p.startswith("/tmp/")],
+            "proc_read_only": list(PROC_READ_ONLY_DIRS),
+            "proc_masked_files": list(PROC_MASKED_FILES),
+            "proc_masked_dirs": list(PROC_MASKED_DIRS),
+            "uid": config.uid,
+            "gid": config.gid,
+            "cap_last": _cap_last(),
+            "seccomp_required": True,
+        }
+        self._send({"kind": "configure", "plan": plan, "path": list(interpreter.path),
+                    "preload": list(preload)})
+        self._control.settimeout(_START_TIMEOUT)
+        try:
+            reply, fds = _receive(self._control)
+        except TimeoutError:
+            reply, fds = {"kind": "error", "message": "no answer in 30 s"}, []
+        finally:
+            self._control.settimeout(None)
+        _close_all(fds)
+        if reply.get("kind") != "ready":
+            detail = reply.get("message") or self._sandbox.read_startup_error() or "no output"
+            raise SandboxUnavailableError(f"the session template failed to start: {detail}")
+
+    def launch(self, spec: LaunchSpec) -> TemplateChild:
+        cgroup = create_cgroup(spec, own_processes=0)
+        try:
+            with self._spawn_lock:
+                self._send({"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
+                            "shm_bytes": _shm_bytes(spec.limits)}, [spec.child_fd])
+                try:
+                    reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
+                except queue.Empty:
+                    raise SandboxUnavailableError(
+                        "the session template did not answer a start in 10 s") from None
+                if reply.get("kind") != "spawned" or len(fds) != 1:
+                    _close_all(fds)
+                    raise SandboxUnavailableError(
+                        f"the session template could not start a session: "
+                        f"{str(reply.get('message', 'it has stopped'))[:2000]}")
+                child = TemplateChild(fds[0], cgroup, spec.limits)
+                with self._children_lock:
+                    self._children[reply["pid"]] = child
+            if cgroup is not None and child.pid > 0:
+                # It may have died already (its pid reads -1); the handshake says why.
+                with contextlib.suppress(ProcessLookupError):
+                    cgroup.add(child.pid)
+        except BaseException:
+            if cgroup is not None:
+                cgroup.kill_and_remove()
+            raise
+        return child
+
+    def close(self) -> None:
+        self.alive = False
+        self._sandbox.kill()
+        with contextlib.suppress(OSError):
+            self._control.shutdown(socket.SHUT_RDWR)
+        if self._reader.is_alive() and self._reader is not threading.current_thread():
+            self._reader.join(_EXIT_TIMEOUT)
+        self._control.close()
+
+    def _read_forever(self) -> None:
+        try:
+            while True:
+                message, fds = _receive(self._control)
+                kind = message.get("kind")
+                if kind == "exited":
+                    _close_all(fds)
+                    with self._children_lock:
+                        child = self._children.pop(message.get("pid", -1), None)
+                    if child is not None:
+                        child.exited(int(message["status"]), float(message["cpu_seconds"]))
+                elif kind in ("spawned", "spawn_failed"):
+                    self._replies.put((message, fds))
+                else:  # the host hung up, or the template died
+                    _close_all(fds)
+                    break
+        except (OSError, ValueError):
+            pass
+        self.alive = False
+        # The template's pid namespace is gone, and every session in it.
+        self._replies.put(({"kind": "spawn_failed", "message": "the template stopped"}, []))
+        with self._children_lock:
+            children, self._children = list(self._children.values()), {}
+        for child in children:
+            child.exited(signal.SIGKILL, 0.0)
+
+    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
+        ancillary = ([(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
+                     if fds else [])
+        self._control.sendmsg([json.dumps(message).encode()], ancillary)
+
+
+def _template_wall(config: WallConfig) -> WallConfig:
+    """The template's bubblewrap: the sandbox's mounts and namespaces, the capabilities it
+    needs to build sessions, no setpriv (it stays root) and no seccomp (each session installs
+    it on itself)."""
+    import dataclasses
+
+    return dataclasses.replace(config, caps=_TEMPLATE_CAPS, prefix=(), seccomp=False)
+
+
+def _shm_bytes(limits: Limits) -> int | None:
+    workspace = limits.workspace_bytes  # as bubblewrap's launcher sizes it
+    return None if workspace is None else min(SANDBOX_SHM_BYTES, workspace)
+
+
+@functools.cache
+def _cap_last() -> int:
+    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+        return int(f.read())
+
+
+def _host_pid(pidfd: int) -> int:
+    """The pid (in our pid namespace) of the process ``pidfd`` refers to; -1 once it has
+    ended."""
+    with open(f"/proc/self/fdinfo/{pidfd}", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("Pid:"):
+                return int(line.split()[1])
+    raise SandboxUnavailableError("cannot read the session's pid from its pidfd")
+
+
+def _receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """One control message (a dict) and the fds it carried; an empty dict at end of stream.
+    The template is trusted code, but a malformed message still ends the stream rather than
+    raising anywhere else."""
+    fds = array.array("i")
+    data, ancillary, _flags, _address = sock.recvmsg(
+        _MESSAGE_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    if not data:
+        return {}, list(fds)
+    message = json.loads(data)
+    return (message if isinstance(message, dict) else {}), list(fds)
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)

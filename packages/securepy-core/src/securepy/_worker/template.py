@@ -1,0 +1,376 @@
+"""The template: a sandboxed interpreter, started once, that forks isolated sessions.
+
+A session started by bubblewrap pays for the sandbox's set-up and a fresh interpreter every
+time (about 30 ms). The template pays them once: it runs inside bubblewrap with the worker
+already imported, and for each session it forks a child that gets namespaces of its own and
+becomes an ordinary worker, ready in a few milliseconds.
+
+Per session, the forked child:
+
+- moves into new pid, mount, network, IPC, UTS and cgroup namespaces (it is pid 1 of its pid
+  namespace, so it sees no other session and no template);
+- mounts its own workspace and ``/dev/shm`` tmpfs (sizes from the host), its own ``/tmp`` when
+  the sandbox has one, and a fresh ``/proc`` with the same read-only and masked entries as
+  bubblewrap's (its loopback stays down: seccomp refuses every socket family but AF_UNIX);
+- drops to uid and gid 65534 with no groups, empties every capability set and the bounding
+  set, sets no-new-privs, installs the seccomp filter, and only then serves the socket the host
+  passed in.
+
+The template itself keeps the capabilities it needs for that (it is host root inside
+bubblewrap's namespaces: root-drop mode only). It never runs sandboxed code and reads nothing
+but the host's control socket; sessions cannot see it (another pid namespace), signal it,
+reach its files (another mount namespace) or talk to it (another network namespace).
+
+Control messages are JSON objects, one per SOCK_SEQPACKET message:
+
+    host -> template   configure (plan, path, preload)         once
+    template -> host   ready
+    host -> template   spawn (workspace_bytes, shm_bytes) + the session socket's fd
+    template -> host   spawned (pid) + a pidfd of the session | spawn_failed (message)
+    template -> host   exited (pid, status, cpu_seconds)       when a session ends
+"""
+
+from __future__ import annotations
+
+import _signal  # type: ignore[import-not-found]
+import _socket
+import array
+import contextlib
+import ctypes
+import json
+import os
+import select
+import struct
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+__all__ = ["serve_template"]
+
+_MESSAGE_BYTES = 65536
+_CLONE_NEWNS = 0x00020000
+_CLONE_NEWCGROUP = 0x02000000
+_CLONE_NEWUTS = 0x04000000
+_CLONE_NEWIPC = 0x08000000
+_CLONE_NEWPID = 0x20000000
+_CLONE_NEWNET = 0x40000000
+_NAMESPACES = (
+    _CLONE_NEWNS | _CLONE_NEWCGROUP | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
+)
+_MS_RDONLY = 1
+_MS_NOSUID = 2
+_MS_NODEV = 4
+_MS_NOEXEC = 8
+_MS_REMOUNT = 32
+_MS_BIND = 4096
+_MS_MOVE = 8192
+_MS_REC = 16384
+_MS_PRIVATE = 1 << 18
+_PR_SET_DUMPABLE = 4
+_PR_SET_SECCOMP = 22
+_PR_CAPBSET_DROP = 24
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAP_AMBIENT = 47
+_PR_CAP_AMBIENT_CLEAR_ALL = 4
+_SECCOMP_MODE_FILTER = 2
+_CAPABILITY_VERSION_3 = 0x20080522
+
+_libc = ctypes.CDLL(None, use_errno=True)
+# prctl reads its arguments as unsigned longs, and some options insist the unused ones are
+# zero: full-width arguments, not ctypes' default 32-bit ints.
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def serve_template(control_fd: int, seccomp_fd: int) -> None:
+    """Serve spawn requests on ``control_fd`` until the host hangs up."""
+    control = _socket.socket(fileno=control_fd)
+    seccomp = _read_all(seccomp_fd)
+    config = _receive(control)[0]
+    if config.get("kind") != "configure":
+        raise SystemExit("securepy template: expected a configure message first")
+    try:
+        template = _Template(control, config, seccomp)
+    except BaseException as exc:  # reported to the host, then the template exits
+        _send(control, {"kind": "error", "message": f"{type(exc).__name__}: {exc}"[:2000]})
+        raise SystemExit(1) from None
+    _send(control, {"kind": "ready"})
+    template.serve_forever()
+
+
+class _Template:
+    def __init__(self, control: Any, config: dict[str, Any], seccomp: bytes) -> None:
+        self.control = control
+        self.plan = config["plan"]
+        sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
+        for module in config.get("preload") or ():
+            try:
+                __import__(module)
+            except BaseException as exc:
+                raise ImportError(f"preload of {module!r} failed: {exc}") from None
+        import _sitebuiltins  # noqa: F401  # what every session would load for itself
+
+        from . import main
+        from .runner import Runner
+
+        Runner({}).warm_up()
+        self.serve_session = main.serve
+        self.privileges = _PrivilegeDrop(self.plan, seccomp)
+        _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(CHILD_SUBREAPER)")
+        # Once here rather than per session: a session's mounts are copies of these, private
+        # too, so nothing a session mounts reaches the template or another session.
+        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+        self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        _signal.set_wakeup_fd(wake_write)
+        _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
+        # What a session must not keep of the template.
+        self.private_fds = (control.fileno(), self.wake_read, wake_write, self.own_pid_namespace)
+
+    def serve_forever(self) -> None:
+        control_fd = self.control.fileno()
+        while True:
+            readable, _, _ = select.select([control_fd, self.wake_read], [], [])
+            if self.wake_read in readable:
+                while len(os.read(self.wake_read, 4096)) == 4096:
+                    pass
+                self._report_exits()
+            if control_fd in readable:
+                message, fds = _receive(self.control)
+                if not message:
+                    os._exit(0)  # the host hung up: its sessions die with our pid namespace
+                if message.get("kind") == "spawn" and len(fds) == 1:
+                    self._spawn(message, fds[0])
+                else:
+                    for fd in fds:
+                        os.close(fd)
+                    _send(self.control, {"kind": "spawn_failed", "message": "bad request"})
+
+    def _spawn(self, message: dict[str, Any], session_fd: int) -> None:
+        """Fork a session onto ``session_fd`` and tell the host its pid (with a pidfd).
+
+        The fork happens with a new pid namespace set for the template's children, so the
+        session is pid 1 of its own namespace; the template then goes back to its own
+        namespace for children (setns), ready for the next. One fork, no go-between process.
+        """
+        try:
+            _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    self._become_session(message, session_fd)
+            finally:
+                _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+            pidfd = os.pidfd_open(pid)
+            try:
+                _send(self.control, {"kind": "spawned", "pid": pid}, [pidfd])
+            finally:
+                os.close(pidfd)
+        except OSError as exc:
+            _send(self.control,
+                  {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
+        finally:
+            os.close(session_fd)
+
+    def _become_session(self, message: dict[str, Any], session_fd: int) -> None:
+        """In the fork: forget the template's fds and signals, take the namespaces the fork did
+        not bring, isolate, drop privileges, then serve. Never returns."""
+        try:
+            _signal.set_wakeup_fd(-1)
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+            for fd in self.private_fds:
+                os.close(fd)
+            _check(_libc.unshare(_NAMESPACES & ~_CLONE_NEWPID), "unshare")
+            _isolate(message, self.plan)
+            self.privileges.apply()
+        except BaseException as exc:
+            _report_start_failure(session_fd, exc)
+            os._exit(1)
+        try:
+            self.serve_session(session_fd)
+        finally:
+            os._exit(0)
+
+    def _report_exits(self) -> None:
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            _send(self.control, {"kind": "exited", "pid": pid, "status": status,
+                                 "cpu_seconds": usage.ru_utime + usage.ru_stime})
+
+
+def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
+    """The session's own mounts, as root, in its new namespaces."""
+    os.setsid()
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    workspace = plan["workspace"]
+    workspace_bytes = message.get("workspace_bytes")
+    _tmpfs(workspace, 0o777, workspace_bytes)
+    os.mkdir(f"{workspace}/.tmp")
+    os.chmod(f"{workspace}/.tmp", 0o1777)
+    if plan["own_tmp"]:
+        _fresh_tmp(workspace, plan["tmp_binds"])
+    _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"))
+    _fresh_proc(plan)
+    os.chdir(workspace)
+
+
+def _tmpfs(path: str, mode: int, size: int | None) -> None:
+    """A new tmpfs over ``path``. The template's mount below it stays hidden: nothing inside
+    can unmount (no capability, and seccomp refuses umount2)."""
+    options = f"mode={mode:o}" + (f",size={size}" if size is not None else "")
+    _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
+
+
+def _fresh_tmp(workspace: str, binds: list[str]) -> None:
+    """A new, empty /tmp that still holds the read-only binds living under it (the
+    interpreter, when it is installed under /tmp)."""
+    stage = f"{workspace}/.securepy-tmp"
+    os.mkdir(stage)
+    _mount("tmpfs", stage, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    for source in binds:
+        target = stage + source[len("/tmp"):]
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        _mount(source, target, None, _MS_BIND | _MS_REC)
+        _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+    _mount(stage, "/tmp", None, _MS_MOVE)
+    os.rmdir(stage)
+
+
+def _fresh_proc(plan: dict[str, Any]) -> None:
+    """A /proc of this pid namespace, hardened like bubblewrap's (see _launchers.bubblewrap)."""
+    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    for name in plan["proc_read_only"]:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            _mount(path, path, None, _MS_BIND | _MS_REC)
+            _mount(None, path, None,
+                   _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    for name in plan["proc_masked_files"]:
+        path = f"/proc/{name}"
+        if os.path.exists(path):
+            _mount("/dev/null", path, None, _MS_BIND)
+            _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
+    for name in plan["proc_masked_dirs"]:
+        path = f"/proc/{name}"
+        if os.path.isdir(path):
+            _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=555,size=4096")
+
+
+class _PrivilegeDrop:
+    """Becoming uid/gid 65534 with no capability left anywhere, no-new-privs and the seccomp
+    filter: prepared once in the template, applied in each session (a few kernel calls)."""
+
+    def __init__(self, plan: dict[str, Any], seccomp: bytes) -> None:
+        if not seccomp:
+            raise OSError("the seccomp filter is required and missing")
+        self.uid, self.gid = plan["uid"], plan["gid"]
+        # Only what the template still has: each drop is a credential change costing microseconds.
+        self.bounding_set = _bounding_set()
+        self.cap_header = ctypes.create_string_buffer(
+            struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8)
+        self.cap_data = ctypes.create_string_buffer(24)  # {effective, permitted, inheritable} x2
+        self.program = ctypes.create_string_buffer(seccomp, len(seccomp))
+        self.fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
+        self.capset = _libc.capset
+
+    def apply(self) -> None:
+        for cap in self.bounding_set:
+            _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
+        _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient capabilities")
+        os.setgroups([])
+        os.setresgid(self.gid, self.gid, self.gid)
+        os.setresuid(self.uid, self.uid, self.uid)  # clears the effective and permitted sets
+        _check(self.capset(self.cap_header, self.cap_data), "capset")  # and the inheritable
+        if _bounding_set() or "CapEff:\t0000000000000000" not in _status():
+            raise OSError("capabilities are left after the drop")
+        # The uid change made the process undumpable, which would make its /proc entries
+        # root's; the exec in bubblewrap's path (setpriv) resets this the same way.
+        _check(_prctl(_PR_SET_DUMPABLE, 1), "prctl(SET_DUMPABLE)")
+        _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(NO_NEW_PRIVS)")
+        _check(_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)),
+               "seccomp")
+
+
+def _bounding_set() -> list[int]:
+    for line in _status().splitlines():
+        if line.startswith("CapBnd:"):
+            mask = int(line.split()[1], 16)
+            return [cap for cap in range(mask.bit_length()) if mask >> cap & 1]
+    raise OSError("no CapBnd line in /proc/self/status")
+
+
+def _status() -> str:
+    with open("/proc/self/status", encoding="ascii") as f:
+        return f.read()
+
+
+def _report_start_failure(session_fd: int, exc: BaseException) -> None:
+    body = json.dumps({"kind": "error", "type": type(exc).__name__, "traceback": "",
+                       "message": f"the session could not isolate itself: {exc}"[:2000]})
+    data = body.encode()
+    with contextlib.suppress(OSError):
+        os.write(session_fd, struct.pack(">I", len(data)) + data)
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int,
+           data: str | None = None) -> None:
+    result = _libc.mount(
+        None if source is None else source.encode(),
+        target.encode(),
+        None if fstype is None else fstype.encode(),
+        ctypes.c_ulong(flags),
+        None if data is None else data.encode(),
+    )
+    _check(result, f"mount {target}")
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+def _send(control: Any, message: dict[str, Any], fds: list[int] | None = None) -> None:
+    data = json.dumps(message).encode()
+    ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+    control.sendmsg([data], ancillary)
+
+
+def _receive(control: Any) -> tuple[dict[str, Any], list[int]]:
+    fds = array.array("i")
+    data, ancillary, _flags, _addr = control.recvmsg(
+        _MESSAGE_BYTES, _socket.CMSG_SPACE(4 * fds.itemsize))
+    for level, kind, payload in ancillary:
+        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    if not data:
+        return {}, list(fds)
+    message = json.loads(data)
+    return (message if isinstance(message, dict) else {}), list(fds)
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
