@@ -32,6 +32,8 @@ from typing import Any
 
 import pytest
 import securepy
+from securepy._interpreter import probe_interpreter
+from securepy._launchers.template import TemplateChild, TemplateLauncher, template_problem
 
 from ..conftest import wait_until
 
@@ -293,15 +295,51 @@ def host(
     guard.assert_helper_alive()
 
 
-@pytest.fixture
-def sandboxes(host: Host) -> Iterator[Callable[..., securepy.Session]]:
+# Every attack runs against both ways a sandboxed session starts: its own bubblewrap, and a
+# fork of a pool's template (which builds the same wall itself; see _launchers/template.py).
+WALLS = ["bubblewrap", "template"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def template_launcher(host_secrets: Any) -> Iterator[TemplateLauncher | None]:
+    """One template for the suite, started after the host's secrets exist (so its environment
+    is proven not to carry them) and before any test's leak guard looks. None where templates
+    cannot run (not root)."""
+    if template_problem(probe_interpreter(None)) is not None:
+        yield None
+        return
+    launcher = TemplateLauncher()
+    with securepy.Session(launcher=launcher) as session:
+        session.execute("1")
+    yield launcher
+    launcher.close()
+
+
+def forked_from_template(session: securepy.Session) -> bool:
+    """True for a session forked from a template: its worker is pid 1 of its own namespace
+    (in a bubblewrap session, pid 1 is bubblewrap, host root)."""
+    return session._child is not None and isinstance(session._child.process, TemplateChild)
+
+
+def _wall_options(wall: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if wall != "template":
+        return {}
+    launcher = request.getfixturevalue("template_launcher")
+    if launcher is None:
+        pytest.skip(str(template_problem(probe_interpreter(None))))
+    return {"launcher": launcher}
+
+
+@pytest.fixture(params=WALLS)
+def sandboxes(host: Host, request: pytest.FixtureRequest) -> Iterator[Callable[..., securepy.Session]]:
     """Factory of fresh sandboxed sessions (for destructive attacks); each is closed after the
     test, and then nothing of its sandbox may still run on the host."""
     made: list[securepy.Session] = []
+    wall = _wall_options(request.param, request)
 
     def make(**options: Any) -> securepy.Session:
         options.setdefault("timeout", 30)
-        session = securepy.Session(**options)
+        session = securepy.Session(**{**wall, **options})
         made.append(session)
         host.record_namespace(session)
         return session
@@ -312,11 +350,13 @@ def sandboxes(host: Host) -> Iterator[Callable[..., securepy.Session]]:
     host.assert_nothing_survived()
 
 
-@pytest.fixture(scope="module")
-def shared_sandbox(host_secrets: Any, shared_namespaces: list[str]) -> Iterator[securepy.Session]:
-    """One sandboxed session per module, for attacks that leave it intact (reads, refused
-    calls). A test that kills it fails the leak guard, as its restarted child is new."""
-    with securepy.Session(timeout=30) as session:
+@pytest.fixture(scope="module", params=WALLS)
+def shared_sandbox(
+    host_secrets: Any, shared_namespaces: list[str], request: pytest.FixtureRequest
+) -> Iterator[securepy.Session]:
+    """One sandboxed session per module and wall, for attacks that leave it intact (reads,
+    refused calls). A test that kills it fails the leak guard, as its restarted child is new."""
+    with securepy.Session(timeout=30, **_wall_options(request.param, request)) as session:
         namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
         shared_namespaces.append(namespace)
         yield session

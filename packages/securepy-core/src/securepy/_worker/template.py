@@ -193,6 +193,8 @@ class _Template:
         except BaseException as exc:
             _report_start_failure(session_fd, exc)
             os._exit(1)
+        # As a worker started by bubblewrap sees it: the socket's fd is the last argument.
+        sys.argv[2:] = [str(session_fd)]
         try:
             self.serve_session(session_fd)
         finally:
