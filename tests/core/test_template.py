@@ -258,14 +258,13 @@ def test_close_stops_the_template_and_its_sessions() -> None:
 
 def test_pool_sessions_come_from_its_template_with_preload_loaded() -> None:
     code = "import sys\n'fractions' in sys.modules"
-    with securepy.SessionPool(2, preload=["fractions"]) as pool:
-        with pool.session() as session:
-            assert isinstance(session._child.process, TemplateChild)  # type: ignore[union-attr]
-            assert session.execute(code).value is True
-    with securepy.SessionPool(1, template=False) as pool:  # control: the other start path
-        with pool.session() as session:
-            assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
-            assert session.execute(code).value is False
+    with securepy.SessionPool(2, preload=["fractions"]) as pool, pool.session() as session:
+        assert isinstance(session._child.process, TemplateChild)  # type: ignore[union-attr]
+        assert session.execute(code).value is True
+    # Control: the other start path.
+    with securepy.SessionPool(1, template=False) as pool, pool.session() as session:
+        assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
+        assert session.execute(code).value is False
 
 
 def test_a_preload_that_fails_is_reported(forked: Any) -> None:

@@ -331,7 +331,9 @@ def _wall_options(wall: str, request: pytest.FixtureRequest) -> dict[str, Any]:
 
 
 @pytest.fixture(params=WALLS)
-def sandboxes(host: Host, request: pytest.FixtureRequest) -> Iterator[Callable[..., securepy.Session]]:
+def sandboxes(
+    host: Host, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., securepy.Session]]:
     """Factory of fresh sandboxed sessions (for destructive attacks); each is closed after the
     test, and then nothing of its sandbox may still run on the host."""
     made: list[securepy.Session] = []
