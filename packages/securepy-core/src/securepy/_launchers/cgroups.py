@@ -61,10 +61,13 @@ class ChildCgroup:
         """The ``cgroup.procs`` files a process writes ``0`` into to join this cgroup."""
         return tuple(os.path.join(d, "cgroup.procs") for d in dict.fromkeys(self.dirs.values()))
 
-    def add(self, pid: int) -> None:
-        """Move process ``pid`` (a host pid) into this cgroup."""
-        for path in self.procs_files:
-            _write(path, str(pid))
+    @property
+    def thread_join_files(self) -> tuple[str, ...]:
+        """The files a single-threaded process writes ``0`` into to move itself here: v1's
+        ``tasks`` (a thread moving itself skips the global lock a process move takes, which
+        costs an RCU grace period), v2's ``cgroup.procs``."""
+        name = "tasks" if self.version == 1 else "cgroup.procs"
+        return tuple(os.path.join(d, name) for d in dict.fromkeys(self.dirs.values()))
 
     def oom_killed(self) -> bool:
         """True when the kernel's out-of-memory killer struck inside this cgroup."""

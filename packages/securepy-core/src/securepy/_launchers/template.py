@@ -298,10 +298,15 @@ class _Template:
 
     def launch(self, spec: LaunchSpec) -> TemplateChild:
         cgroup = create_cgroup(spec, own_processes=0)
+        join_fds: list[int] = []
         try:
+            if cgroup is not None:
+                join_fds += [os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+                             for path in cgroup.thread_join_files]
             with self._spawn_lock:
                 self._send({"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
-                            "shm_bytes": _shm_bytes(spec.limits)}, [spec.child_fd])
+                            "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds)},
+                           [spec.child_fd, *join_fds])
                 try:
                     reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
                 except queue.Empty:
@@ -315,14 +320,12 @@ class _Template:
                 child = TemplateChild(fds[0], cgroup, spec.limits)
                 with self._children_lock:
                     self._children[reply["pid"]] = child
-            if cgroup is not None and child.pid > 0:
-                # It may have died already (its pid reads -1); the handshake says why.
-                with contextlib.suppress(ProcessLookupError):
-                    cgroup.add(child.pid)
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
             raise
+        finally:
+            _close_all(join_fds)
         return child
 
     def close(self) -> None:

@@ -146,15 +146,16 @@ class _Template:
                 message, fds = _receive(self.control)
                 if not message:
                     os._exit(0)  # the host hung up: its sessions die with our pid namespace
-                if message.get("kind") == "spawn" and len(fds) == 1:
-                    self._spawn(message, fds[0])
+                if message.get("kind") == "spawn" and len(fds) == 1 + message.get("cgroups", 0):
+                    self._spawn(message, fds[0], fds[1:])
                 else:
                     for fd in fds:
                         os.close(fd)
                     _send(self.control, {"kind": "spawn_failed", "message": "bad request"})
 
-    def _spawn(self, message: dict[str, Any], session_fd: int) -> None:
-        """Fork a session onto ``session_fd`` and tell the host its pid (with a pidfd).
+    def _spawn(self, message: dict[str, Any], session_fd: int, cgroup_fds: list[int]) -> None:
+        """Fork a session onto ``session_fd``, in the cgroups whose join files are
+        ``cgroup_fds``, and tell the host its pid (with a pidfd).
 
         The fork happens with a new pid namespace set for the template's children, so the
         session is pid 1 of its own namespace; the template then goes back to its own
@@ -165,7 +166,7 @@ class _Template:
             try:
                 pid = os.fork()
                 if pid == 0:
-                    self._become_session(message, session_fd)
+                    self._become_session(message, session_fd, cgroup_fds)
             finally:
                 _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
             pidfd = os.pidfd_open(pid)
@@ -177,12 +178,21 @@ class _Template:
             _send(self.control,
                   {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
         finally:
-            os.close(session_fd)
+            for fd in (session_fd, *cgroup_fds):
+                os.close(fd)
 
-    def _become_session(self, message: dict[str, Any], session_fd: int) -> None:
-        """In the fork: forget the template's fds and signals, take the namespaces the fork did
-        not bring, isolate, drop privileges, then serve. Never returns."""
+    def _become_session(self, message: dict[str, Any], session_fd: int,
+                        cgroup_fds: list[int]) -> None:
+        """In the fork: join the session's cgroups, forget the template's fds and signals, take
+        the namespaces the fork did not bring, isolate, drop privileges, then serve. Never
+        returns."""
         try:
+            # First, so whatever this process becomes is counted and limited. It moves itself
+            # ("0"): a single thread moving itself skips the kernel's global lock that makes a
+            # move by the host wait for an RCU grace period (~10 ms on an idle machine).
+            for fd in cgroup_fds:
+                os.write(fd, b"0")
+                os.close(fd)
             _signal.set_wakeup_fd(-1)
             _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
             for fd in self.private_fds:
