@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 import time
 from typing import Any
 
 from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
 from ._config import SessionConfig
-from ._interpreter import probe_interpreter
+from ._interpreter import Interpreter, probe_interpreter
 from ._launchers import ChildProcess, LaunchSpec, select_launcher
 from ._worker import BOOTSTRAP, WORKER_DIR, protocol
 from .errors import ProtocolError, SandboxUnavailableError
@@ -56,6 +57,10 @@ def start_child(config: SessionConfig) -> Child:
     interpreter = probe_interpreter(config.python)
     host_sock, child_sock = open_socketpair()
     try:
+        # Sent before the launch: the socket holds it until the worker reads it, so a worker
+        # that starts fast (a fork of a template) finds it waiting.
+        unsent = _send_what_fits(host_sock, protocol.encode_frame(
+            _configure_message(config, interpreter, sandboxed=launcher.sandboxed)))
         fd = child_sock.fileno()
         spec = LaunchSpec(
             interpreter=interpreter,
@@ -72,7 +77,7 @@ def start_child(config: SessionConfig) -> Child:
         child_sock.close()
     child = Child(process, host_sock, config.max_frame_bytes)
     try:
-        _handshake(child, config)
+        _handshake(child, unsent)
     except BaseException:
         child.kill()
         raise
@@ -92,23 +97,37 @@ def _child_environment() -> dict[str, str]:
     }
 
 
-def _handshake(child: Child, config: SessionConfig) -> None:
+def _configure_message(config: SessionConfig, interpreter: Interpreter, *,
+                       sandboxed: bool) -> dict[str, Any]:
+    return {
+        "kind": "configure",
+        "version": protocol.PROTOCOL_VERSION,
+        "tools": [tool.to_wire() for tool in config.tools.values()],
+        "limits": config.limits.to_wire(),
+        "path": list(interpreter.path),
+        "nproc": sandboxed,
+        "preload": list(config.preload),
+        "max_frame_bytes": config.max_frame_bytes,
+    }
+
+
+def _send_what_fits(sock: socket.socket, frame: bytes) -> bytes:
+    """Send as much of ``frame`` as the socket's buffer takes now, without waiting; return
+    the rest (nothing reads the socket yet)."""
+    try:
+        return frame[sock.send(frame, socket.MSG_DONTWAIT):]
+    except BlockingIOError:
+        return frame
+
+
+def _handshake(child: Child, unsent: bytes) -> None:
     channel = child.channel
-    interpreter = probe_interpreter(config.python)
     try:
         with contextlib.suppress(ProtocolError):
             # A child that failed to start may have said why before it left: read that
             # rather than report the broken pipe.
-            channel.send({
-                "kind": "configure",
-                "version": protocol.PROTOCOL_VERSION,
-                "tools": [tool.to_wire() for tool in config.tools.values()],
-                "limits": config.limits.to_wire(),
-                "path": list(interpreter.path),
-                "nproc": child.process.sandboxed,
-                "preload": list(config.preload),
-                "max_frame_bytes": config.max_frame_bytes,
-            })
+            if unsent:
+                channel.send_frame(unsent, time.monotonic() + START_TIMEOUT)
         ready = channel.receive(time.monotonic() + START_TIMEOUT)
     except (ProtocolError, DeadlineExceeded) as exc:
         detail = child.process.read_startup_error() or str(exc) or "no output"
