@@ -64,6 +64,8 @@ def run_checks(python: str | None = None) -> list[Check]:
         return checks
     checks += [_check_userns(), _check_proc_mount()]
     checks.append(_check_interpreter(python, ready=all(c.ok for c in checks if c.required)))
+    if checks[-1].ok:
+        checks.append(_check_template(python))
     return checks
 
 
@@ -191,6 +193,22 @@ def _probe_wall(where: str, probe: Callable[[], Interpreter]) -> Check:
         f"{where} starts inside the sandbox ({config.mode} mode, code runs as uid "
         f"{config.uid}, seccomp {'on' if config.seccomp else 'off'})",
     )
+
+
+def _check_template(python: str | None) -> Check:
+    from ._launchers.template import template_problem
+
+    try:
+        problem = template_problem(probe_interpreter(python))
+    except SandboxUnavailableError as exc:
+        problem = str(exc)
+    if problem is None:
+        return Check("session template", True,
+                     "pools fork each session from a sandboxed template (a few ms a session)",
+                     required=False)
+    return Check("session template", False, problem,
+                 "none needed: pools start each session with bubblewrap (about 30 ms); run as "
+                 "root for template starts", required=False)
 
 
 def _fix_of(exc: Exception) -> str:
