@@ -115,6 +115,12 @@ class _Template:
                 __import__(module)
             except BaseException as exc:
                 raise ImportError(f"preload of {module!r} failed: {exc}") from None
+        if len(os.listdir("/proc/self/task")) > 1:
+            # A fork keeps only the forking thread: a lock another thread held stays locked
+            # forever in every session.
+            raise ImportError("a preload module started a thread, and a template that runs "
+                              "threads cannot fork sessions safely; preload it in the code "
+                              "instead, or use SessionPool(template=False)")
         import _sitebuiltins  # noqa: F401  # what every session would load for itself
 
         from . import main
