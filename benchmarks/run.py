@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import securepy
+from securepy._interpreter import probe_interpreter
+from securepy._launchers.template import TemplateLauncher, template_problem
 from securepy._worker import protocol
 
 HERE = Path(__file__).resolve().parent
@@ -100,7 +102,8 @@ def main() -> None:
     bench = Bench(sandbox=sandbox, scale=scale)
     rows: list[Row] = []
     for measure in (bench.warm_execute, bench.tool_call, bench.snippet, bench.compute,
-                    bench.pool_checkout, bench.cold_start, bench.throughput, bench.idle_rss):
+                    bench.pool_checkout, bench.cold_start, bench.sustained_checkouts,
+                    bench.throughput, bench.idle_rss):
         rows.extend(measure())
         bench.close_peers()
     print_table(rows, sandbox=sandbox, quick=args.quick)
@@ -152,6 +155,7 @@ class Bench:
         self.sandbox = sandbox
         self.scale = scale
         self._closers: list[Callable[[], Any]] = []
+        self._template: TemplateLauncher | None = None
 
     def reps(self, n: int) -> int:
         return max(5, int(n * self.scale))
@@ -181,6 +185,21 @@ class Bench:
         session = checkout.__enter__()
         self._closers.append(lambda: checkout.__exit__(None, None, None))
         return session
+
+    def template(self) -> TemplateLauncher | None:
+        """A started session template (root-drop hosts only), closed with the peers."""
+        if not self.sandbox or template_problem(probe_interpreter(None)) is not None:
+            return None
+        if self._template is None:
+            self._template = template = TemplateLauncher()
+            securepy.Session(launcher=template).close()  # starts the template
+
+            def close() -> None:
+                template.close()
+                self._template = None
+
+            self._closers.append(close)
+        return self._template
 
     def smolagents(self, functions: dict[str, Callable[..., Any]] | None = None) -> Any:
         try:
@@ -326,10 +345,40 @@ class Bench:
         cases: dict[str, Case] = {
             f"securepy Session({'sandboxed' if self.sandbox else 'sandbox=False'}) + 1+1":
                 securepy_cold,
-            "pydantic-monty new pool + checkout + 1+1": monty_cold,
-            "bare `python -I -S -c pass`": lambda: subprocess.run(bare, check=True),
         }
+        template = self.template()
+        if template is not None:
+            def forked_cold() -> float:
+                started = time.perf_counter()
+                session = securepy.Session(launcher=template)
+                session.execute("1+1")
+                elapsed = time.perf_counter() - started
+                session.close()
+                return Seconds(elapsed)
+
+            cases["securepy Session forked from a running template + 1+1"] = forked_cold
+        cases["pydantic-monty new pool + checkout + 1+1"] = monty_cold
+        cases["bare `python -I -S -c pass`"] = lambda: subprocess.run(bare, check=True)
         return round_robin("cold session start, then 1+1", cases, self.reps(40), warmup=2)
+
+    def sustained_checkouts(self) -> list[Row]:
+        """Fresh sessions handed out back to back from a pool of 4: the rate is bounded by how
+        fast retired sessions are replaced."""
+        seconds = max(0.5, 2.0 * self.scale)
+        cases: dict[str, Case] = {}
+        for label, template in (("forked from the pool's template", True),
+                                ("each started by bubblewrap (template=False)", False)):
+            if not self.sandbox and template:
+                continue
+            pool = securepy.SessionPool(4, sandbox=self.sandbox, template=template)
+            self._closers.append(pool.close)
+            cases[f"securepy SessionPool(4), sessions {label}"] = _rate(
+                1, seconds, lambda n, p=pool: p.execute("1+1"))
+        rows = round_robin("fresh-session checkouts/s, sustained, 1 thread", cases,
+                           max(3, int(5 * self.scale)), warmup=1)
+        for row in rows:
+            row.unit = "rate"
+        return rows
 
     def throughput(self) -> list[Row]:
         rows: list[Row] = []
@@ -360,18 +409,25 @@ class Bench:
         return rows
 
     def idle_rss(self) -> list[Row]:
-        sessions = [self.session() for _ in range(4)]
-        for session in sessions:
-            session.execute("1+1")
-        time.sleep(0.5)
-        row = Row("idle RSS per session", "securepy Session (whole process tree)", unit="MiB")
-        pss = Row("idle RSS per session", "securepy Session (PSS, shared pages split)",
-                  unit="MiB")
-        for session in sessions:
-            pid = session._child.process.pid  # type: ignore[union-attr]
-            row.samples.append(tree_memory(pid, "Rss") / 2**20)
-            pss.samples.append(tree_memory(pid, "Pss") / 2**20)
-        rows = [row, pss]
+        rows: list[Row] = []
+        template = self.template()
+        for label, options in (("Session", {}), ("Session forked from a template",
+                                                 {"launcher": template})):
+            if label != "Session" and template is None:
+                continue
+            sessions = [self.session(**options) for _ in range(4)]
+            for session in sessions:
+                session.execute("1+1")
+            time.sleep(0.5)
+            row = Row("idle RSS per session", f"securepy {label} (whole process tree)",
+                      unit="MiB")
+            pss = Row("idle RSS per session", f"securepy {label} (PSS, shared pages split)",
+                      unit="MiB")
+            for session in sessions:
+                pid = session._child.process.pid  # type: ignore[union-attr]
+                row.samples.append(tree_memory(pid, "Rss") / 2**20)
+                pss.samples.append(tree_memory(pid, "Pss") / 2**20)
+            rows += [row, pss]
         try:
             monty = self.monty(processes=4)
             checkouts = [monty.checkout() for _ in range(4)]
@@ -524,10 +580,12 @@ TARGETS = [
     ("one host tool call", "securepy", "pydantic-monty", 0.3, "<="),
     ("one host tool call", "securepy", "raw socketpair", 1.5, "<="),
     ("new session from a warm pool", "fresh session per checkout", None, 1e-3, "<="),
-    ("cold session start", "securepy", "bare", 1.5, "<="),
+    ("cold session start", "securepy Session(sandboxed)", "bare", 1.5, "<="),
+    ("cold session start", "forked from a running template", "bare", 0.5, "<="),
     ("prime sieve to 200,000 (bytearray", "securepy", "in-process", 1.1, "<="),
     ("prime sieve to 200,000 (plain", "securepy", "in-process", 1.1, "<="),
-    ("idle RSS per session", "whole process tree", None, 15.0, "<="),
+    ("idle RSS per session", "Session (whole process tree)", None, 15.0, "<="),
+    ("idle RSS per session", "template (whole process tree)", None, 15.0, "<="),
 ]
 
 
