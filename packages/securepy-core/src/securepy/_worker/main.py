@@ -143,17 +143,25 @@ class Connection:
                 if len(self._buffer) >= header_size + length:
                     body = bytes(self._buffer[header_size:header_size + length])
                     del self._buffer[:header_size + length]
-                    try:
-                        return protocol.parse_body(body, protocol.HOST_MESSAGES)
-                    except protocol.FrameError:
-                        os._exit(70)  # the host never sends a bad frame: the stream is broken
+                    return _parse(body)
                 wanted = header_size + length - len(self._buffer)
             else:
                 wanted = header_size
             chunk = self._sock.recv(max(65536, wanted))
             if not chunk:
                 os._exit(0)  # the host hung up: nothing left to serve
+            if not self._buffer and len(chunk) >= header_size and (
+                    protocol.HEADER.unpack_from(chunk)[0] == len(chunk) - header_size):
+                # The usual case: exactly one whole frame, parsed without the buffer.
+                return _parse(chunk[header_size:])
             self._buffer += chunk
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        return protocol.parse_body(body, protocol.HOST_MESSAGES)
+    except protocol.FrameError:
+        os._exit(70)  # the host never sends a bad frame: the stream is broken
 
 
 _EXECUTE = -1  # where the broker files an execute message for the main loop
@@ -168,9 +176,12 @@ class ToolBroker:
 
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._cond = threading.Condition()
+        # A plain lock (not the RLock a bare Condition makes): taken three times per call.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
         self._replies: dict[int, dict[str, Any]] = {}
         self._reading = False
+        self._waiting = 0  # threads in _cond.wait(): with none, no notify is needed
         self._next_id = 0
         self._in_flight = 0
         # Threads the worker itself runs; more means the code runs threads of its own.
@@ -178,14 +189,16 @@ class ToolBroker:
 
     def reset(self) -> None:
         """Forget replies to calls abandoned by an earlier turn."""
-        with self._cond:
+        if not self._replies:
+            return
+        with self._lock:
             execute = self._replies.pop(_EXECUTE, None)
             self._replies.clear()
             if execute is not None:
                 self._replies[_EXECUTE] = execute
 
     def call(self, name: str, args: dict[str, Any]) -> Any:
-        with self._cond:
+        with self._lock:
             self._next_id += 1
             call_id = self._next_id
             # "solo": nothing else can come from this process until the reply (no other call
@@ -198,7 +211,7 @@ class ToolBroker:
                                    "args": tree, "solo": solo})
             return _unpack_reply(name, self._wait_for(call_id))
         finally:
-            with self._cond:
+            with self._lock:
                 self._in_flight -= 1
 
     def next_execute(self) -> dict[str, Any]:
@@ -206,28 +219,45 @@ class ToolBroker:
         return self._wait_for(_EXECUTE)
 
     def _wait_for(self, key: int) -> dict[str, Any]:
+        replies = self._replies
         while True:
-            with self._cond:
-                while key not in self._replies and self._reading:
-                    self._cond.wait()
-                if key in self._replies:
-                    return self._replies.pop(key)
+            with self._lock:
+                while key not in replies and self._reading:
+                    self._waiting += 1
+                    try:
+                        self._cond.wait()
+                    finally:
+                        self._waiting -= 1
+                if key in replies:
+                    return replies.pop(key)
                 self._reading = True
             message: dict[str, Any] | None = None
             try:
                 message = self._connection.receive()
             finally:
-                with self._cond:
+                with self._lock:
                     self._reading = False
+                    if self._waiting:
+                        self._cond.notify_all()
                     if message is not None:
-                        self._file(message)
-                    self._cond.notify_all()
+                        filed_under = _key_of(message)
+                        if filed_under != key:
+                            # Another caller's reply (or the next execute): file it for them.
+                            if filed_under is not None:
+                                replies[filed_under] = message
+                            message = None
+            if message is not None:
+                return message
 
-    def _file(self, message: dict[str, Any]) -> None:
-        if message["kind"] == "tool_result":
-            self._replies[message["call_id"]] = message
-        elif message["kind"] == "execute":
-            self._replies[_EXECUTE] = message
+
+def _key_of(message: dict[str, Any]) -> int | None:
+    """Where a message is filed: its call id, _EXECUTE, or nowhere (None)."""
+    kind = message["kind"]
+    if kind == "tool_result":
+        return message["call_id"]  # type: ignore[no-any-return]
+    if kind == "execute":
+        return _EXECUTE
+    return None
 
 
 def _unpack_reply(name: str, reply: dict[str, Any]) -> Any:
@@ -527,6 +557,8 @@ class _OutputStream(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if not self._parts:  # as usual at the end of a turn: no lock needed to see that
+            return
         with self._lock:
             if not self._parts:
                 return

@@ -49,7 +49,8 @@ class Runner:
                 self._compiled.pop(next(iter(self._compiled)))
             self._compiled[source] = compiled
         body, last = compiled
-        _share_sources_with_linecache()
+        if _pending_sources:
+            _share_sources_with_linecache()
         if body is not None:
             self._run_code(body)
         return self._run_code(last) if last is not None else None
