@@ -51,10 +51,18 @@ class _FrameBuffer:
             return None
         body = bytes(self.data[protocol.HEADER.size:end])
         del self.data[:end]
-        try:
-            return protocol.parse_body(body, protocol.CHILD_MESSAGES)
-        except protocol.FrameError as exc:
-            raise ProtocolError(f"the child sent an invalid frame: {exc}") from None
+        return _parse(body)
+
+    def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:
+        """``chunk`` parsed, if it is exactly one whole frame within the cap and nothing is
+        buffered (the usual case); else None, and the caller buffers it."""
+        size = protocol.HEADER.size
+        if self.data or len(chunk) < size:
+            return None
+        (length,) = protocol.HEADER.unpack_from(chunk)
+        if length != len(chunk) - size or length > self.max_frame_bytes:
+            return None
+        return _parse(chunk[size:])
 
     def wanted(self) -> int:
         """How many bytes to ask the socket for next."""
@@ -63,6 +71,13 @@ class _FrameBuffer:
             missing = protocol.HEADER.size + min(length, self.max_frame_bytes) - len(self.data)
             return max(missing, 65536)
         return 65536
+
+
+def _parse(body: bytes) -> dict[str, Any]:
+    try:
+        return protocol.parse_body(body, protocol.CHILD_MESSAGES)
+    except protocol.FrameError as exc:
+        raise ProtocolError(f"the child sent an invalid frame: {exc}") from None
 
 
 class Channel:
@@ -97,7 +112,15 @@ class Channel:
                 frame may be sent, so the stream is broken and the child must be stopped.
             securepy.errors.ProtocolError: the child is gone.
         """
-        view = memoryview(frame)
+        try:
+            sent = self._sock.send(frame)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            raise ProtocolError(f"the child is gone (send failed: {exc.strerror})") from exc
+        if sent == len(frame):  # the usual case: the socket buffer had room
+            return
+        view = memoryview(frame)[sent:]
         try:
             while view:
                 try:
@@ -120,22 +143,27 @@ class Channel:
             DeadlineExceeded: ``deadline`` (a ``time.monotonic()`` value) passed first.
             securepy.errors.ProtocolError: EOF, a socket error or an invalid frame.
         """
+        buffer = self._buffer
         while True:
-            message = self._buffer.next_message()
-            if message is not None:
-                return message
+            if buffer.data:
+                message = buffer.next_message()
+                if message is not None:
+                    return message
             # Wait first: the usual case is a request just sent and no answer yet, where a
             # recv would only fail with EAGAIN.
             self._wait(self._poll, deadline)
             try:
-                chunk = self._sock.recv(self._buffer.wanted())
+                chunk = self._sock.recv(buffer.wanted())
             except BlockingIOError:
                 continue
             except OSError as exc:
                 raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
             if not chunk:
                 raise ProtocolError("the child closed the connection (it exited or crashed)")
-            self._buffer.data += chunk
+            message = buffer.parse_whole(chunk)
+            if message is not None:
+                return message
+            buffer.data += chunk
 
     @staticmethod
     def _wait(poll: select.poll, deadline: float | None) -> None:

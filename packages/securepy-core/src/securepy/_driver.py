@@ -66,14 +66,14 @@ class Turn:
         max_tool_calls: int | None,
         max_output_bytes: int | None,
         on_output: Callable[[str, str], Any] | None,
-        emit: Emit,
+        emit: Emit | None,
         sanitize: Callable[[str], str],
     ) -> None:
         self._tools = tools
         self._max_tool_calls = max_tool_calls
         self._max_output = max_output_bytes
         self._on_output = on_output
-        self._emit = emit
+        self._emit = emit  # None: no audit trail, so the events are not even built
         self._sanitize = sanitize
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size = 0
@@ -123,7 +123,8 @@ class Turn:
             raw = {key: codec.decode(value) for key, value in message["args"].items()}
         except codec.CodecError as exc:
             raise ProtocolError(f"the child sent undecodable tool arguments: {exc}") from None
-        self._emit("tool_call", tool=name[:200], arguments=raw)
+        if self._emit is not None:
+            self._emit("tool_call", tool=name[:200], arguments=raw)
         tool = self._tools.get(name)
         if tool is None:
             known = ", ".join(sorted(self._tools)) or "none"
@@ -152,13 +153,17 @@ class Turn:
                 text: str) -> Reply:
         text = self._sanitize(text)
         self._record(name, raw, 0.0, ok=False, error=text)
-        self._emit("tool_error", tool=name[:200], type=type_name, message=text, duration=0.0)
+        if self._emit is not None:
+            self._emit("tool_error", tool=name[:200], type=type_name, message=text,
+                       duration=0.0)
         return Reply(error_reply(call_id, type_name, text))
 
     def _deny(self, call_id: int, name: str, raw: dict[str, Any], reason: str) -> Reply:
         reason = self._sanitize(reason)
         self._record(name, raw, 0.0, ok=False, error=reason)
-        self._emit("policy_denied", what="tool_call", tool=name, arguments=raw, reason=reason)
+        if self._emit is not None:
+            self._emit("policy_denied", what="tool_call", tool=name, arguments=raw,
+                       reason=reason)
         return Reply(error_reply(call_id, "PolicyError", reason, kind="policy"))
 
     # -- tool completion (may be called from tool threads) ---------------------------------
@@ -175,8 +180,9 @@ class Turn:
                 error = exc
             else:
                 self._record(name, action.raw_arguments, duration, ok=True)
-                self._emit("tool_result", tool=name, duration=duration,
-                           result_size=_approximate_size(tree))
+                if self._emit is not None:
+                    self._emit("tool_result", tool=name, duration=duration,
+                               result_size=_approximate_size(tree))
                 return {"kind": "tool_result", "call_id": action.call_id, "ok": True,
                         "value": tree}
         type_name = type(error).__name__
@@ -185,7 +191,9 @@ class Turn:
         except Exception:  # a broken __str__ must not leave the call unanswered
             text = type_name
         self._record(name, action.raw_arguments, duration, ok=False, error=f"{type_name}: {text}")
-        self._emit("tool_error", tool=name, type=type_name, message=text, duration=duration)
+        if self._emit is not None:
+            self._emit("tool_error", tool=name, type=type_name, message=text,
+                       duration=duration)
         return error_reply(action.call_id, type_name, f"{name}() failed: {type_name}: {text}")
 
     def tool_timed_out(self, action: CallTool, *, duration: float) -> dict[str, Any]:

@@ -16,7 +16,7 @@ import time
 import typing
 import uuid
 import weakref
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from ._audit import Auditor, open_auditor
@@ -145,19 +145,18 @@ class _SessionBase:
         if validate:
             check_syntax(code)
 
-    @contextlib.contextmanager
-    def _one_execute_at_a_time(self, pool_name: str) -> Iterator[None]:
-        """Hold the session for one execute; a child left behind by close() goes after it."""
+    def _hold(self, pool_name: str) -> None:
+        """Hold the session for one execute (then :meth:`_let_go`, in a ``finally``)."""
         if not self._busy.acquire(blocking=False):
             raise SessionClosedError(
                 "the session is busy running another execute; a session runs one execute at a "
                 f"time (use a {pool_name} to run code concurrently)")
-        try:
-            yield
-        finally:
-            self._busy.release()
-            if self._closed:
-                self._drop_child()
+
+    def _let_go(self) -> None:
+        """End of an execute; a child left behind by close() goes now."""
+        self._busy.release()
+        if self._closed:
+            self._drop_child()
 
     def _refuse(self, reason: str) -> typing.NoReturn:
         self._emit("policy_denied", what="execute", reason=reason)
@@ -171,7 +170,7 @@ class _SessionBase:
             max_tool_calls=limit,
             max_output_bytes=self._config.max_output_bytes,
             on_output=on_output,
-            emit=self._emit,
+            emit=self._emit if self._auditor is not None else None,
             sanitize=self._sanitize,
         )
 
@@ -198,8 +197,9 @@ class _SessionBase:
                        stdout_bytes=len(execution.stdout.encode("utf-8", "surrogatepass")),
                        stderr_bytes=len(execution.stderr.encode("utf-8", "surrogatepass")),
                        **(usage or {}))
-        logger.info("session %s: execution finished in %.3f s", self.id, duration,
-                    extra={"session_id": self.id})
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("session %s: execution finished in %.3f s", self.id, duration,
+                        extra={"session_id": self.id})
         return execution
 
     def _record_error(self, error: SecurePyError) -> None:
@@ -246,11 +246,9 @@ class _SessionBase:
         else:
             self._finish_close()
 
-    def _restart_if_stream_broken(self, broken: bool, finish: Finish, turn: Turn) -> Finish:
+    def _restart_after_cut_frame(self, finish: Finish, turn: Turn) -> Finish:
         """A frame to the child was cut off (a send ran into the deadline): the stream is out
         of step, so the child is replaced and the state is lost whatever the turn said."""
-        if not broken:
-            return finish
         self._drop_child()
         if not self._closed:
             with contextlib.suppress(SecurePyError):
@@ -404,9 +402,12 @@ class Session(_SessionBase):
             securepy.errors.ProtocolError: the child broke the protocol and was restarted.
         """
         self._check_before_execute(code, validate)
-        with self._one_execute_at_a_time("SessionPool"):
+        self._hold("SessionPool")
+        try:
             return self._execute_locked(code, self._resolve_timeout(timeout), on_output,
                                         max_tool_calls)
+        finally:
+            self._let_go()
 
     def _execute_locked(self, code: str, timeout: float | None, on_output: OnOutput | None,
                         max_tool_calls: Any) -> Execution:
@@ -442,8 +443,8 @@ class Session(_SessionBase):
             self._restart("the execute was abandoned by an exception on the host")
             raise
         # (Only if this child is still the session's: a restart may already have replaced it.)
-        finish = self._restart_if_stream_broken(channel.broken and self._child is child,
-                                                finish, turn)
+        if channel.broken and self._child is child:
+            finish = self._restart_after_cut_frame(finish, turn)
         if finish.error is not None:
             self._record_error(finish.error)
             raise finish.error
@@ -777,6 +778,8 @@ class _PendingCall:
 
 
 def _earliest(deadline: float | None, pending: dict[int, _PendingCall]) -> float | None:
+    if not pending:
+        return deadline
     # A snapshot: tool threads remove their calls while this runs.
     times = [call.deadline for call in tuple(pending.values()) if call.deadline is not None]
     if deadline is not None:
@@ -856,9 +859,12 @@ class AsyncSession(_SessionBase):
     ) -> Execution:
         """Async counterpart of :meth:`Session.execute`; same arguments."""
         self._check_before_execute(code, validate)
-        with self._one_execute_at_a_time("AsyncSessionPool"):
+        self._hold("AsyncSessionPool")
+        try:
             return await self._execute_locked(code, self._resolve_timeout(timeout), on_output,
                                               max_tool_calls)
+        finally:
+            self._let_go()
 
     async def _execute_locked(self, code: str, timeout: float | None,
                               on_output: OnOutput | None, max_tool_calls: Any) -> Execution:
