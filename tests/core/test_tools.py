@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
+import hypothesis
+import pydantic
 import pytest
 import securepy
+from hypothesis import strategies as st
+from pydantic import Field
 
 
 def lookup(table: str, limit: int = 10, tags: list[str] | None = None) -> list[str]:
@@ -134,3 +138,72 @@ def test_validate_code_is_advisory() -> None:
     with pytest.raises(securepy.CodeValidationError) as info:
         securepy.validate_code("x = = 1")
     assert (info.value.lineno, info.value.offset) == (1, 5)
+
+
+def plain(count: int, name: str, ratio: float, flag: bool, note: str | None = None,
+          anything: Any = None, level: int | float = 1, mode: str = "x") -> None:
+    """Only types pydantic passes through unchanged: checked without pydantic."""
+
+
+def strict_default(count: int = Field(default="5", validate_default=True)) -> None:
+    """A default pydantic converts: not plain."""
+
+
+PLAIN_ARGUMENTS = [
+    {"count": 1, "name": "n", "ratio": 0.5, "flag": True},
+    {"count": 2**80, "name": "\ud800", "ratio": float("nan"), "flag": False, "note": None,
+     "anything": [1, {"a": 2}], "level": 2.5, "mode": "y"},
+    {"count": 1.0, "name": "n", "ratio": 0.5, "flag": True},
+    {"count": "7", "name": "n", "ratio": 1, "flag": 1},
+    {"count": True, "name": b"n", "ratio": "0.5", "flag": "yes"},
+    {"count": 1, "name": "n", "ratio": 0.5, "flag": True, "extra": 1},
+    {"name": "n", "ratio": 0.5, "flag": True},
+    {"count": 1, "name": "n", "ratio": 0.5, "flag": True, "note": 3, "level": "2"},
+    {},
+]
+
+
+@pytest.mark.parametrize("arguments", PLAIN_ARGUMENTS, ids=[
+    "exact", "edge-values", "float-for-int", "coercible", "not-coercible", "undeclared",
+    "missing", "optional-coerced", "empty"])
+def test_plain_arguments_are_checked_exactly_as_pydantic_does(
+        arguments: dict[str, Any]) -> None:
+    assert securepy.tool(plain)._plain is not None  # the check without pydantic is in use
+    assert_checked_as_pydantic_does(arguments)
+
+
+VALUES = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=3) | (
+    st.lists(st.integers(), max_size=2)) | st.binary(max_size=2)
+
+
+@hypothesis.given(st.dictionaries(
+    st.sampled_from(["count", "name", "ratio", "flag", "note", "anything", "level", "mode",
+                     "extra"]), VALUES))
+def test_any_plain_arguments_are_checked_exactly_as_pydantic_does(
+        arguments: dict[str, Any]) -> None:
+    assert_checked_as_pydantic_does(arguments)
+
+
+def assert_checked_as_pydantic_does(arguments: dict[str, Any]) -> None:
+    tool = securepy.tool(plain)
+    assert tool._model is not None
+    try:
+        model = tool._model.model_validate(dict(arguments))
+    except pydantic.ValidationError:
+        with pytest.raises(ValueError, match=r"^plain\(\): "):
+            tool.validate_arguments(arguments)
+        return
+    expected = {field: getattr(model, field) for field in type(model).model_fields}
+    got = tool.validate_arguments(arguments)
+    assert repr(got) == repr(expected)  # repr: equal values of the same types, nan included
+    assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
+
+
+@pytest.mark.parametrize("tool", [
+    securepy.tool(lookup),
+    securepy.tool(strict_default),
+    securepy.Tool("bounded", "A constraint.", lambda count: count,
+                  args={"count": Annotated[int, Field(gt=0)]}),
+], ids=["list-annotation", "validate-default", "constraint"])
+def test_other_arguments_are_left_to_pydantic(tool: securepy.Tool) -> None:
+    assert tool._plain is None

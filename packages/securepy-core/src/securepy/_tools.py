@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import keyword
 import math
+import types
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, overload
@@ -103,6 +104,7 @@ class Tool:
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
         self._model: type[pydantic.BaseModel] | None = None
+        self._plain: dict[str, tuple[frozenset[type] | None, Any]] | None = None
         if parameters is not None:
             self.parameters = _check_object_schema(name, dict(parameters))
         else:
@@ -111,6 +113,7 @@ class Tool:
                 else _model_from_signature(name, fn)
             )
             self.parameters = _schema_of(self._model)
+            self._plain = _plain_fields(self._model)
 
     def __repr__(self) -> str:
         return f"<securepy.Tool {self.signature()}>"
@@ -142,6 +145,10 @@ class Tool:
         Raises:
             ValueError: with a message naming the bad argument and what was expected.
         """
+        if self._plain is not None:
+            checked = _check_plain(self._plain, arguments)
+            if checked is not None:
+                return checked
         if self._model is not None:
             try:
                 model = self._model.model_validate(dict(arguments))
@@ -293,6 +300,65 @@ def _build_model(name: str, fields: dict[str, Any]) -> type[pydantic.BaseModel]:
             "(str, int, float, bool, list, dict, Literal, pydantic models) or pass parameters="
         ) from None
     return typing.cast(type[pydantic.BaseModel], model)
+
+
+_REQUIRED = object()
+# Types whose values pydantic passes through unchanged when the field takes exactly that type
+# (and that are immutable, so a default of such a type needs no copy).
+_PLAIN_TYPES = frozenset({int, str, float, bool, type(None)})
+
+
+def _plain_fields(
+    model: type[pydantic.BaseModel],
+) -> dict[str, tuple[frozenset[type] | None, Any]] | None:
+    """Per field, the exact types pydantic would pass through unchanged (None: any value, for
+    ``Any``) and the default (or _REQUIRED), when every field is that simple: an annotation
+    of ``Any``, a plain type of _PLAIN_TYPES or a union of them, no constraints, aliases or
+    default factory, and a default of a plain type. Otherwise None: pydantic checks it all."""
+    fields: dict[str, tuple[frozenset[type] | None, Any]] = {}
+    for name, info in model.model_fields.items():
+        if (info.metadata or info.alias is not None or info.validation_alias is not None
+                or info.default_factory is not None or info.discriminator is not None
+                or info.validate_default):
+            return None
+        annotation = info.annotation
+        accepted: frozenset[type] | None
+        if annotation is Any:
+            accepted = None
+        else:
+            members = typing.get_args(annotation) if typing.get_origin(annotation) in (
+                typing.Union, types.UnionType) else (annotation,)
+            if not members or not all(member in _PLAIN_TYPES for member in members):
+                return None
+            accepted = frozenset(members)
+        if info.is_required():
+            default = _REQUIRED
+        elif type(info.default) in _PLAIN_TYPES:
+            default = info.default
+        else:
+            return None
+        fields[name] = (accepted, default)
+    return fields
+
+
+def _check_plain(fields: dict[str, tuple[frozenset[type] | None, Any]],
+                 arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The keyword arguments exactly as pydantic would return them, when each value is of
+    one of its field's exact types (the usual case); else None, and pydantic decides."""
+    if not arguments.keys() <= fields.keys():
+        return None
+    result: dict[str, Any] = {}
+    for name, (accepted, default) in fields.items():
+        if name in arguments:
+            value = arguments[name]
+            if accepted is not None and type(value) not in accepted:
+                return None
+            result[name] = value
+        elif default is _REQUIRED:
+            return None
+        else:
+            result[name] = default
+    return result
 
 
 def _schema_of(model: type[pydantic.BaseModel]) -> dict[str, Any]:
