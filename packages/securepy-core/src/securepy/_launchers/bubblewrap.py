@@ -124,7 +124,9 @@ PROC_MASKED_FILES = (
 )
 PROC_MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "tty", "pressure")
 PROC_READ_ONLY_DIRS = ("sys", "irq", "bus", "fs")
-# Run by /bin/sh before bubblewrap: join each cgroup named before "--", then exec the rest.
+# Run by /bin/sh before bubblewrap: join each cgroup named before "--", then exec the rest. The
+# (single-threaded) shell moves itself through v1's "tasks" files: a move of a whole process
+# takes a global lock that waits for an RCU grace period, ~10 ms on an idle machine.
 _CGROUP_JOIN = (
     'for f; do [ "$f" = -- ] && break; echo 0 >"$f" || exit 125; shift; done; shift; exec "$@"'
 )
@@ -575,7 +577,7 @@ def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | No
         fds.append(_memfd("securepy-bwrap-args", _nul_join(options)))
         argv = [config.bwrap, "--args", str(fds[-1]), "--", *config.prefix, *spec.argv]
         if cgroup is not None:
-            argv = ["/bin/sh", "-c", _CGROUP_JOIN, "securepy-cgroup", *cgroup.procs_files,
+            argv = ["/bin/sh", "-c", _CGROUP_JOIN, "securepy-cgroup", *cgroup.thread_join_files,
                     "--", *argv]  # fmt: skip
         pass_fds = (spec.child_fd, *extra_fds, *fds)
         popen = spawn(lambda: subprocess.Popen(

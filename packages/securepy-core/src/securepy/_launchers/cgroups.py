@@ -58,7 +58,7 @@ class ChildCgroup:
 
     @property
     def procs_files(self) -> tuple[str, ...]:
-        """The ``cgroup.procs`` files a process writes ``0`` into to join this cgroup."""
+        """The ``cgroup.procs`` files listing this cgroup's processes."""
         return tuple(os.path.join(d, "cgroup.procs") for d in dict.fromkeys(self.dirs.values()))
 
     @property
