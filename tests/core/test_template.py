@@ -9,6 +9,7 @@ same thing works inside one session.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 from collections.abc import Iterator
@@ -315,3 +316,22 @@ def test_an_interpreter_under_tmp_gets_a_private_tmp_per_session(tmp_path: Any) 
             assert two.execute("import sys\nsys.executable").value == python
     finally:
         own.close()
+
+
+def test_a_template_whose_sessions_cannot_isolate_fails_at_its_start(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Stand-in for a kernel that refuses one of the steps: an id the drop cannot switch to.
+    real_wall_config = template_module.wall_config
+    monkeypatch.setattr(template_module, "wall_config", lambda interpreter: dataclasses.replace(
+        real_wall_config(interpreter), gid=-2))
+    own = TemplateLauncher()
+    try:
+        with pytest.raises(errors.SandboxUnavailableError, match="cannot isolate itself"):
+            securepy.Session(launcher=own)
+    finally:
+        own.close()
+    # A pool falls back to bubblewrap, which does not use that part of the configuration.
+    with securepy.SessionPool(1) as pool, pool.session() as session:
+        assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
+        assert session.execute("6 * 7").value == 42

@@ -148,6 +148,7 @@ class _Template:
         # What a session must not keep of the template.
         self.private_fds = (control.fileno(), self.wake_read, wake_write, self.own_pid_namespace,
                             self.own_net_namespace)
+        self._prove_isolation()
         self._prepare_net_namespace()
 
     def serve_forever(self) -> None:
@@ -222,23 +223,7 @@ class _Template:
         the namespaces the fork did not bring, isolate, drop privileges, then serve. Never
         returns."""
         try:
-            # First, so whatever this process becomes is counted and limited. It moves itself
-            # ("0"): a single thread moving itself skips the kernel's global lock that makes a
-            # move by the host wait for an RCU grace period (~10 ms on an idle machine).
-            for fd in cgroup_fds:
-                os.write(fd, b"0")
-                os.close(fd)
-            _signal.set_wakeup_fd(-1)
-            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-            for fd in self.private_fds:
-                os.close(fd)
-            if self.next_net_namespace >= 0:
-                os.close(self.next_net_namespace)  # (the one this process is in)
-            namespaces = _NAMESPACES & ~_CLONE_NEWPID
-            _check(_libc.unshare(namespaces if new_net else namespaces & ~_CLONE_NEWNET),
-                   "unshare")
-            _isolate(message, self.plan)
-            self.privileges.apply()
+            self._isolate_self(message, cgroup_fds, new_net=new_net)
         except BaseException as exc:
             _report_start_failure(session_fd, exc)
             os._exit(1)
@@ -248,6 +233,58 @@ class _Template:
             self.serve_session(session_fd)
         finally:
             os._exit(0)
+
+    def _isolate_self(self, message: dict[str, Any], cgroup_fds: list[int], *,
+                      new_net: bool) -> None:
+        """Everything between the fork and the session's first byte (see the module
+        docstring), in this order."""
+        # First, so whatever this process becomes is counted and limited. It moves itself
+        # ("0"): a single thread moving itself skips the kernel's global lock that makes a
+        # move by the host wait for an RCU grace period (~10 ms on an idle machine).
+        for fd in cgroup_fds:
+            os.write(fd, b"0")
+            os.close(fd)
+        _signal.set_wakeup_fd(-1)
+        _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+        for fd in self.private_fds:
+            os.close(fd)
+        if self.next_net_namespace >= 0:
+            os.close(self.next_net_namespace)  # (the one this process is in, if new_net)
+        namespaces = _NAMESPACES & ~_CLONE_NEWPID
+        if not new_net:
+            namespaces &= ~_CLONE_NEWNET
+        if _libc.unshare(namespaces) != 0:
+            # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
+            _check(_libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
+        _isolate(message, self.plan)
+        self.privileges.apply()
+
+    def _prove_isolation(self) -> None:
+        """Fork one session that isolates itself and leaves, before serving any: a host that
+        refuses a step fails here, when the template starts (and the host can start sessions
+        with bubblewrap instead), not in every session."""
+        read_end, write_end = os.pipe2(os.O_CLOEXEC)
+        _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.close(read_end)
+                    self._isolate_self({}, [], new_net=True)
+                except BaseException as exc:
+                    os.write(write_end, f"{type(exc).__name__}: {exc}".encode()[:4000])
+                    os._exit(1)
+                os._exit(0)
+        finally:
+            _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+        os.close(write_end)
+        try:
+            _, status = os.waitpid(pid, 0)
+            error = os.read(read_end, 4096).decode(errors="replace")
+        finally:
+            os.close(read_end)
+        if status != 0:
+            raise OSError(f"a forked session cannot isolate itself here: {error or status}")
 
     def _report_exits(self) -> None:
         while True:
