@@ -7,8 +7,10 @@ becomes an ordinary worker, ready in a few milliseconds.
 
 Per session, the forked child:
 
-- moves into new pid, mount, network, IPC, UTS and cgroup namespaces (it is pid 1 of its pid
-  namespace, so it sees no other session and no template);
+- moves itself into its own memory and pids cgroup (the host passes the files to write);
+- is pid 1 of a new pid namespace (the fork happens with one set for the template's children)
+  and takes new mount, network (made ahead of time by the template), IPC, UTS and cgroup
+  namespaces: it sees no other session and no template;
 - mounts its own workspace and ``/dev/shm`` tmpfs (sizes from the host), its own ``/tmp`` when
   the sandbox has one, and a fresh ``/proc`` with the same read-only and masked entries as
   bubblewrap's (its loopback stays down: seccomp refuses every socket family but AF_UNIX);
@@ -23,11 +25,12 @@ reach its files (another mount namespace) or talk to it (another network namespa
 
 Control messages are JSON objects, one per SOCK_SEQPACKET message:
 
-    host -> template   configure (plan, path, preload)         once
-    template -> host   ready
-    host -> template   spawn (workspace_bytes, shm_bytes) + the session socket's fd
+    host -> template   configure (plan, path, preload)           once
+    template -> host   ready | error (message)                   after one trial session
+    host -> template   spawn (workspace_bytes, shm_bytes, cgroups)
+                       + the session socket's fd and the cgroups' join files
     template -> host   spawned (pid) + a pidfd of the session | spawn_failed (message)
-    template -> host   exited (pid, status, cpu_seconds)       when a session ends
+    template -> host   exited (pid, status, cpu_seconds)         when a session ends
 """
 
 from __future__ import annotations
@@ -71,7 +74,6 @@ _MS_PRIVATE = 1 << 18
 _PR_SET_DUMPABLE = 4
 _PR_SET_SECCOMP = 22
 _PR_CAPBSET_DROP = 24
-_PR_SET_CHILD_SUBREAPER = 36
 _PR_SET_NO_NEW_PRIVS = 38
 _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
@@ -135,7 +137,6 @@ class _Template:
             if cap not in effective:
                 _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
         self.privileges = _PrivilegeDrop(self.plan, seccomp)
-        _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(CHILD_SUBREAPER)")
         # Once here rather than per session: a session's mounts are copies of these, private
         # too, so nothing a session mounts reaches the template or another session.
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
