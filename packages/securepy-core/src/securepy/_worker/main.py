@@ -18,6 +18,7 @@ import resource
 import select
 import sys
 import threading
+import time
 import types
 
 from . import codec, protocol
@@ -118,6 +119,8 @@ class Connection:
         self._buffer = bytearray()
         self._send_lock = threading.Lock()
         self.max_frame_bytes = protocol.MAX_FRAME_BYTES
+        self._spin_backoff = 0  # receives to make without spinning after a spin in vain
+        self._spin_skips = 0
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one message whole.
@@ -147,7 +150,7 @@ class Connection:
                 wanted = header_size + length - len(self._buffer)
             else:
                 wanted = header_size
-            chunk = self._sock.recv(max(65536, wanted))
+            chunk = self._recv(max(65536, wanted))
             if not chunk:
                 os._exit(0)  # the host hung up: nothing left to serve
             if not self._buffer and len(chunk) >= header_size and (
@@ -155,6 +158,36 @@ class Connection:
                 # The usual case: exactly one whole frame, parsed without the buffer.
                 return _parse(chunk[header_size:])
             self._buffer += chunk
+
+    def _recv(self, size: int) -> bytes:
+        """Poll briefly before blocking: the host's answer usually comes within tens of
+        microseconds, and waking a process that went to sleep costs as much again (on virtual
+        machines, several times that). A spin that finds nothing (an idle session, or CPUs too
+        busy to answer in time) makes the next receives skip spinning, longer each time."""
+        if self._spin_skips:
+            self._spin_skips -= 1
+        else:
+            chunk = self._spin(size)
+            if chunk is not None:
+                self._spin_backoff //= 2
+                return chunk
+            self._spin_backoff = min(self._spin_backoff * 2 or 1, _SPIN_BACKOFF_MAX)
+            self._spin_skips = self._spin_backoff
+        return self._sock.recv(size)
+
+    def _spin(self, size: int) -> bytes | None:
+        give_up = time.monotonic() + _SPIN_SECONDS
+        while True:
+            try:
+                return self._sock.recv(size, _socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.monotonic() > give_up:
+                    return None
+                os.sched_yield()  # a runnable process on this CPU goes first
+
+
+_SPIN_SECONDS = 100e-6
+_SPIN_BACKOFF_MAX = 64
 
 
 def _parse(body: bytes) -> dict[str, Any]:
