@@ -523,7 +523,9 @@ class Session(_SessionBase):
                 return  # the caller took over (the execution's deadline passed)
             try:
                 while True:
-                    message = channel.receive(deadline)
+                    # Spin: this thread has nothing else to do, and the code's next call
+                    # usually comes within microseconds.
+                    message = channel.receive(deadline, spin=True)
                     next_action = turn.feed(message)
                     if next_action is not None:
                         break
