@@ -19,10 +19,7 @@ other hosts, :func:`template_problem` says why and callers use :class:`Bubblewra
 
 from __future__ import annotations
 
-import array
 import contextlib
-import functools
-import json
 import logging
 import os
 import queue
@@ -35,6 +32,7 @@ from typing import Any
 from .._interpreter import Interpreter
 from .._limits import Limits
 from .._worker import BOOTSTRAP, WORKER_DIR
+from .._worker.control import receive_control, send_control
 from ..errors import SandboxUnavailableError
 from .base import ChildProcess, LaunchSpec, describe_signal_exit
 from .bubblewrap import (
@@ -61,7 +59,6 @@ logger = logging.getLogger("securepy")
 _START_TIMEOUT = 30.0
 _SPAWN_TIMEOUT = 10.0
 _EXIT_TIMEOUT = 5.0
-_MESSAGE_BYTES = 65536
 # What the template needs to build each session; each session then drops all of them.
 _TEMPLATE_CAPS = (
     "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETUID",
@@ -279,14 +276,12 @@ class _Template:
             "proc_masked_dirs": list(PROC_MASKED_DIRS),
             "uid": config.uid,
             "gid": config.gid,
-            "cap_last": _cap_last(),
-            "seccomp_required": True,
         }
-        self._send({"kind": "configure", "plan": plan, "path": list(interpreter.path),
-                    "preload": list(preload)})
+        send_control(self._control, {"kind": "configure", "plan": plan,
+                                     "path": list(interpreter.path), "preload": list(preload)})
         self._control.settimeout(_START_TIMEOUT)
         try:
-            reply, fds = _receive(self._control)
+            reply, fds = receive_control(self._control)
         except TimeoutError:
             reply, fds = {"kind": "error", "message": "no answer in 30 s"}, []
         finally:
@@ -304,9 +299,9 @@ class _Template:
                 join_fds += [os.open(path, os.O_WRONLY | os.O_CLOEXEC)
                              for path in cgroup.thread_join_files]
             with self._spawn_lock:
-                self._send({"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
-                            "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds)},
-                           [spec.child_fd, *join_fds])
+                request = {"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
+                           "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds)}
+                send_control(self._control, request, [spec.child_fd, *join_fds])
                 try:
                     reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
                 except queue.Empty:
@@ -340,7 +335,7 @@ class _Template:
     def _read_forever(self) -> None:
         try:
             while True:
-                message, fds = _receive(self._control)
+                message, fds = receive_control(self._control)
                 kind = message.get("kind")
                 if kind == "exited":
                     _close_all(fds)
@@ -363,10 +358,6 @@ class _Template:
         for child in children:
             child.exited(signal.SIGKILL, 0.0)
 
-    def _send(self, message: dict[str, Any], fds: list[int] | None = None) -> None:
-        ancillary = ([(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))]
-                     if fds else [])
-        self._control.sendmsg([json.dumps(message).encode()], ancillary)
 
 
 def _template_wall(config: WallConfig) -> WallConfig:
@@ -383,12 +374,6 @@ def _shm_bytes(limits: Limits) -> int | None:
     return None if workspace is None else min(SANDBOX_SHM_BYTES, workspace)
 
 
-@functools.cache
-def _cap_last() -> int:
-    with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
-        return int(f.read())
-
-
 def _host_pid(pidfd: int) -> int:
     """The pid (in our pid namespace) of the process ``pidfd`` refers to; -1 once it has
     ended."""
@@ -397,22 +382,6 @@ def _host_pid(pidfd: int) -> int:
             if line.startswith("Pid:"):
                 return int(line.split()[1])
     raise SandboxUnavailableError("cannot read the session's pid from its pidfd")
-
-
-def _receive(sock: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """One control message (a dict) and the fds it carried; an empty dict at end of stream.
-    The template is trusted code, but a malformed message still ends the stream rather than
-    raising anywhere else."""
-    fds = array.array("i")
-    data, ancillary, _flags, _address = sock.recvmsg(
-        _MESSAGE_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
-    for level, kind, payload in ancillary:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    if not data:
-        return {}, list(fds)
-    message = json.loads(data)
-    return (message if isinstance(message, dict) else {}), list(fds)
 
 
 def _close_all(fds: list[int]) -> None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import _signal  # type: ignore[import-not-found]
 import _socket
-import array
 import contextlib
 import ctypes
 import json
@@ -46,13 +45,14 @@ import select
 import struct
 import sys
 
+from .control import receive_control, send_control
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["serve_template"]
 
-_MESSAGE_BYTES = 65536
 _CLONE_NEWNS = 0x00020000
 _CLONE_NEWCGROUP = 0x02000000
 _CLONE_NEWUTS = 0x04000000
@@ -95,15 +95,15 @@ def serve_template(control_fd: int, seccomp_fd: int) -> None:
     """Serve spawn requests on ``control_fd`` until the host hangs up."""
     control = _socket.socket(fileno=control_fd)
     seccomp = _read_all(seccomp_fd)
-    config = _receive(control)[0]
+    config = receive_control(control)[0]
     if config.get("kind") != "configure":
         raise SystemExit("securepy template: expected a configure message first")
     try:
         template = _Template(control, config, seccomp)
     except BaseException as exc:  # reported to the host, then the template exits
-        _send(control, {"kind": "error", "message": f"{type(exc).__name__}: {exc}"[:2000]})
+        send_control(control, {"kind": "error", "message": f"{type(exc).__name__}: {exc}"[:2000]})
         raise SystemExit(1) from None
-    _send(control, {"kind": "ready"})
+    send_control(control, {"kind": "ready"})
     template.serve_forever()
 
 
@@ -161,7 +161,7 @@ class _Template:
                     pass
                 self._report_exits()
             if control_fd in readable:
-                message, fds = _receive(self.control)
+                message, fds = receive_control(self.control)
                 if not message:
                     os._exit(0)  # the host hung up: its sessions die with our pid namespace
                 if message.get("kind") == "spawn" and len(fds) == 1 + message.get("cgroups", 0):
@@ -169,7 +169,7 @@ class _Template:
                 else:
                     for fd in fds:
                         os.close(fd)
-                    _send(self.control, {"kind": "spawn_failed", "message": "bad request"})
+                    send_control(self.control, {"kind": "spawn_failed", "message": "bad request"})
 
     def _spawn(self, message: dict[str, Any], session_fd: int, cgroup_fds: list[int]) -> None:
         """Fork a session onto ``session_fd``, in the cgroups whose join files are
@@ -193,11 +193,11 @@ class _Template:
                 _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             pidfd = os.pidfd_open(pid)
             try:
-                _send(self.control, {"kind": "spawned", "pid": pid}, [pidfd])
+                send_control(self.control, {"kind": "spawned", "pid": pid}, [pidfd])
             finally:
                 os.close(pidfd)
         except OSError as exc:
-            _send(self.control,
+            send_control(self.control,
                   {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
         finally:
             for fd in (session_fd, *cgroup_fds):
@@ -295,7 +295,7 @@ class _Template:
                 return
             if pid == 0:
                 return
-            _send(self.control, {"kind": "exited", "pid": pid, "status": status,
+            send_control(self.control, {"kind": "exited", "pid": pid, "status": status,
                                  "cpu_seconds": usage.ru_utime + usage.ru_stime})
 
 
@@ -437,25 +437,6 @@ def _check(result: int, what: str) -> None:
     if result != 0:
         errno = ctypes.get_errno()
         raise OSError(errno, f"{what}: {os.strerror(errno)}")
-
-
-def _send(control: Any, message: dict[str, Any], fds: list[int] | None = None) -> None:
-    data = json.dumps(message).encode()
-    ancillary = [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-    control.sendmsg([data], ancillary)
-
-
-def _receive(control: Any) -> tuple[dict[str, Any], list[int]]:
-    fds = array.array("i")
-    data, ancillary, _flags, _addr = control.recvmsg(
-        _MESSAGE_BYTES, _socket.CMSG_SPACE(4 * fds.itemsize))
-    for level, kind, payload in ancillary:
-        if level == _socket.SOL_SOCKET and kind == _socket.SCM_RIGHTS:
-            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
-    if not data:
-        return {}, list(fds)
-    message = json.loads(data)
-    return (message if isinstance(message, dict) else {}), list(fds)
 
 
 def _read_all(fd: int) -> bytes:
