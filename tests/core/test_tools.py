@@ -207,3 +207,22 @@ def assert_checked_as_pydantic_does(arguments: dict[str, Any]) -> None:
 ], ids=["list-annotation", "validate-default", "constraint"])
 def test_other_arguments_are_left_to_pydantic(tool: securepy.Tool) -> None:
     assert tool._plain is None
+
+
+def test_annotated_constraints_in_a_signature_are_enforced() -> None:
+    from typing import Annotated
+
+    import pydantic
+
+    def pick(count: Annotated[int, pydantic.Field(gt=0, le=10)], name: str = "x") -> int:
+        """Pick ``count`` items."""
+        return count
+
+    tool = securepy.Tool("pick", "Pick items.", pick)
+    assert tool.parameters["properties"]["count"]["exclusiveMinimum"] == 0
+    assert tool.parameters["properties"]["count"]["maximum"] == 10
+    with securepy.Session(tools=[tool], sandbox=False) as session:
+        assert session.execute("pick(3)").value == 3  # control: a valid value passes
+        outcome = session.execute(
+            "try:\n    pick(0)\n    r = 'accepted'\nexcept ToolError as e:\n    r = str(e)\nr")
+        assert "greater than 0" in outcome.value

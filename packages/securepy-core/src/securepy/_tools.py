@@ -259,7 +259,7 @@ def _check_object_schema(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 def _model_from_signature(name: str, fn: Callable[..., Any]) -> type[pydantic.BaseModel]:
     try:
         signature = inspect.signature(fn)
-        hints = typing.get_type_hints(fn)
+        hints = typing.get_type_hints(fn, include_extras=True)  # keep Annotated constraints
     except (TypeError, ValueError, NameError) as exc:
         raise TypeError(f"tool {name!r}: cannot read the signature of {fn!r}: {exc}") from None
     fields: dict[str, Any] = {}
