@@ -210,10 +210,6 @@ def test_other_arguments_are_left_to_pydantic(tool: securepy.Tool) -> None:
 
 
 def test_annotated_constraints_in_a_signature_are_enforced() -> None:
-    from typing import Annotated
-
-    import pydantic
-
     def pick(count: Annotated[int, pydantic.Field(gt=0, le=10)], name: str = "x") -> int:
         """Pick ``count`` items."""
         return count
