@@ -63,9 +63,9 @@ def main() -> None:
         serve(int(sys.argv[2]))
 
 
-def serve(fd: int) -> None:
+def serve(fd: int, *, warmed: bool = False) -> None:
     """Serve one session on the socket ``fd``: configure, then run each execute until the
-    host hangs up."""
+    host hangs up. ``warmed``: the first-run costs were taken before (by a template)."""
     connection = Connection(fd)
     config = connection.receive()
     if config.get("kind") != "configure":
@@ -88,7 +88,8 @@ def serve(fd: int) -> None:
     outputs = _capture_output(connection)
     broker.own_threads = threading.active_count()
     runner = Runner(namespace)
-    runner.warm_up()
+    if not warmed:
+        runner.warm_up()
     connection.send({"kind": "ready", "version": protocol.PROTOCOL_VERSION, "pid": os.getpid()})
     while True:
         # Through the broker: a thread the code left running may be waiting on a tool reply,

@@ -132,8 +132,9 @@ class _Template:
         self.serve_session = main.serve
         # The template itself never needs more than bubblewrap left it: empty the rest of its
         # bounding set once, so each session has only those few to drop.
-        effective = _capability_set("CapEff")
-        for cap in _capability_set("CapBnd"):
+        status = _status()
+        effective = _capability_set(status, "CapEff")
+        for cap in _capability_set(status, "CapBnd"):
             if cap not in effective:
                 _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
         self.privileges = _PrivilegeDrop(self.plan, seccomp)
@@ -150,12 +151,17 @@ class _Template:
         self.private_fds = (control.fileno(), self.wake_read, wake_write, self.own_pid_namespace,
                             self.own_net_namespace)
         self._prove_isolation()
-        self._prepare_net_namespace()
 
     def serve_forever(self) -> None:
         control_fd = self.control.fileno()
         while True:
-            readable, _, _ = select.select([control_fd, self.wake_read], [], [])
+            # The next session's network namespace is made once the template is idle (no
+            # request for 2 ms): made right after a fork, it would compete with that session
+            # for the CPU while it starts.
+            idle = None if self.next_net_namespace >= 0 else 0.002
+            readable, _, _ = select.select([control_fd, self.wake_read], [], [], idle)
+            if not readable:
+                self._prepare_net_namespace()
             if self.wake_read in readable:
                 while len(os.read(self.wake_read, 4096)) == 4096:
                     pass
@@ -179,15 +185,15 @@ class _Template:
         session is pid 1 of its own namespace; the template then goes back to its own
         namespace for children (setns), ready for the next. One fork, no go-between process.
         """
+        net, self.next_net_namespace = self.next_net_namespace, -1  # one session's only
         try:
             _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
-            net = self.next_net_namespace
             if net >= 0:
                 _check(_libc.setns(net, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             try:
                 pid = os.fork()
                 if pid == 0:
-                    self._become_session(message, session_fd, cgroup_fds, new_net=net < 0)
+                    self._become_session(message, session_fd, cgroup_fds, net)
             finally:
                 _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
                 _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
@@ -200,17 +206,13 @@ class _Template:
             send_control(self.control,
                   {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
         finally:
-            for fd in (session_fd, *cgroup_fds):
+            for fd in (session_fd, *cgroup_fds, *([net] if net >= 0 else [])):
                 os.close(fd)
-            self._prepare_net_namespace()
 
     def _prepare_net_namespace(self) -> None:
         """Make the next session's network namespace now, while nobody waits: creating one is
         the dearest part of a session's isolation (about 0.4 ms). It is empty, and only this
-        fd refers to it until that session is forked into it."""
-        if self.next_net_namespace >= 0:
-            os.close(self.next_net_namespace)
-            self.next_net_namespace = -1
+        fd refers to it until one session is forked into it."""
         if _libc.unshare(_CLONE_NEWNET) != 0:
             return  # the session will make its own
         try:
@@ -219,26 +221,26 @@ class _Template:
             _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
 
     def _become_session(self, message: dict[str, Any], session_fd: int,
-                        cgroup_fds: list[int], *, new_net: bool) -> None:
+                        cgroup_fds: list[int], net: int) -> None:
         """In the fork: join the session's cgroups, forget the template's fds and signals, take
         the namespaces the fork did not bring, isolate, drop privileges, then serve. Never
         returns."""
         try:
-            self._isolate_self(message, cgroup_fds, new_net=new_net)
+            self._isolate_self(message, cgroup_fds, net)
         except BaseException as exc:
             _report_start_failure(session_fd, exc)
             os._exit(1)
         # As a worker started by bubblewrap sees it: the socket's fd is the last argument.
         sys.argv[2:] = [str(session_fd)]
         try:
-            self.serve_session(session_fd)
+            self.serve_session(session_fd, warmed=True)
         finally:
             os._exit(0)
 
-    def _isolate_self(self, message: dict[str, Any], cgroup_fds: list[int], *,
-                      new_net: bool) -> None:
+    def _isolate_self(self, message: dict[str, Any], cgroup_fds: list[int], net: int) -> None:
         """Everything between the fork and the session's first byte (see the module
-        docstring), in this order."""
+        docstring), in this order. ``net``: the fd of the network namespace made ahead for
+        this session, which the fork already entered, or -1 to make one now."""
         # First, so whatever this process becomes is counted and limited. It moves itself
         # ("0"): a single thread moving itself skips the kernel's global lock that makes a
         # move by the host wait for an RCU grace period (~10 ms on an idle machine).
@@ -249,10 +251,9 @@ class _Template:
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         for fd in self.private_fds:
             os.close(fd)
-        if self.next_net_namespace >= 0:
-            os.close(self.next_net_namespace)  # (the one this process is in, if new_net)
         namespaces = _NAMESPACES & ~_CLONE_NEWPID
-        if not new_net:
+        if net >= 0:
+            os.close(net)
             namespaces &= ~_CLONE_NEWNET
         if _libc.unshare(namespaces) != 0:
             # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
@@ -271,7 +272,7 @@ class _Template:
             if pid == 0:
                 try:
                     os.close(read_end)
-                    self._isolate_self({}, [], new_net=True)
+                    self._isolate_self({}, [], -1)
                 except BaseException as exc:
                     os.write(write_end, f"{type(exc).__name__}: {exc}".encode()[:4000])
                     os._exit(1)
@@ -369,7 +370,7 @@ class _PrivilegeDrop:
             raise OSError("the seccomp filter is required and missing")
         self.uid, self.gid = plan["uid"], plan["gid"]
         # Only what the template still has: each drop is a credential change costing microseconds.
-        self.bounding_set = _capability_set("CapBnd")
+        self.bounding_set = _capability_set(_status(), "CapBnd")
         self.cap_header = ctypes.create_string_buffer(
             struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8)
         self.cap_data = ctypes.create_string_buffer(24)  # {effective, permitted, inheritable} x2
@@ -385,7 +386,8 @@ class _PrivilegeDrop:
         os.setresgid(self.gid, self.gid, self.gid)
         os.setresuid(self.uid, self.uid, self.uid)  # clears the effective and permitted sets
         _check(self.capset(self.cap_header, self.cap_data), "capset")  # and the inheritable
-        if _capability_set("CapBnd") or "CapEff:\t0000000000000000" not in _status():
+        status = _status()
+        if any(f"{name}:\t0000000000000000" not in status for name in ("CapBnd", "CapEff")):
             raise OSError("capabilities are left after the drop")
         # The uid change made the process undumpable, which would make its /proc entries
         # root's; the exec in bubblewrap's path (setpriv) resets this the same way.
@@ -395,9 +397,9 @@ class _PrivilegeDrop:
                "seccomp")
 
 
-def _capability_set(name: str) -> list[int]:
-    """The capabilities in one set of /proc/self/status ("CapBnd", "CapEff", ...)."""
-    for line in _status().splitlines():
+def _capability_set(status: str, name: str) -> list[int]:
+    """The capabilities in one set ("CapBnd", "CapEff", ...) of a /proc/self/status text."""
+    for line in status.splitlines():
         if line.startswith(f"{name}:"):
             mask = int(line.split()[1], 16)
             return [cap for cap in range(mask.bit_length()) if mask >> cap & 1]
