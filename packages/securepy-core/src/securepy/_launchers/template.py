@@ -223,6 +223,9 @@ class _Template:
         self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
         self._children: dict[int, TemplateChild] = {}
         self._children_lock = threading.Lock()
+        # The next session's cgroup, made while the last one isolated itself (the host only
+        # waits then), for a session with the same limits.
+        self._spare_cgroup: tuple[Limits, ChildCgroup | None] | None = None
         self.alive = True
         self._reader = threading.Thread(target=self._read_forever, name="securepy-template",
                                         daemon=True)
@@ -292,7 +295,7 @@ class _Template:
             raise SandboxUnavailableError(f"the session template failed to start: {detail}")
 
     def launch(self, spec: LaunchSpec) -> TemplateChild:
-        cgroup = create_cgroup(spec, own_processes=0)
+        cgroup = self._take_cgroup(spec)
         join_fds: list[int] = []
         try:
             if cgroup is not None:
@@ -321,11 +324,35 @@ class _Template:
             raise
         finally:
             _close_all(join_fds)
+        self._make_spare_cgroup(spec)
         return child
 
+    def _take_cgroup(self, spec: LaunchSpec) -> ChildCgroup | None:
+        with self._children_lock:
+            spare, self._spare_cgroup = self._spare_cgroup, None
+        if spare is not None:
+            limits, cgroup = spare
+            if limits == spec.limits:
+                return cgroup
+            if cgroup is not None:
+                cgroup.kill_and_remove()
+        return create_cgroup(spec, own_processes=0)
+
+    def _make_spare_cgroup(self, spec: LaunchSpec) -> None:
+        cgroup = create_cgroup(spec, own_processes=0)
+        with self._children_lock:
+            if self.alive and self._spare_cgroup is None:
+                self._spare_cgroup, cgroup = (spec.limits, cgroup), None
+        if cgroup is not None:  # not wanted after all
+            cgroup.kill_and_remove()
+
     def close(self) -> None:
-        self.alive = False
+        with self._children_lock:
+            self.alive = False
+            spare, self._spare_cgroup = self._spare_cgroup, None
         self._sandbox.kill()
+        if spare is not None and spare[1] is not None:
+            spare[1].kill_and_remove()
         with contextlib.suppress(OSError):
             self._control.shutdown(socket.SHUT_RDWR)
         if self._reader.is_alive() and self._reader is not threading.current_thread():
