@@ -120,3 +120,34 @@ async def test_closing_an_async_session_stops_a_running_execute() -> None:
     with pytest.raises(errors.SessionClosedError, match="closed while this execute ran"):
         await asyncio.wait_for(task, 10)
     assert time.monotonic() - begun < 5
+
+
+def test_a_refusal_right_after_a_relayed_tool_call_is_always_answered() -> None:
+    """Single-threaded code's tool calls are run by a tool thread that then reads the next
+    message itself; a call the host refuses (policy, max_calls) goes back to the caller to
+    answer. However quickly that happens, the refusal must be sent (it once could be left
+    unanswered, the code then waiting forever)."""
+
+    def fetch(key: str) -> str:
+        """Fetch a key."""
+        return key.upper()
+
+    def delete_all() -> str:
+        """Delete everything."""
+        return "deleted"
+
+    tools = [securepy.Tool("fetch", "Fetch a key.", fetch, max_calls=2),
+             securepy.Tool("delete_all", "Delete.", delete_all, approve=lambda request: False)]
+    code = """
+def attempt(f, *args):
+    try:
+        return f(*args)
+    except (PolicyError, ToolError) as e:
+        return type(e).__name__
+[attempt(fetch, "a"), attempt(delete_all), attempt(fetch, "b"), attempt(fetch, "c")]
+"""
+    # The race was widest at a session's first relayed call (its tool thread is new).
+    for _ in range(60):
+        with securepy.Session(tools=tools, sandbox=False, timeout=5) as session:
+            session.execute("from securepy_tools import PolicyError, ToolError")
+            assert session.execute(code).value == ["A", "PolicyError", "B", "PolicyError"]

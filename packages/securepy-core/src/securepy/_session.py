@@ -471,6 +471,7 @@ class Session(_SessionBase):
                     if item is None:
                         relay.take_back_from_a_running_tool()
                         continue
+                    relay.took_back()
                     action: Any = item.action
                 else:
                     try:
@@ -704,9 +705,14 @@ class _Relay:
             return True
 
     def hand_back(self, action: Any) -> None:
+        """Called by the tool thread as it stops reading. The socket is the caller's only once
+        the caller has taken this from the inbox (``took_back``): were ``holder`` set here, a
+        caller that had not yet looked would read the socket and leave ``action`` unanswered."""
+        self._inbox.put(_HandBack(action))
+
+    def took_back(self) -> None:
         with self._lock:
             self.holder = _CALLER
-        self._inbox.put(_HandBack(action))
 
     def deliver(self, item: Finish | BaseException) -> None:
         self._inbox.put(item)
