@@ -335,3 +335,27 @@ def test_a_template_whose_sessions_cannot_isolate_fails_at_its_start(
     with securepy.SessionPool(1) as pool, pool.session() as session:
         assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
         assert session.execute("6 * 7").value == 42
+
+
+MASKS = """
+import os
+def attempt(path, mode):
+    try:
+        with open(path, mode) as f:
+            f.read(10) if "r" in mode else f.write(b"x")
+        return "ok"
+    except OSError as exc:
+        return exc.errno
+candidates = ("kcore", "keys", "kmsg", "timer_list", "sysrq-trigger", "sys/kernel/hostname",
+              "acpi", "driver", "tty", "pressure")
+names = sorted(n for n in candidates if os.path.exists("/proc/" + n))
+{n: (attempt("/proc/" + n, "rb"), attempt("/proc/" + n, "wb"),
+     sorted(os.listdir("/proc/" + n)) if os.path.isdir("/proc/" + n) else None) for n in names}
+"""
+
+
+def test_masked_proc_entries_behave_as_in_a_bubblewrap_session(forked: Any) -> None:
+    with securepy.Session(timeout=30) as bubblewrap_session:
+        expected = bubblewrap_session.execute(MASKS).value
+    assert expected  # the kernel has some of them
+    assert forked().execute(MASKS).value == expected

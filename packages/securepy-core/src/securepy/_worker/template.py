@@ -141,6 +141,7 @@ class _Template:
         # Once here rather than per session: a session's mounts are copies of these, private
         # too, so nothing a session mounts reaches the template or another session.
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
+        _prepare_proc_masks(self.plan)
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.own_net_namespace = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.next_net_namespace = -1
@@ -307,6 +308,7 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    _fresh_proc(plan)  # before the workspace tmpfs hides the template's read-only null file
     workspace = plan["workspace"]
     workspace_bytes = message.get("workspace_bytes")
     _tmpfs(workspace, 0o777, workspace_bytes)
@@ -315,7 +317,6 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
     if plan["own_tmp"]:
         _fresh_tmp(workspace, plan["tmp_binds"])
     _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"))
-    _fresh_proc(plan)
     os.chdir(workspace)
 
 
@@ -341,24 +342,37 @@ def _fresh_tmp(workspace: str, binds: list[str]) -> None:
     os.rmdir(stage)
 
 
+def _prepare_proc_masks(plan: dict[str, Any]) -> None:
+    """Once, in the template: keep only the /proc entries this kernel has (the same in every
+    session's /proc), and make a read-only, nodev /dev/null to mask files with in one mount
+    each (a bind inherits its source's flags). It lives in the template's workspace, which each
+    session's own workspace hides."""
+    plan["proc_read_only"] = [n for n in plan["proc_read_only"] if os.path.isdir(f"/proc/{n}")]
+    plan["proc_masked_files"] = [n for n in plan["proc_masked_files"]
+                                 if os.path.exists(f"/proc/{n}")]
+    plan["proc_masked_dirs"] = [n for n in plan["proc_masked_dirs"]
+                                if os.path.isdir(f"/proc/{n}")]
+    null = plan["read_only_null"] = f"{plan['workspace']}/.securepy-null"
+    os.close(os.open(null, os.O_CREAT | os.O_WRONLY, 0o444))
+    _mount("/dev/null", null, None, _MS_BIND)
+    # nodev as well: a device node cannot be opened at all there (EACCES), as in bubblewrap's
+    # masks, rather than read as empty.
+    _mount(None, null, None,
+           _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NODEV | _MS_NOSUID | _MS_NOEXEC)
+
+
 def _fresh_proc(plan: dict[str, Any]) -> None:
     """A /proc of this pid namespace, hardened like bubblewrap's (see _launchers.bubblewrap)."""
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     for name in plan["proc_read_only"]:
         path = f"/proc/{name}"
-        if os.path.isdir(path):
-            _mount(path, path, None, _MS_BIND | _MS_REC)
-            _mount(None, path, None,
-                   _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        _mount(path, path, None, _MS_BIND | _MS_REC)
+        _mount(None, path, None,
+               _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     for name in plan["proc_masked_files"]:
-        path = f"/proc/{name}"
-        if os.path.exists(path):
-            _mount("/dev/null", path, None, _MS_BIND)
-            _mount(None, path, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY)
+        _mount(plan["read_only_null"], f"/proc/{name}", None, _MS_BIND)
     for name in plan["proc_masked_dirs"]:
-        path = f"/proc/{name}"
-        if os.path.isdir(path):
-            _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=555,size=4096")
+        _mount("tmpfs", f"/proc/{name}", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=555,size=4096")
 
 
 class _PrivilegeDrop:
