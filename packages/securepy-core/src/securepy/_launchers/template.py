@@ -222,6 +222,8 @@ class _Template:
         self._spawn_lock = threading.Lock()
         self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
         self._children: dict[int, TemplateChild] = {}
+        # Exits reported before the launching thread registered the child (it died at once).
+        self._early_exits: dict[int, tuple[int, float]] = {}
         self._children_lock = threading.Lock()
         # The next session's cgroup, made while the last one isolated itself (the host only
         # waits then), for a session with the same limits.
@@ -308,6 +310,9 @@ class _Template:
                 try:
                     reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
                 except queue.Empty:
+                    # Its answer may still come and would then be taken for the next one's:
+                    # this template is done; the launcher starts a new one.
+                    self.close()
                     raise SandboxUnavailableError(
                         "the session template did not answer a start in 10 s") from None
                 if reply.get("kind") != "spawned" or len(fds) != 1:
@@ -317,7 +322,11 @@ class _Template:
                         f"{str(reply.get('message', 'it has stopped'))[:2000]}")
                 child = TemplateChild(fds[0], cgroup, spec.limits)
                 with self._children_lock:
-                    self._children[reply["pid"]] = child
+                    early = self._early_exits.pop(reply["pid"], None)
+                    if early is None:
+                        self._children[reply["pid"]] = child
+                if early is not None:
+                    child.exited(*early)
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
@@ -366,10 +375,13 @@ class _Template:
                 kind = message.get("kind")
                 if kind == "exited":
                     _close_all(fds)
+                    status, cpu = int(message["status"]), float(message["cpu_seconds"])
                     with self._children_lock:
-                        child = self._children.pop(message.get("pid", -1), None)
+                        child = self._children.pop(message["pid"], None)
+                        if child is None:
+                            self._early_exits[message["pid"]] = (status, cpu)
                     if child is not None:
-                        child.exited(int(message["status"]), float(message["cpu_seconds"]))
+                        child.exited(status, cpu)
                 elif kind in ("spawned", "spawn_failed"):
                     self._replies.put((message, fds))
                 else:  # the host hung up, or the template died
