@@ -304,8 +304,9 @@ WALLS = ["bubblewrap", "template"]
 def template_launcher(host_secrets: Any) -> Iterator[TemplateLauncher | None]:
     """One template for the suite, started after the host's secrets exist (so its environment
     is proven not to carry them) and before any test's leak guard looks. None where templates
-    cannot run (not root)."""
-    if template_problem(probe_interpreter(None)) is not None:
+    cannot run (not root), or where no sandbox starts (the tests' sandbox marker then fails or
+    skips them before they get here)."""
+    if _template_problem() is not None:
         yield None
         return
     launcher = TemplateLauncher()
@@ -326,8 +327,15 @@ def _wall_options(wall: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         return {}
     launcher = request.getfixturevalue("template_launcher")
     if launcher is None:
-        pytest.skip(str(template_problem(probe_interpreter(None))))
+        pytest.skip(f"no session template here: {_template_problem()}")
     return {"launcher": launcher}
+
+
+def _template_problem() -> str | None:
+    try:
+        return template_problem(probe_interpreter(None))
+    except securepy.SandboxUnavailableError as exc:
+        return str(exc)
 
 
 @pytest.fixture(params=WALLS)

@@ -66,7 +66,14 @@ def _warn_unsandboxed(session_id: str) -> None:
 class _SessionBase:
     """What both twins share: options, guards, the audit trail, the child's lifecycle."""
 
-    def __init__(self, config: SessionConfig) -> None:
+    def __init__(self, config: SessionConfig, child: Child | None = None) -> None:
+        try:
+            self._init_base(config)
+        except BaseException:
+            kill_quietly(child)  # a child started for this session must not outlive the failure
+            raise
+
+    def _init_base(self, config: SessionConfig) -> None:
         self._config = config
         self.id = uuid.uuid4().hex[:12]
         self._closed = False
@@ -340,11 +347,7 @@ class Session(_SessionBase):
         self._init_from_config(config)
 
     def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
-        try:
-            super().__init__(config)
-        except BaseException:
-            kill_quietly(child)  # a child started for this session must not outlive the failure
-            raise
+        super().__init__(config, child)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         try:
             self._adopt_child(child or start_child(config), None)
@@ -814,11 +817,7 @@ class AsyncSession(_SessionBase):
         self._init_from_config(make_config(tools, **options))
 
     def _init_from_config(self, config: SessionConfig, child: Child | None = None) -> None:
-        try:
-            super().__init__(config)
-        except BaseException:
-            kill_quietly(child)  # a child started for this session must not outlive the failure
-            raise
+        super().__init__(config, child)
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         if child is not None:
             self._adopt_child(child, None)
