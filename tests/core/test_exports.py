@@ -39,7 +39,7 @@ def test_timeout_is_also_a_timeout_error() -> None:
 
 
 def test_worker_exception_names_match_the_host() -> None:
-    from securepy._worker import main
+    from securepy._worker import stubs as main
 
     assert main.ToolError.__name__ == errors.ToolError.__name__
     assert main.PolicyError.__name__ == errors.PolicyError.__name__

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
+import socket
+
 import pytest
-from securepy._channel import _FrameBuffer
+from securepy._channel import Channel
 from securepy._worker import protocol
 from securepy.errors import ProtocolError
 
@@ -14,8 +16,23 @@ def frame(body: bytes) -> bytes:
     return protocol.HEADER.pack(len(body)) + body
 
 
+def reader(cap: int) -> protocol.FrameReader:
+    return protocol.FrameReader(protocol.CHILD_MESSAGES, cap)
+
+
+def receive_on_host(data: bytes, cap: int) -> dict[str, object]:
+    """What the host's channel makes of ``data`` sent by a child."""
+    host, child = socket.socketpair()
+    try:
+        child.sendall(data)
+        return Channel(host, max_frame_bytes=cap).receive(None)
+    finally:
+        host.close()
+        child.close()
+
+
 def test_encode_frame_round_trips_through_the_buffer() -> None:
-    buffer = _FrameBuffer(1024)
+    buffer = reader(1024)
     buffer.data += protocol.encode_frame({"kind": "output", "stream": "stdout", "text": "hi"})
     assert buffer.next_message() == {"kind": "output", "stream": "stdout", "text": "hi"}
     assert buffer.next_message() is None
@@ -23,7 +40,7 @@ def test_encode_frame_round_trips_through_the_buffer() -> None:
 
 def test_partial_frames_wait_for_the_rest() -> None:
     data = protocol.encode_frame({"kind": "result", "value": 1})
-    buffer = _FrameBuffer(1024)
+    buffer = reader(1024)
     buffer.data += data[:3]
     assert buffer.next_message() is None
     buffer.data += data[3:-1]
@@ -33,10 +50,20 @@ def test_partial_frames_wait_for_the_rest() -> None:
 
 
 def test_oversized_length_is_refused_before_the_body_arrives() -> None:
-    buffer = _FrameBuffer(100)
+    buffer = reader(100)
     buffer.data += protocol.HEADER.pack(101)
-    with pytest.raises(ProtocolError, match=r"frame of 101 bytes, over the 100-byte cap"):
+    with pytest.raises(protocol.FrameTooLarge, match=r"frame of 101 bytes, over the 100-byte cap"):
         buffer.next_message()
+    with pytest.raises(ProtocolError, match=r"^the child sent a frame of 101 bytes, over the "):
+        receive_on_host(protocol.HEADER.pack(101), 100)
+
+
+def test_a_whole_frame_skips_the_buffer_and_a_frame_within_the_cap_passes() -> None:
+    data = protocol.encode_frame({"kind": "result", "value": 1})
+    assert reader(1024).parse_whole(data) == {"kind": "result", "value": 1}
+    assert reader(1024).parse_whole(data + data) is None  # more than one: buffered
+    assert reader(len(data) - 5).parse_whole(data) is None  # over the cap: the buffer refuses
+    assert receive_on_host(data + data, 1024) == {"kind": "result", "value": 1}
 
 
 MALFORMED = {
@@ -57,10 +84,12 @@ MALFORMED = {
 
 @pytest.mark.parametrize("body", MALFORMED.values(), ids=MALFORMED.keys())
 def test_malformed_frames_raise_protocol_error(body: bytes) -> None:
-    buffer = _FrameBuffer(10_000_000)
+    buffer = reader(10_000_000)
     buffer.data += frame(body)
-    with pytest.raises(ProtocolError, match=r"^the child sent an invalid frame: "):
+    with pytest.raises(protocol.FrameError):
         buffer.next_message()
+    with pytest.raises(ProtocolError, match=r"^the child sent an invalid frame: "):
+        receive_on_host(frame(body), 10_000_000)
 
 
 def test_check_depth_is_iterative_and_exact() -> None:

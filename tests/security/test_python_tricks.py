@@ -126,12 +126,12 @@ def test_monkeypatching_the_worker_cannot_lift_host_caps(sandboxes: Any, host: A
     session = sandboxes(limits=securepy.Limits(output_bytes=4096), max_frame_bytes=1024 * 1024)
     patch = """
 import sys
-main = sys.modules["_securepy_worker.main"]
+output = sys.modules["_securepy_worker.output"]
 protocol = sys.modules["_securepy_worker.protocol"]
 connection = next(o for o in __import__("gc").get_objects()
                   if type(o).__name__ == "Connection")
 # Straight to the socket: the worker's own send refuses frames over the cap, a hostile one won't.
-main._OutputStream.write = lambda self, text: connection._sock.sendall(protocol.encode_frame(
+output._OutputStream.write = lambda self, text: connection._sock.sendall(protocol.encode_frame(
     {"kind": "output", "stream": "stdout", "text": text * SIZE})) or len(text)
 print("x" * 1000)
 """

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import os
 import select
 import socket
 import time
@@ -18,12 +17,6 @@ from ._worker import protocol
 from .errors import ProtocolError
 
 __all__ = ["AsyncChannel", "Channel", "DeadlineExceeded", "open_socketpair"]
-
-
-# How long receive(spin=True) polls before sleeping. On a VM, waking a thread that slept costs
-# tens of microseconds when the child ran on another CPU; polling finds a quick answer at once.
-_SPIN_SECONDS = 100e-6
-_SPIN_BACKOFF_MAX = 64
 
 
 class DeadlineExceeded(Exception):
@@ -37,54 +30,15 @@ def open_socketpair() -> tuple[socket.socket, socket.socket]:
     return host, child
 
 
-class _FrameBuffer:
-    """Bytes received so far, cut into frames with the size cap checked before the body."""
-
-    def __init__(self, max_frame_bytes: int) -> None:
-        self.max_frame_bytes = max_frame_bytes
-        self.data = bytearray()
-
-    def next_message(self) -> dict[str, Any] | None:
-        if len(self.data) < protocol.HEADER.size:
-            return None
-        (length,) = protocol.HEADER.unpack_from(self.data)
-        if length > self.max_frame_bytes:
-            raise ProtocolError(
-                f"the child sent a frame of {length} bytes, over the {self.max_frame_bytes}-byte"
-                " cap (max_frame_bytes)"
-            )
-        end = protocol.HEADER.size + length
-        if len(self.data) < end:
-            return None
-        body = bytes(self.data[protocol.HEADER.size:end])
-        del self.data[:end]
-        return _parse(body)
-
-    def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:
-        """``chunk`` parsed, if it is exactly one whole frame within the cap and nothing is
-        buffered (the usual case); else None, and the caller buffers it."""
-        size = protocol.HEADER.size
-        if self.data or len(chunk) < size:
-            return None
-        (length,) = protocol.HEADER.unpack_from(chunk)
-        if length != len(chunk) - size or length > self.max_frame_bytes:
-            return None
-        return _parse(chunk[size:])
-
-    def wanted(self) -> int:
-        """How many bytes to ask the socket for next."""
-        if len(self.data) >= protocol.HEADER.size:
-            length: int = protocol.HEADER.unpack_from(self.data)[0]
-            missing = protocol.HEADER.size + min(length, self.max_frame_bytes) - len(self.data)
-            return max(missing, 65536)
-        return 65536
+def _reader(max_frame_bytes: int) -> protocol.FrameReader:
+    return protocol.FrameReader(protocol.CHILD_MESSAGES, max_frame_bytes)
 
 
-def _parse(body: bytes) -> dict[str, Any]:
-    try:
-        return protocol.parse_body(body, protocol.CHILD_MESSAGES)
-    except protocol.FrameError as exc:
-        raise ProtocolError(f"the child sent an invalid frame: {exc}") from None
+def _protocol_error(exc: protocol.FrameError) -> ProtocolError:
+    """The one mapping of a framing failure to the host's error."""
+    if isinstance(exc, protocol.FrameTooLarge):
+        return ProtocolError(f"the child sent {exc}")
+    return ProtocolError(f"the child sent an invalid frame: {exc}")
 
 
 class Channel:
@@ -92,7 +46,7 @@ class Channel:
 
     def __init__(self, sock: socket.socket, *, max_frame_bytes: int) -> None:
         self._sock = sock
-        self._buffer = _FrameBuffer(max_frame_bytes)
+        self._buffer = _reader(max_frame_bytes)
         # Non-blocking plus our own poll: a socket timeout would cost two fcntl calls per
         # receive, because the deadline (and so the timeout) changes every time.
         sock.setblocking(False)
@@ -102,8 +56,7 @@ class Channel:
         self._writable.register(sock, select.POLLOUT)
         # True once a send was cut off part-way: the stream is out of step for good.
         self.broken = False
-        self._spin_backoff = 0
-        self._spin_skips = 0
+        self._spinner = protocol.Spinner()
 
     @property
     def max_frame_bytes(self) -> int:
@@ -154,48 +107,31 @@ class Channel:
             securepy.errors.ProtocolError: EOF, a socket error or an invalid frame.
         """
         buffer = self._buffer
-        while True:
-            if buffer.data:
-                message = buffer.next_message()
+        try:
+            while True:
+                if buffer.data:
+                    message = buffer.next_message()
+                    if message is not None:
+                        return message
+                try:
+                    chunk = self._spinner.recv(self._sock, buffer.wanted()) if spin else None
+                    if chunk is None:
+                        # Wait first: the usual case is a request just sent and no answer
+                        # yet, where a recv would only fail with EAGAIN.
+                        self._wait(self._poll, deadline)
+                        chunk = self._sock.recv(buffer.wanted())
+                except BlockingIOError:
+                    continue
+                except OSError as exc:
+                    raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
+                if not chunk:
+                    raise ProtocolError("the child closed the connection (it exited or crashed)")
+                message = buffer.parse_whole(chunk)
                 if message is not None:
                     return message
-            try:
-                chunk = self._spin(buffer.wanted()) if spin else None
-                if chunk is None:
-                    # Wait first: the usual case is a request just sent and no answer yet,
-                    # where a recv would only fail with EAGAIN.
-                    self._wait(self._poll, deadline)
-                    chunk = self._sock.recv(buffer.wanted())
-            except BlockingIOError:
-                continue
-            except OSError as exc:
-                raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
-            if not chunk:
-                raise ProtocolError("the child closed the connection (it exited or crashed)")
-            message = buffer.parse_whole(chunk)
-            if message is not None:
-                return message
-            buffer.data += chunk
-
-    def _spin(self, size: int) -> bytes | None:
-        """Try to receive for up to _SPIN_SECONDS (yielding the CPU between tries); after a
-        spin in vain, skip spinning for the next receives, longer each time."""
-        if self._spin_skips:
-            self._spin_skips -= 1
-            return None
-        give_up = time.monotonic() + _SPIN_SECONDS
-        while True:
-            try:
-                chunk = self._sock.recv(size)
-            except BlockingIOError:
-                if time.monotonic() <= give_up:
-                    os.sched_yield()
-                    continue
-                self._spin_backoff = min(self._spin_backoff * 2 or 1, _SPIN_BACKOFF_MAX)
-                self._spin_skips = self._spin_backoff
-                return None
-            self._spin_backoff //= 2
-            return chunk
+                buffer.data += chunk
+        except protocol.FrameError as exc:
+            raise _protocol_error(exc) from None
 
     @staticmethod
     def _wait(poll: select.poll, deadline: float | None) -> None:
@@ -217,7 +153,7 @@ class AsyncChannel:
     def __init__(self, sock: socket.socket, *, max_frame_bytes: int) -> None:
         sock.setblocking(False)
         self._sock = sock
-        self._buffer = _FrameBuffer(max_frame_bytes)
+        self._buffer = _reader(max_frame_bytes)
         # Tool replies and the turn both send: whole frames, one at a time.
         self._send_lock = asyncio.Lock()
         # True once a send was interrupted: part of a frame may be out, the stream is lost.
@@ -244,7 +180,10 @@ class AsyncChannel:
         """Async counterpart of :meth:`Channel.receive`; same arguments."""
         loop = asyncio.get_running_loop()
         while True:
-            message = self._buffer.next_message()
+            try:
+                message = self._buffer.next_message()
+            except protocol.FrameError as exc:
+                raise _protocol_error(exc) from None
             if message is not None:
                 return message
             timeout = None if deadline is None else deadline - time.monotonic()

@@ -23,6 +23,6 @@ BOOTSTRAP = (
     "submodule_search_locations=[d])\n"
     "m=b.module_from_spec(s);sys.modules['_securepy_worker']=m;s.loader.exec_module(m)\n"
     "del b,e,d,s,m\n"
-    "import _securepy_worker.main\n"
-    "_securepy_worker.main.main()\n"
+    "import _securepy_worker.entry\n"
+    "_securepy_worker.entry.main()\n"
 )

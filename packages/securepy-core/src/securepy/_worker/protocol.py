@@ -24,7 +24,10 @@ runs user code on its only reading thread.
 
 from __future__ import annotations
 
+import _socket
+import os
 import struct
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
@@ -39,7 +42,12 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
+    "SPIN_BACKOFF_MAX",
+    "SPIN_SECONDS",
     "FrameError",
+    "FrameReader",
+    "FrameTooLarge",
+    "Spinner",
     "check_depth",
     "encode_frame",
     "parse_body",
@@ -94,6 +102,10 @@ HOST_MESSAGES: dict[str, _Schema] = {
 
 class FrameError(ValueError):
     """A frame broke the protocol: too large, not JSON, too deep, or not a known message."""
+
+
+class FrameTooLarge(FrameError):
+    """A frame's declared length is over the receiver's cap (refused before its body)."""
 
 
 def _refuse_constant(name: str) -> None:
@@ -197,3 +209,101 @@ def check_depth(tree: Any, limit: int) -> None:
             stack.extend((child, depth + 1) for child in node.values())
         elif isinstance(node, list):
             stack.extend((child, depth + 1) for child in node)
+
+
+class FrameReader:
+    """Bytes received so far, cut into validated messages; the one framer of both ends.
+
+    The length cap is checked as soon as a header is in, before the body is read. A frame is
+    taken off the buffer only once it is whole, so an interrupted read never leaves the stream
+    out of step. ``data`` is public: the caller appends what its socket returned.
+    """
+
+    __slots__ = ("_schemas", "data", "max_frame_bytes")
+
+    def __init__(self, schemas: dict[str, _Schema], max_frame_bytes: int) -> None:
+        self._schemas = schemas
+        self.max_frame_bytes = max_frame_bytes
+        self.data = bytearray()
+
+    def next_message(self) -> dict[str, Any] | None:
+        """The next whole message in the buffer, or None until more bytes arrive.
+
+        Raises:
+            FrameTooLarge: the next frame declares a length over the cap.
+            FrameError: the frame is whole but not a valid message.
+        """
+        data = self.data
+        if len(data) < _HEADER_SIZE:
+            return None
+        (length,) = HEADER.unpack_from(data)
+        if length > self.max_frame_bytes:
+            raise FrameTooLarge(
+                f"a frame of {length} bytes, over the {self.max_frame_bytes}-byte cap "
+                "(max_frame_bytes)")
+        end = _HEADER_SIZE + length
+        if len(data) < end:
+            return None
+        body = bytes(data[_HEADER_SIZE:end])
+        del data[:end]
+        return parse_body(body, self._schemas)
+
+    def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:
+        """``chunk`` parsed, if it is exactly one whole frame within the cap and nothing is
+        buffered (the usual case, which then skips the buffer); else None, and the caller
+        appends ``chunk`` to ``data``."""
+        if self.data or len(chunk) < _HEADER_SIZE:
+            return None
+        (length,) = HEADER.unpack_from(chunk)
+        if length != len(chunk) - _HEADER_SIZE or length > self.max_frame_bytes:
+            return None
+        return parse_body(chunk[_HEADER_SIZE:], self._schemas)
+
+    def wanted(self) -> int:
+        """How many bytes to ask the socket for next: the rest of the frame, at least 64 KiB."""
+        data = self.data
+        if len(data) >= _HEADER_SIZE:
+            length: int = HEADER.unpack_from(data)[0]
+            return max(_HEADER_SIZE + min(length, self.max_frame_bytes) - len(data), 65536)
+        return 65536
+
+
+_HEADER_SIZE = HEADER.size
+
+# How long a receive polls before it sleeps. The peer's answer usually comes within tens of
+# microseconds, and waking a thread or process that slept costs as much again (on a virtual
+# machine, several times that when the peer ran on another CPU).
+SPIN_SECONDS = 100e-6
+SPIN_BACKOFF_MAX = 64
+
+
+class Spinner:
+    """Polls a socket briefly before the caller sleeps on it; after a spin in vain (an idle
+    peer, or CPUs too busy to answer in time) the next receives skip spinning, longer each
+    time, so an idle session does not burn CPU."""
+
+    __slots__ = ("_backoff", "_skips")
+
+    def __init__(self) -> None:
+        self._backoff = 0
+        self._skips = 0
+
+    def recv(self, sock: Any, size: int) -> bytes | None:
+        """Up to ``size`` bytes from ``sock`` if some arrive within SPIN_SECONDS, else None
+        (and the caller waits as it would have without spinning)."""
+        if self._skips:
+            self._skips -= 1
+            return None
+        give_up = time.monotonic() + SPIN_SECONDS
+        while True:
+            try:
+                chunk: bytes = sock.recv(size, _socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                if time.monotonic() <= give_up:
+                    os.sched_yield()  # a runnable thread on this CPU goes first
+                    continue
+                self._backoff = min(self._backoff * 2 or 1, SPIN_BACKOFF_MAX)
+                self._skips = self._backoff
+                return None
+            self._backoff //= 2
+            return chunk

@@ -39,12 +39,12 @@ import _signal  # type: ignore[import-not-found]
 import _socket
 import contextlib
 import ctypes
-import json
 import os
 import select
 import struct
 import sys
 
+from . import protocol
 from .control import receive_control, send_control
 
 TYPE_CHECKING = False
@@ -125,11 +125,11 @@ class _Template:
                               "instead, or use SessionPool(template=False)")
         import _sitebuiltins  # noqa: F401  # what every session would load for itself
 
-        from . import main
         from .runner import Runner
+        from .session import serve
 
         Runner({}).warm_up()
-        self.serve_session = main.serve
+        self.serve_session = serve
         # The template itself never needs more than bubblewrap left it: empty the rest of its
         # bounding set once, so each session has only those few to drop.
         status = _status()
@@ -426,11 +426,11 @@ def _status() -> str:
 
 
 def _report_start_failure(session_fd: int, exc: BaseException) -> None:
-    body = json.dumps({"kind": "error", "type": type(exc).__name__, "traceback": "",
-                       "message": f"the session could not isolate itself: {exc}"[:2000]})
-    data = body.encode()
+    frame = protocol.encode_frame({
+        "kind": "error", "type": type(exc).__name__, "traceback": "",
+        "message": f"the session could not isolate itself: {exc}"[:2000]})
     with contextlib.suppress(OSError):
-        os.write(session_fd, struct.pack(">I", len(data)) + data)
+        os.write(session_fd, frame)
 
 
 def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
