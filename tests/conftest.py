@@ -233,3 +233,21 @@ def twin(request: pytest.FixtureRequest) -> Iterator[Callable[..., TwinSession]]
     yield make
     for session in made:
         session.dispose()
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An OpenTelemetry SDK tracer provider installed as the global one for this test only,
+    exporting to memory: ``spans.get_finished_spans()``. (The API lets a process set its
+    provider once; the test swaps the module global and monkeypatch puts it back.)"""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    yield exporter
+    provider.shutdown()

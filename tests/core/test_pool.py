@@ -328,8 +328,12 @@ def test_when_no_session_can_start_the_error_says_why(twin_pool: Any) -> None:
 def test_bad_options_fail_at_construction(pool_type: Any) -> None:
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'timout'"):
         pool_type(2, sandbox=False, timout=3)
-    with pytest.raises(ValueError, match=r"^size must be at least 1, got 0$"):
+    with pytest.raises(ValueError, match=r"^size must be between 1 and 100, got 0 \(a pool "
+                                         r"holds one host's sessions; spread more over "
+                                         r"several hosts\)$"):
         pool_type(0, sandbox=False)
+    with pytest.raises(ValueError, match=r"^size must be between 1 and 100, got 101 "):
+        pool_type(101, sandbox=False)
     with pytest.raises(TypeError, match=r"^size must be an integer, not bool$"):
         pool_type(True, sandbox=False)
     with pytest.raises(ValueError, match=r"^timeout must be a positive number of seconds or "

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import errno
-import fcntl
 import hashlib
 import json
 import logging
@@ -35,6 +34,11 @@ import typing
 import weakref
 from collections.abc import Callable
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, so appends there are not locked against other processes
+    fcntl = None  # type: ignore[assignment]
 
 __all__ = ["Auditor", "VerifyResult", "check_audit_path", "open_auditor", "verify_audit_log"]
 
@@ -299,7 +303,8 @@ class _AuditFile:
         with self._lock:
             if self._fd < 0:
                 raise OSError(errno.EBADF, "the audit log is closed")
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            if fcntl is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
             try:
                 line, size = self._next_line(record)
                 _write_all(self._fd, line)
@@ -307,7 +312,8 @@ class _AuditFile:
                 self._known_size = size + len(line)
                 self._last_hash = record["hash"]
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                if fcntl is not None:
+                    fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def _next_line(self, record: dict[str, Any]) -> tuple[bytes, int]:
         """The sealed line; re-reads the tail when another process appended since our last."""

@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 from ._child import Child, start_child
 from ._config import DEFAULT, OnOutput, SessionConfig, check_timeout, make_config
 from ._execution import Execution
+from ._launchers import has_a_wall
 from ._launchers.template import TemplateLauncher
 from ._session import AsyncSession, Session
 from ._tools import Tool
@@ -44,6 +45,9 @@ logger = logging.getLogger("securepy")
 # only queue for the CPU, while one start per core keeps a draining pool refilling quickly.
 # Two at least, so closing a retired session never waits behind a start.
 _MAX_STARTER_THREADS = 4
+# One host runs at most this many sessions per pool (as securer allows): each is a process
+# with its own memory limit, so a larger pool is more likely a typo than a plan.
+MAX_POOL_SIZE = 100
 # A failed start is retried after a delay that doubles each time; after this many failures in
 # a row with none in progress, waiting callers get the error instead of their acquire_timeout.
 _FAILURES_BEFORE_GIVING_UP = 3
@@ -102,7 +106,7 @@ class SessionPool:
 
     Raises:
         TypeError: an unknown session option, or an option of the wrong type.
-        ValueError: ``size`` is not a positive integer, or an option has a bad value.
+        ValueError: ``size`` is not between 1 and 100, or an option has a bad value.
 
     Example:
         >>> import securepy
@@ -348,14 +352,15 @@ class _PoolCore(Generic[S]):
     ) -> None:
         if isinstance(size, bool) or not isinstance(size, int):
             raise TypeError(f"size must be an integer, not {type(size).__name__}")
-        if size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
+        if not 1 <= size <= MAX_POOL_SIZE:
+            raise ValueError(f"size must be between 1 and {MAX_POOL_SIZE}, got {size} (a pool "
+                             "holds one host's sessions; spread more over several hosts)")
         if not isinstance(reset_between_uses, bool):
             raise TypeError("reset_between_uses must be True or False")
         if not isinstance(template, bool):
             raise TypeError("template must be True or False")
         self._template: TemplateLauncher | None = None
-        if template and config.sandbox and config.launcher is None:
+        if template and config.sandbox and config.launcher is None and has_a_wall():
             self._template = TemplateLauncher(preload=config.preload, fall_back=True)
             config = dataclasses.replace(config, launcher=self._template)
         self.config = config

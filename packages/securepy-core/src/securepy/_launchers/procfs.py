@@ -6,7 +6,8 @@ import os
 
 __all__ = ["child_pids", "read_process_usage"]
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+# (Windows has no sysconf, and no /proc: there every read below finds nothing.)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def read_process_usage(pid: int) -> dict[str, float] | None:

@@ -1,0 +1,185 @@
+"""OpenTelemetry spans: silent without a tracer provider, and named after the gen-AI
+conventions with one."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from typing import Any
+
+import pytest
+import securepy
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
+from securepy import _tracing
+from securepy._execution import Execution
+from securepy.errors import ExecutionError, ExecutionTimeout, ResourceLimitError
+
+
+def _lookup(tool_name: str) -> securepy.Tool:
+    def lookup(order_id: str) -> str:
+        return order_id
+
+    return securepy.Tool(tool_name, "Look an order up.", lookup)
+
+
+def _by_name(spans: Any) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans.get_finished_spans()}
+
+
+def test_no_tracer_without_opentelemetry_imported(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "opentelemetry.trace")
+    assert _tracing.current_tracer() is None
+    assert _tracing.start_execute_span("s1", "1 + 1") is None
+    _tracing.end_execute_span(None, error=ValueError("ignored"))  # None spans are no-ops
+    with _tracing.span_made_current(None):
+        pass
+
+
+def test_no_tracer_while_the_provider_is_the_default_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", None)
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    assert _tracing.current_tracer() is None
+
+
+def test_import_and_run_do_not_import_opentelemetry() -> None:
+    script = textwrap.dedent("""
+        import sys
+        import securepy
+        def size(text: str) -> int:
+            return len(text)
+        with securepy.Session(sandbox=False, tools=[size]) as session:
+            assert session.execute("size('abc')").value == 3
+        print(sorted(m for m in sys.modules if m.startswith("opentelemetry")))
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "[]"
+
+
+def test_execute_span_names_code_by_length_and_hash_only(spans: Any) -> None:
+    with trace.get_tracer("test").start_as_current_span("agent") as agent:
+        span = _tracing.start_execute_span("s1", "x = 'secret'")
+    _tracing.end_execute_span(
+        span, execution=Execution(None, "", "", (), 0.25, False), duration=0.25
+    )
+    execute = _by_name(spans)["securepy.execute"]
+    assert execute.parent is not None
+    assert execute.parent.span_id == agent.get_span_context().span_id
+    assert dict(execute.attributes or {}) == {
+        "securepy.session.id": "s1",
+        "securepy.code.length": 12,
+        "securepy.code.sha256": _sha256("x = 'secret'"),
+        "securepy.outcome": "ok",
+        "securepy.duration": 0.25,
+        "securepy.tool_calls": 0,
+    }
+    assert execute.status.status_code == trace.StatusCode.UNSET
+
+
+def test_code_is_recorded_only_when_asked(spans: Any) -> None:
+    span = _tracing.start_execute_span("s1", "print(1)", record_code=True)
+    _tracing.end_execute_span(span, execution=Execution(None, "1\n", "", (), 0.1, False))
+    assert _by_name(spans)["securepy.execute"].attributes["securepy.code"] == "print(1)"
+
+
+@pytest.mark.parametrize(
+    ("error", "outcome", "limit", "error_type"),
+    [
+        (ExecutionError("ValueError", "boom"), "error", None, "securepy.errors.ExecutionError"),
+        (
+            ExecutionTimeout(1.0, state_kept=True),
+            "timeout",
+            "timeout",
+            "securepy.errors.ExecutionTimeout",
+        ),
+        (
+            ResourceLimitError("memory", limit="memory"),
+            "limit",
+            "memory",
+            "securepy.errors.ResourceLimitError",
+        ),
+        (KeyboardInterrupt(), "abandoned", None, "builtins.KeyboardInterrupt"),
+    ],
+    ids=["error", "timeout", "limit", "abandoned"],
+)
+def test_execute_span_outcome(
+    spans: Any, error: BaseException, outcome: str, limit: str | None, error_type: str
+) -> None:
+    span = _tracing.start_execute_span("s1", "code")
+    _tracing.end_execute_span(span, error=error, duration=1.0)
+    execute = _by_name(spans)["securepy.execute"]
+    attributes = dict(execute.attributes or {})
+    assert attributes["securepy.outcome"] == outcome
+    assert attributes.get("securepy.limit") == limit
+    assert attributes["error.type"] == error_type
+    assert execute.status.status_code == trace.StatusCode.ERROR
+
+
+def test_tool_span_follows_the_gen_ai_conventions_and_parents_the_tools_own_spans(
+    spans: Any,
+) -> None:
+    execute = _tracing.start_execute_span("s1", "lookup('A-1')")
+    tool_span = _tracing.start_tool_span(
+        execute, _lookup("lookup"), call_id=3, arguments={"order_id": "A-1"}
+    )
+    with (
+        _tracing.span_made_current(tool_span),
+        trace.get_tracer("tool").start_as_current_span("database query"),
+    ):
+        pass
+    _tracing.end_tool_span(tool_span, duration=0.5)
+    _tracing.end_execute_span(execute, execution=Execution("A-1", "", "", (), 1.0, False))
+
+    found = _by_name(spans)
+    call = found["execute_tool lookup"]
+    assert call.kind == trace.SpanKind.INTERNAL
+    assert dict(call.attributes or {}) == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "lookup",
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.call.id": "3",
+        "gen_ai.tool.description": "Look an order up.",
+        "securepy.tool.arguments_size": len("order_id") + len("A-1"),
+        "securepy.outcome": "ok",
+        "securepy.duration": 0.5,
+    }
+    assert call.parent is not None
+    assert call.parent.span_id == found["securepy.execute"].context.span_id
+    own = found["database query"]
+    assert own.parent is not None and own.parent.span_id == call.context.span_id
+
+
+def test_tool_span_of_a_failed_call(spans: Any) -> None:
+    span = _tracing.start_tool_span(None, _lookup("lookup"), call_id=1, arguments={})
+    _tracing.end_tool_span(span, error=KeyError("A-9"))
+    call = _by_name(spans)["execute_tool lookup"]
+    assert call.attributes["securepy.outcome"] == "error"
+    assert call.attributes["error.type"] == "builtins.KeyError"
+    assert call.status.status_code == trace.StatusCode.ERROR
+
+
+def test_session_start_span_starts_when_the_launch_began(spans: Any) -> None:
+    started = _tracing.now_ns()
+    _tracing.record_session_start("s1", pid=1234, sandboxed=True, started_ns=started)
+    start = _by_name(spans)["securepy.session.start"]
+    assert start.start_time == started
+    assert dict(start.attributes or {}) == {
+        "securepy.session.id": "s1",
+        "securepy.sandbox": True,
+        "process.pid": 1234,
+    }
+
+
+def test_argument_size_is_bounded_for_huge_arguments() -> None:
+    huge = {"rows": [[1, "ab"]] * 1_000_000}
+    size = _tracing.approximate_size(huge)
+    assert 0 < size < 10_000 * 8
+
+
+def _sha256(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
