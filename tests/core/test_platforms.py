@@ -132,3 +132,18 @@ def test_linux_control_the_sandbox_is_offered() -> None:
     from securepy._launchers import has_a_wall
 
     assert has_a_wall() is sys.platform.startswith("linux")
+
+
+def _refuse_setrlimit(which: int, limits: tuple[int, int]) -> None:
+    raise ValueError("current limit exceeds maximum limit")
+
+
+def test_limits_macos_refuses_are_skipped_there_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from securepy._worker import rlimits
+
+    monkeypatch.setattr(rlimits.resource, "setrlimit", _refuse_setrlimit)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    rlimits.apply_limits({"memory_bytes": 1 << 30}, nproc=False)
+    monkeypatch.setattr(sys, "platform", "linux")
+    with pytest.raises(ValueError, match=r"^current limit exceeds maximum limit$"):
+        rlimits.apply_limits({"memory_bytes": 1 << 30}, nproc=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
@@ -32,4 +33,9 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool) -> None:
         ceiling = value + 1 if which == resource.RLIMIT_CPU else value
         if hard != resource.RLIM_INFINITY:
             ceiling = min(ceiling, hard)
-        resource.setrlimit(which, (value, ceiling))
+        try:
+            resource.setrlimit(which, (value, ceiling))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise  # on Linux every limit can be set: failing to is an error, not a gap
+            # macOS refuses some (RLIMIT_AS among them); sandbox=False there enforces the rest.

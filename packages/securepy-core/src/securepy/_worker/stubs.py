@@ -12,7 +12,7 @@ if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it onl
     from collections.abc import Callable
     from typing import Any
 
-__all__ = ["PolicyError", "ToolError", "build_namespace", "make_tool_function"]
+__all__ = ["PolicyError", "ToolError", "build_namespace", "make_call_tool", "make_tool_function"]
 
 
 class ToolError(Exception):
@@ -44,16 +44,44 @@ def build_namespace(specs: list[dict[str, Any]], call: Callable[..., Any]) -> di
     namespace = main_module.__dict__
     namespace["ToolError"] = ToolError
     namespace["PolicyError"] = PolicyError
+    namespace["call_tool"] = tools_module.call_tool = make_call_tool(call)  # type: ignore[attr-defined]
     names = []
     for spec in specs:
         stub = make_tool_function(spec, call)
         setattr(tools_module, stub.__name__, stub)
         namespace[stub.__name__] = stub
         names.append(stub.__name__)
-    tools_module.__all__ = [*names, "ToolError", "PolicyError"]  # type: ignore[attr-defined]
+    # A tool named call_tool replaces the generic one (it was set first).
+    extras = ["ToolError", "PolicyError"] + ([] if "call_tool" in names else ["call_tool"])
+    tools_module.__all__ = [*names, *extras]  # type: ignore[attr-defined]
     sys.modules["securepy_tools"] = tools_module
     sys.modules["__main__"] = main_module
     return namespace
+
+
+def make_call_tool(call: Callable[..., Any]) -> Any:
+    """``call_tool(name, **arguments)``: call a host tool by a name built at run time. The host
+    checks the name and the arguments exactly as for the tool's own function."""
+
+    def call_tool(name: str, /, **arguments: Any) -> Any:
+        """Call the host tool ``name`` with keyword ``arguments``; returns its result.
+
+        Raises ToolError for an unknown tool or a failed call, PolicyError for a denied one.
+        """
+        if not isinstance(name, str):
+            raise TypeError(
+                f"call_tool() needs the tool's name as a str, not {type(name).__name__}"
+            )
+        return call(name, arguments)
+
+    async def call_tool_async(name: str, /, **arguments: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(call_tool, name, **arguments)
+
+    call_tool.__module__ = "securepy_tools"
+    call_tool.aio = call_tool_async  # type: ignore[attr-defined]
+    return call_tool
 
 
 _JSON_TYPES: dict[str, Any] = {
