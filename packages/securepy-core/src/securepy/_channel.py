@@ -13,6 +13,7 @@ import socket
 import time
 from typing import Any
 
+from ._frame_cost import check_frame_cost
 from ._worker import protocol
 from .errors import ProtocolError
 
@@ -31,7 +32,7 @@ def open_socketpair() -> tuple[socket.socket, socket.socket]:
 
 
 def _reader(max_frame_bytes: int) -> protocol.FrameReader:
-    return protocol.FrameReader(protocol.CHILD_MESSAGES, max_frame_bytes)
+    return protocol.FrameReader(protocol.CHILD_MESSAGES, max_frame_bytes, check_frame_cost)
 
 
 def _protocol_error(exc: protocol.FrameError) -> ProtocolError:

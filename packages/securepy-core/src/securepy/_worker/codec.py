@@ -39,6 +39,7 @@ __all__ = ["MAX_VALUE_DEPTH", "CodecError", "Opaque", "decode", "encode"]
 
 MAX_VALUE_DEPTH = 100
 _MAX_REPR = 2000
+_TRUNCATED = "...[truncated]"
 _SAFE_INT = 2**53
 
 
@@ -136,8 +137,9 @@ def _encode_other(value: Any, depth: int) -> Any:
     if module.startswith("numpy") or type(value).__name__ in {"ndarray", "generic"}:
         numpy = sys.modules.get("numpy")
         if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
-            return _encode_ndarray(numpy.asarray(value), depth, scalar=not isinstance(
-                value, numpy.ndarray))
+            return _encode_ndarray(
+                numpy.asarray(value), depth, scalar=not isinstance(value, numpy.ndarray)
+            )
     if module.startswith("pandas"):
         pandas = sys.modules.get("pandas")
         if pandas is not None and isinstance(value, pandas.DataFrame):
@@ -154,7 +156,7 @@ def _opaque(value: Any) -> dict[str, Any]:
     except Exception as exc:  # a broken __repr__ must not break the turn
         text = f"<{kind.__qualname__} object (repr failed: {type(exc).__name__})>"
     if len(text) > _MAX_REPR:
-        text = text[:_MAX_REPR] + "...[truncated]"
+        text = text[:_MAX_REPR] + _TRUNCATED
     return {"$": "opaque", "type": f"{kind.__module__}.{kind.__qualname__}", "repr": text}
 
 
@@ -192,8 +194,9 @@ def _encode_dataframe(frame: Any, depth: int) -> dict[str, Any]:
         "$": "dataframe",
         "columns": [encode(c, depth) for c in frame.columns.tolist()],
         "index": _encode_ndarray(frame.index.to_numpy(), depth),
-        "data": [_encode_ndarray(frame.iloc[:, i].to_numpy(), depth) for i in
-                 range(frame.shape[1])],
+        "data": [
+            _encode_ndarray(frame.iloc[:, i].to_numpy(), depth) for i in range(frame.shape[1])
+        ],
     }
 
 
@@ -217,7 +220,9 @@ def _add_stdlib_encoders() -> None:
         _ENCODERS[datetime.date] = lambda v, d: {"$": "date", "v": v.isoformat()}
         _ENCODERS[datetime.time] = lambda v, d: {"$": "time", "v": v.isoformat()}
         _ENCODERS[datetime.timedelta] = lambda v, d: {
-            "$": "timedelta", "v": [v.days, v.seconds, v.microseconds]}
+            "$": "timedelta",
+            "v": [v.days, v.seconds, v.microseconds],
+        }
     decimal = sys.modules.get("decimal")
     if decimal is not None and decimal.Decimal not in _ENCODERS:
         _ENCODERS[decimal.Decimal] = lambda v, d: {"$": "decimal", "v": str(v)}
@@ -226,12 +231,47 @@ def _add_stdlib_encoders() -> None:
         _ENCODERS[uuid.UUID] = lambda v, d: {"$": "uuid", "v": v.hex}
 
 
+# Hash flooding: at most this many items of one set, frozenset or map may collide. Items
+# that share a hash but differ cost the host one equality test per pair when they are inserted,
+# so a child could make the host build a set in O(n²) with its lock held. Distinct values that
+# share a full hash are vanishingly rare in real data (ints, floats and Decimals hash by value
+# modulo 2**61 - 1; strings and bytes by a per-process random key).
+MAX_SHARED_HASH = 8
+# Containers larger than this are built a slice at a time, with the thread's CPU time checked
+# between slices: a last defence against probe sequences crafted from distinct hashes.
+_GUARD_FROM = 4096
+_GUARD_SLICE = 256
+_GUARD_SECONDS = 0.005
+_GUARD_SECONDS_PER_ITEM = 2e-6
+MAX_NDIM = 32
+# ndarray dtypes a child may send: numbers, bools, dates, fixed-size bytes and text. Never
+# object (those travel as "items"), never a zero itemsize (an element count bytes cannot bound).
+_DTYPE_KINDS = frozenset("biufcmMSUV")
+_MAX_DECIMAL_EXPONENT = 100_000
+_salt_value: list[int] = []
+
+
 def decode(tree: Any, depth: int = 0) -> Any:
-    """Rebuild a value from a tree made by ``encode``.
+    """Rebuild a value from a tree made by ``encode``. The tree is consumed: its lists and
+    mappings are reused for the value, so decoding a list copies nothing.
+
+    Cost: time and memory linear in the tree's size. Sets, frozensets and maps whose items
+    share hashes are refused (hash flooding), as are arrays whose data does not match the shape
+    and dtype they declare.
 
     Raises:
-        CodecError: the tree is not a valid encoding.
+        CodecError: the tree is not a valid encoding, or rebuilding it would cost the host more
+            than the bounds above (including running out of memory).
     """
+    try:
+        return _decode(tree, depth)
+    except MemoryError:
+        raise CodecError("the value is too large to rebuild in the host's memory") from None
+    except RecursionError:
+        raise CodecError("encoded value nests too deeply") from None
+
+
+def _decode(tree: Any, depth: int) -> Any:
     kind = type(tree)
     if tree is None or kind is str or kind is bool or kind is int or kind is float:
         return tree
@@ -239,11 +279,11 @@ def decode(tree: Any, depth: int = 0) -> Any:
         raise CodecError("encoded value nests too deeply")
     depth += 1
     if kind is list:
-        return [decode(item, depth) for item in tree]
+        return _decode_list(tree, depth)
     if kind is not dict:
         raise CodecError(f"unexpected JSON type {kind.__name__} in an encoded value")
     tag = tree.get("$")
-    decoder = _DECODERS.get(tag) if isinstance(tag, str) else None
+    decoder = _DECODERS.get(tag) if type(tag) is str else None
     if decoder is None:
         raise CodecError(f"unknown value tag {str(tag)[:50]!r}")
     try:
@@ -252,6 +292,14 @@ def decode(tree: Any, depth: int = 0) -> Any:
         raise
     except (ValueError, TypeError, KeyError, IndexError, OverflowError, ArithmeticError) as exc:
         raise CodecError(f"malformed {tag!r} value: {str(exc)[:200]}") from None
+
+
+def _decode_list(items: list[Any], depth: int) -> list[Any]:
+    for index, item in enumerate(items):
+        kind = type(item)
+        if kind is list or kind is dict:
+            items[index] = _decode(item, depth)
+    return items
 
 
 def _field(tree: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -265,7 +313,7 @@ def _decode_int(tree: dict[str, Any], depth: int) -> int:
     text = _field(tree, "v", str)
     if len(text) > 1_000_000:
         raise CodecError("encoded int is too long")
-    return int(text, 16)
+    return int(text, 16)  # base 16: linear in the digits, unlike base 10
 
 
 def _decode_float(tree: dict[str, Any], depth: int) -> float:
@@ -276,34 +324,103 @@ def _decode_float(tree: dict[str, Any], depth: int) -> float:
 
 
 def _decode_dict(tree: dict[str, Any], depth: int) -> dict[str, Any]:
-    return {k: decode(v, depth) for k, v in _field(tree, "v", dict).items()}
+    # String keys: the JSON parser built this dict already, with the process's random string
+    # hashing, so there is nothing to flood here.
+    mapping: dict[str, Any] = _field(tree, "v", dict)
+    for key, item in mapping.items():
+        kind = type(item)
+        if kind is list or kind is dict:
+            mapping[key] = _decode(item, depth)
+    return mapping
 
 
 def _decode_map(tree: dict[str, Any], depth: int) -> dict[Any, Any]:
-    result: dict[Any, Any] = {}
-    for pair in _field(tree, "v", list):
-        if not isinstance(pair, list) or len(pair) != 2:
+    pairs = _field(tree, "v", list)
+    keys: list[Any] = []
+    values: list[Any] = []
+    for pair in pairs:
+        if type(pair) is not list or len(pair) != 2:
             raise CodecError("malformed 'map' entry")
-        result[_hashable(decode(pair[0], depth))] = decode(pair[1], depth)
+        keys.append(_decode(pair[0], depth))
+        values.append(_decode(pair[1], depth))
+    pairs.clear()
+    _refuse_shared_hashes(keys, "map")
+    if len(keys) <= _GUARD_FROM:
+        return dict(zip(keys, values, strict=True))
+    result: dict[Any, Any] = {}
+    _fill_guarded(result.update, keys, values, "map")
     return result
-
-
-def _hashable(value: Any) -> Any:
-    try:
-        hash(value)
-    except TypeError:
-        raise CodecError(f"unhashable {type(value).__name__} used as a key") from None
-    return value
 
 
 def _decode_items(build: Any) -> Any:
     def decoder(tree: dict[str, Any], depth: int) -> Any:
-        items = [decode(item, depth) for item in _field(tree, "v", list)]
-        if build is not tuple:
-            items = [_hashable(item) for item in items]
-        return build(items)
+        items = _decode_list(_field(tree, "v", list), depth)
+        if build is tuple:
+            return tuple(items)
+        _refuse_shared_hashes(items, tree["$"])
+        if len(items) <= _GUARD_FROM:
+            return build(items)
+        result: set[Any] = set()
+        _fill_guarded(result.update, items, None, tree["$"])
+        return result if build is set else frozenset(result)
 
     return decoder
+
+
+def _refuse_shared_hashes(items: list[Any], what: str) -> None:
+    """Refuse items that share hashes (more than MAX_SHARED_HASH collisions in all), or an
+    unhashable item.
+
+    The distinct hashes are counted in a set of each hash XOR a secret random salt: a set of
+    the bare hashes, which the child chooses, could itself be given crafted probe sequences."""
+    try:
+        hashes = set(map(_salt().__xor__, map(hash, items)))
+    except TypeError:
+        for item in items:
+            _hash(item)
+        raise
+    if len(items) - len(hashes) > MAX_SHARED_HASH:
+        raise CodecError(
+            f"a {what!r} value has {len(items) - len(hashes)} items whose hashes collide (hash"
+            f" flooding; at most {MAX_SHARED_HASH} may); the host refuses to build it"
+        )
+
+
+def _hash(item: Any) -> int:
+    try:
+        return hash(item)
+    except TypeError:
+        raise CodecError(
+            f"unhashable {type(item).__name__} used as a set item or map key"
+        ) from None
+
+
+def _salt() -> int:
+    if not _salt_value:
+        import os
+
+        _salt_value.append(int.from_bytes(os.urandom(8), "little"))
+    return _salt_value[0]
+
+
+def _fill_guarded(update: Any, items: list[Any], values: list[Any] | None, what: str) -> None:
+    """Insert items a slice at a time, refusing once the thread's CPU time outgrows a budget
+    linear in the item count (a slow insert means a crafted probe sequence)."""
+    import time
+
+    started = time.thread_time()
+    allowance = _GUARD_SECONDS + _GUARD_SECONDS_PER_ITEM * len(items)
+    for start in range(0, len(items), _GUARD_SLICE):
+        end = start + _GUARD_SLICE
+        if values is None:
+            update(items[start:end])
+        else:
+            update(zip(items[start:end], values[start:end], strict=True))
+        if time.thread_time() - started > allowance:
+            raise CodecError(
+                f"building a {what!r} value of {len(items)} items took too long"
+                " (crafted hash collisions); the host refuses to build it"
+            )
 
 
 def _decode_b64(tree: dict[str, Any]) -> bytes:
@@ -314,7 +431,7 @@ def _decode_complex(tree: dict[str, Any], depth: int) -> complex:
     parts = _field(tree, "v", list)
     if len(parts) != 2:
         raise CodecError("malformed 'complex' value")
-    real, imag = (decode(p, depth) for p in parts)
+    real, imag = (_decode(p, depth) for p in parts)
     if not all(isinstance(p, float | int) and not isinstance(p, bool) for p in (real, imag)):
         raise CodecError("malformed 'complex' value")
     return complex(real, imag)
@@ -336,9 +453,14 @@ def _decode_decimal(tree: dict[str, Any], depth: int) -> Any:
     if len(text) > 100_000:
         raise CodecError("encoded Decimal is too long")
     try:
-        return decimal.Decimal(text)
+        value = decimal.Decimal(text)
     except decimal.InvalidOperation:
         raise CodecError(f"malformed Decimal {text[:20]!r}") from None
+    exponent = value.as_tuple().exponent
+    # A huge exponent is a few bytes here but a gigantic int wherever the host converts it.
+    if type(exponent) is int and abs(exponent) > _MAX_DECIMAL_EXPONENT:
+        raise CodecError(f"a Decimal's exponent is beyond ±{_MAX_DECIMAL_EXPONENT}")
+    return value
 
 
 def _decode_uuid(tree: dict[str, Any], depth: int) -> Any:
@@ -348,56 +470,125 @@ def _decode_uuid(tree: dict[str, Any], depth: int) -> Any:
 
 
 def _decode_opaque(tree: dict[str, Any], depth: int) -> Opaque:
-    return Opaque(_field(tree, "type", str)[:200], _field(tree, "repr", str)[: _MAX_REPR + 20])
+    text = _field(tree, "repr", str)
+    if len(text) > _MAX_REPR + len(_TRUNCATED):
+        text = text[:_MAX_REPR] + _TRUNCATED
+    return Opaque(_field(tree, "type", str)[:200], text)
 
 
 def _decode_ndarray(tree: dict[str, Any], depth: int) -> Any:
     numpy = _optional("numpy")
     shape = _field(tree, "shape", list)
-    if not all(type(n) is int and n >= 0 for n in shape):
+    if len(shape) > MAX_NDIM or not all(type(n) is int and n >= 0 for n in shape):
         raise CodecError("malformed 'ndarray' shape")
+    count = 1
+    for n in shape:
+        count *= n
+    scalar = tree.get("scalar", False)
+    if scalar is not False and (scalar is not True or shape):
+        raise CodecError("malformed 'ndarray': only a shape of [] may be a scalar")
     if numpy is None:
-        return Opaque("numpy.ndarray", f"<numpy array of shape {tuple(shape)}; numpy is not "
-                      "installed here>")
+        return Opaque(
+            "numpy.ndarray", f"<numpy array of shape {tuple(shape)}; numpy is not installed here>"
+        )
     if tree.get("dtype") == "object":
-        items = [decode(item, depth) for item in _field(tree, "items", list)]
-        array = numpy.empty(len(items), dtype=object)
-        array[:] = items
+        items = _decode_list(_field(tree, "items", list), depth)
+        if len(items) != count:
+            raise CodecError(f"'ndarray' declares {count} elements but carries {len(items)}")
+        array = numpy.empty(count, dtype=object)
+        for index, item in enumerate(items):  # one by one: a list item must not broadcast
+            array[index] = item
         result = array.reshape(shape)
     else:
-        dtype_spec = tree.get("dtype")
-        if isinstance(dtype_spec, list):
-            dtype_spec = [tuple(field) for field in dtype_spec]
-        dtype = numpy.dtype(dtype_spec)
-        if dtype.hasobject:
-            raise CodecError("an object dtype must use 'items'")
-        result = numpy.frombuffer(_decode_b64(tree), dtype=dtype).reshape(shape).copy()
-    return result[()] if tree.get("scalar") is True else result
+        dtype = _allowed_dtype(numpy, tree.get("dtype"))
+        data = _decode_b64(tree)
+        if len(data) != count * dtype.itemsize:
+            raise CodecError(
+                f"'ndarray' declares shape {tuple(shape)[:MAX_NDIM]} of {dtype.str} "
+                f"({count * dtype.itemsize} bytes) but carries {len(data)} bytes"
+            )
+        result = numpy.frombuffer(data, dtype=dtype).reshape(shape).copy()
+    return result[()] if scalar else result
+
+
+def _allowed_dtype(numpy: Any, spec: Any) -> Any:
+    if type(spec) is str and len(spec) <= 32:
+        dtype = numpy.dtype(spec)
+        if dtype.fields is not None or dtype.subdtype is not None:
+            raise CodecError(f"'ndarray' dtype {spec!r} is not a plain dtype")
+    elif type(spec) is list and 0 < len(spec) <= 256:
+        fields: list[tuple[Any, ...]] = []
+        for field in spec:
+            if (
+                type(field) is not list
+                or len(field) not in (2, 3)
+                or type(field[0]) is not str
+                or len(field[0]) > 100
+            ):
+                raise CodecError("malformed 'ndarray' structured dtype")
+            part = _allowed_dtype(numpy, field[1])
+            if len(field) == 3:
+                sub = field[2]
+                if (
+                    type(sub) is not list
+                    or len(sub) > MAX_NDIM
+                    or not all(type(n) is int and 0 < n <= 2**20 for n in sub)
+                ):
+                    raise CodecError("malformed 'ndarray' structured dtype shape")
+                fields.append((field[0], part, tuple(sub)))
+            else:
+                fields.append((field[0], part))
+        dtype = numpy.dtype(fields)
+    else:
+        raise CodecError("malformed 'ndarray' dtype")
+    if dtype.hasobject or dtype.kind not in _DTYPE_KINDS or dtype.itemsize == 0:
+        raise CodecError(f"'ndarray' dtype {dtype.str!r} is not allowed (object or empty)")
+    return dtype
 
 
 def _decode_series(tree: dict[str, Any], depth: int) -> Any:
     pandas = _optional("pandas")
-    values = decode(_field(tree, "v", dict), depth)
-    index = decode(_field(tree, "index", dict), depth)
-    if pandas is None or isinstance(values, Opaque):
+    values = _decode_ndarray_field(tree, "v", depth)
+    index = _decode_ndarray_field(tree, "index", depth)
+    name = _decode(tree.get("name"), depth)
+    if pandas is None or isinstance(values, Opaque) or isinstance(index, Opaque):
         return Opaque("pandas.Series", "<pandas Series; pandas is not installed here>")
-    return pandas.Series(values, index=index, name=decode(tree.get("name"), depth))
+    _check_column(values, len(index), "'series'")
+    return pandas.Series(values, index=index, name=name, copy=False)
 
 
 def _decode_dataframe(tree: dict[str, Any], depth: int) -> Any:
     pandas = _optional("pandas")
-    columns = [decode(c, depth) for c in _field(tree, "columns", list)]
-    data = [decode(col, depth) for col in _field(tree, "data", list)]
-    index = decode(_field(tree, "index", dict), depth)
-    if pandas is None or isinstance(index, Opaque):
-        return Opaque("pandas.DataFrame", "<pandas DataFrame; pandas is not installed here>")
+    columns = _decode_list(_field(tree, "columns", list), depth)
+    data = _field(tree, "data", list)
     if len(columns) != len(data):
         raise CodecError("malformed 'dataframe': columns and data differ in length")
-    frame = pandas.DataFrame(
-        {i: pandas.Series(col, index=index) for i, col in enumerate(data)}, index=index
-    )
+    index = _decode_ndarray_field(tree, "index", depth)
+    for position in range(len(data)):
+        data[position] = _decode_ndarray_field(data, position, depth)
+    if pandas is None or isinstance(index, Opaque):
+        return Opaque("pandas.DataFrame", "<pandas DataFrame; pandas is not installed here>")
+    for column in data:
+        _check_column(column, len(index), "'dataframe' column")
+    frame = pandas.DataFrame(dict(enumerate(data)), index=index, copy=False)
     frame.columns = pandas.Index(columns, dtype=object if not columns else None)
     return frame
+
+
+def _decode_ndarray_field(tree: Any, key: Any, depth: int) -> Any:
+    # Series and data frame parts must be arrays: any other tag (a scalar, a list) would make
+    # pandas broadcast it to the length of the index.
+    node = tree[key]
+    if type(node) is not dict or node.get("$") != "ndarray" or node.get("scalar", False):
+        raise CodecError("malformed pandas value: its parts must be arrays")
+    return _decode(node, depth)
+
+
+def _check_column(array: Any, length: int, what: str) -> None:
+    if isinstance(array, Opaque):
+        return
+    if array.ndim != 1 or len(array) != length:
+        raise CodecError(f"{what} of shape {array.shape} does not match an index of {length}")
 
 
 def _optional(name: str) -> Any:

@@ -172,6 +172,8 @@ def parse_body(body: bytes, schemas: dict[str, _Schema]) -> dict[str, Any]:
         message = _loads(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as exc:
         raise FrameError(f"frame is not valid JSON: {str(exc)[:200]}") from None
+    except MemoryError:
+        raise FrameError("frame is too large to parse in this process's memory") from None
     if len(body) > 2 * MAX_DEPTH:  # shorter bodies cannot nest that deep
         check_depth(message, MAX_DEPTH)
     if not isinstance(message, dict):
@@ -199,16 +201,25 @@ def parse_body(body: bytes, schemas: dict[str, _Schema]) -> dict[str, Any]:
 
 
 def check_depth(tree: Any, limit: int) -> None:
-    """Raise FrameError if ``tree`` nests lists/dicts deeper than ``limit``; iterative."""
-    stack: list[tuple[Any, int]] = [(tree, 1)]
+    """Raise FrameError if ``tree`` nests lists/dicts deeper than ``limit``; iterative.
+
+    The stack holds one iterator per open container, so its memory is bounded by ``limit``,
+    not by the number of items (a frame of a million empty lists must not cost a million
+    stack entries)."""
+    stack: list[Any] = [iter((tree,))]
     while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            raise FrameError(f"frame nests deeper than {limit} levels")
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values())
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node)
+        for node in stack[-1]:
+            kind = type(node)
+            if kind is dict:
+                node = node.values()
+            elif kind is not list:
+                continue
+            if len(stack) > limit:
+                raise FrameError(f"frame nests deeper than {limit} levels")
+            stack.append(iter(node))
+            break
+        else:
+            stack.pop()
 
 
 class FrameReader:
@@ -219,12 +230,16 @@ class FrameReader:
     out of step. ``data`` is public: the caller appends what its socket returned.
     """
 
-    __slots__ = ("_schemas", "data", "max_frame_bytes")
+    __slots__ = ("_check_cost", "_schemas", "data", "max_frame_bytes")
 
-    def __init__(self, schemas: dict[str, _Schema], max_frame_bytes: int) -> None:
+    def __init__(self, schemas: dict[str, _Schema], max_frame_bytes: int,
+                 check_cost: Any = None) -> None:
         self._schemas = schemas
         self.max_frame_bytes = max_frame_bytes
         self.data = bytearray()
+        # The host's check that a body's parse and decode fit its memory budget (raises
+        # FrameError); the worker trusts the host's frames and passes none.
+        self._check_cost = check_cost
 
     def next_message(self) -> dict[str, Any] | None:
         """The next whole message in the buffer, or None until more bytes arrive.
@@ -246,6 +261,8 @@ class FrameReader:
             return None
         body = bytes(data[_HEADER_SIZE:end])
         del data[:end]
+        if self._check_cost is not None:
+            self._check_cost(body)
         return parse_body(body, self._schemas)
 
     def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:
@@ -257,7 +274,10 @@ class FrameReader:
         (length,) = HEADER.unpack_from(chunk)
         if length != len(chunk) - _HEADER_SIZE or length > self.max_frame_bytes:
             return None
-        return parse_body(chunk[_HEADER_SIZE:], self._schemas)
+        body = chunk[_HEADER_SIZE:]
+        if self._check_cost is not None:
+            self._check_cost(body)
+        return parse_body(body, self._schemas)
 
     def wanted(self) -> int:
         """How many bytes to ask the socket for next: the rest of the frame, at least 64 KiB."""
