@@ -18,8 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import securepy
-from securepy import _frame_cost
-from securepy import _channel
+from securepy import _channel, _frame_cost
 from securepy._worker import codec, protocol
 
 from .test_ipc import RAW

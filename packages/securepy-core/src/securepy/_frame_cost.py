@@ -59,8 +59,8 @@ def check_frame_cost(body: bytes) -> None:
     """Refuse a frame body that would cost the host more than its budget to parse and decode.
 
     Raises:
-        FrameError: (a ProtocolError once the channel maps it) the estimate is over ``COST_PER_BYTE`` per byte plus
-            ``FREE_BYTES``.
+        FrameError: the estimate is over ``COST_PER_BYTE`` per byte plus ``FREE_BYTES``
+            (the channel makes it a ProtocolError).
     """
     size = len(body)
     if size <= _UNCHECKED_BYTES:
