@@ -115,7 +115,8 @@ async def http_client(
     """The SDK's client over streamable HTTP, with a bearer token when given."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
-        httpx2.AsyncClient(headers=headers) as http,
+        # As the SDK's own client: httpx2's 5 s default read timeout would cut long runs short.
+        httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http,
         mcp.Client(streamable_http_client(url, http_client=http), mode=mode) as client,
     ):
         yield client

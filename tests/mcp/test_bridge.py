@@ -102,7 +102,8 @@ def test_arguments_are_checked_on_the_host_before_the_call(
     with securepy_mcp.mcp_tools(demo) as tools:
         session = twin(tools=tools)
         value = session.execute(
-            "try:\n    add(a='two', b=1)\nexcept Exception as exc:\n    caught = type(exc).__name__\n"
+            "try:\n    add(a='two', b=1)\n"
+            "except Exception as exc:\n    caught = type(exc).__name__\n"
             "caught"
         ).value
         assert value in ("ToolError", "TypeError", "ValueError")

@@ -349,9 +349,7 @@ def _caller(
             try:
                 future = asyncio.run_coroutine_threadsafe(call_here(arguments), loop)
             except RuntimeError as exc:  # the client's loop has ended
-                raise securepy.ToolError(
-                    "the MCP client is closed"
-                ) from exc
+                raise securepy.ToolError("the MCP client is closed") from exc
             return future.result()
 
         return call

@@ -72,12 +72,14 @@ def load_config(path: str | os.PathLike[str]) -> dict[str, dict[str, Any]]:
     servers = data.get("mcpServers") if isinstance(data, dict) else None
     if not isinstance(servers, dict) or not all(isinstance(v, dict) for v in servers.values()):
         raise ValueError(
-            f'{os.fspath(path)}: expected {{"mcpServers": {{"name": {{"command": '
-            '...}} or {{"url": ...}}}}}}'
+            f"{os.fspath(path)}: expected "
+            '{"mcpServers": {"name": {"command": ...} or {"url": ...}}}'
         )
     for name, entry in servers.items():
-        open_client(entry)  # a malformed entry fails here, with its name
-        _ = name
+        try:
+            open_client(entry)  # a malformed entry fails at start, not at the first call
+        except ValueError as exc:
+            raise ValueError(f"{os.fspath(path)}: mcpServers[{name!r}]: {exc}") from None
     return servers
 
 

@@ -1,0 +1,91 @@
+"""Streamable HTTP is remote code execution by design: the token and the Host check hold."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx2
+import pytest
+
+from .conftest import RunPython, Spawned, http_client
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "probe", "version": "0"},
+    },
+}
+MCP_HEADERS = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+
+
+def _post(url: str, **headers: str) -> httpx2.Response:
+    return httpx2.post(url, json=INITIALIZE, headers={**MCP_HEADERS, **headers}, timeout=30)
+
+
+@pytest.fixture
+def guarded(start_securepy_http: Callable[..., Spawned]) -> Spawned:
+    return start_securepy_http("--no-sandbox", "--token", "s3cret-token")
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "Bearer wrong", "Bearer s3cret-token2", "s3cret-token", "Basic s3cret-token"],
+    ids=["missing", "wrong", "longer", "no-scheme", "other-scheme"],
+)
+def test_a_request_without_the_token_is_refused(
+    guarded: Spawned, authorization: str | None
+) -> None:
+    headers = {} if authorization is None else {"Authorization": authorization}
+    response = _post(guarded.url, **headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    control = _post(guarded.url, Authorization="Bearer s3cret-token")
+    assert control.status_code == 200
+
+
+async def test_the_sdk_client_works_with_the_token_and_fails_without(guarded: Spawned) -> None:
+    async with http_client(guarded.url, token="s3cret-token") as client:
+        assert await RunPython(client)("6 * 7") == (False, "42")
+    # The SDK reports the 401 (tested above at the HTTP level) as a generic error response.
+    with pytest.raises(ExceptionGroup, match="unhandled errors") as refused:
+        async with http_client(guarded.url, token="wrong"):
+            pass
+    assert "Server returned an error response" in repr(refused.value)
+
+
+def test_the_token_can_come_from_the_environment(
+    start_securepy_http: Callable[..., Spawned],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SECUREPY_MCP_TOKEN", "from-env")
+    server = start_securepy_http("--no-sandbox")
+    assert _post(server.url).status_code == 401
+    assert _post(server.url, Authorization="Bearer from-env").status_code == 200
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:80", "127.0.0.1.nip.io:{port}"])
+def test_dns_rebinding_a_foreign_host_header_is_refused(
+    start_securepy_http: Callable[..., Spawned],
+    host: str,
+) -> None:
+    server = start_securepy_http("--no-sandbox")
+    port = server.url.rsplit(":", 1)[1].split("/")[0]
+    response = _post(server.url, Host=host.format(port=port))
+    assert response.status_code == 421
+    assert _post(server.url, Host=f"localhost:{port}").status_code == 200  # the control
+
+
+def test_a_foreign_origin_is_refused(start_securepy_http: Callable[..., Spawned]) -> None:
+    server = start_securepy_http("--no-sandbox")
+    port = server.url.rsplit(":", 1)[1].split("/")[0]
+    assert _post(server.url, Origin="http://evil.example").status_code == 403
+    assert _post(server.url, Origin=f"http://127.0.0.1:{port}").status_code == 200
+
+
+def test_it_binds_loopback_unless_told(start_securepy_http: Callable[..., Spawned]) -> None:
+    server = start_securepy_http("--no-sandbox")
+    assert server.url.startswith("http://127.0.0.1:")
