@@ -12,7 +12,7 @@ CONTRACT = {
 ERRORS = {
     "SecurePyError", "ExecutionError", "ExecutionTimeout", "CodeValidationError", "ToolError",
     "SandboxUnavailableError", "SessionClosedError", "ResourceLimitError", "ProtocolError",
-    "PolicyError",
+    "PolicyError", "SessionBusyError", "PoolTimeout",
 }
 
 
@@ -32,6 +32,15 @@ def test_errors_keep_their_module_and_are_the_same_classes() -> None:
         assert cls is getattr(errors, name)
         assert cls.__module__ == "securepy.errors"
         assert issubclass(cls, errors.SecurePyError)
+
+
+def test_busy_and_pool_timeout_are_distinct_but_still_caught_as_closed() -> None:
+    for name in ("SessionBusyError", "PoolTimeout"):
+        cls = getattr(errors, name)
+        assert issubclass(cls, errors.SessionClosedError)  # older except clauses still work
+        assert not issubclass(errors.SessionClosedError, cls)
+    assert not issubclass(errors.SessionBusyError, errors.PoolTimeout)
+    assert not issubclass(errors.PoolTimeout, errors.SessionBusyError)
 
 
 def test_timeout_is_also_a_timeout_error() -> None:

@@ -29,10 +29,12 @@ from .errors import CodeValidationError as CodeValidationError
 from .errors import ExecutionError as ExecutionError
 from .errors import ExecutionTimeout as ExecutionTimeout
 from .errors import PolicyError as PolicyError
+from .errors import PoolTimeout as PoolTimeout
 from .errors import ProtocolError as ProtocolError
 from .errors import ResourceLimitError as ResourceLimitError
 from .errors import SandboxUnavailableError as SandboxUnavailableError
 from .errors import SecurePyError as SecurePyError
+from .errors import SessionBusyError as SessionBusyError
 from .errors import SessionClosedError as SessionClosedError
 from .errors import ToolError as ToolError
 
@@ -47,11 +49,13 @@ __all__ = [
     "ExecutionTimeout",
     "Limits",
     "PolicyError",
+    "PoolTimeout",
     "ProtocolError",
     "ResourceLimitError",
     "SandboxUnavailableError",
     "SecurePyError",
     "Session",
+    "SessionBusyError",
     "SessionClosedError",
     "SessionPool",
     "Tool",

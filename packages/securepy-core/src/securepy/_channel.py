@@ -17,7 +17,10 @@ from ._frame_cost import check_frame_cost
 from ._worker import protocol
 from .errors import ProtocolError
 
-__all__ = ["AsyncChannel", "Channel", "DeadlineExceeded", "open_socketpair"]
+__all__ = ["OFF_LOOP_BYTES", "AsyncChannel", "Channel", "DeadlineExceeded", "open_socketpair"]
+
+# Frames larger than this are parsed and decoded off the event loop: a few milliseconds' work.
+OFF_LOOP_BYTES = 256 * 1024
 
 
 class DeadlineExceeded(Exception):
@@ -159,6 +162,8 @@ class AsyncChannel:
         self._send_lock = asyncio.Lock()
         # True once a send was interrupted: part of a frame may be out, the stream is lost.
         self.broken = False
+        # The size of the last frame received: the turn decodes large ones off the loop too.
+        self.last_frame_bytes = 0
 
     async def send(self, message: dict[str, Any], deadline: float | None = None) -> None:
         """Async counterpart of :meth:`Channel.send`; same arguments."""
@@ -180,26 +185,32 @@ class AsyncChannel:
     async def receive(self, deadline: float | None) -> dict[str, Any]:
         """Async counterpart of :meth:`Channel.receive`; same arguments."""
         loop = asyncio.get_running_loop()
+        buffer = self._buffer
         while True:
             try:
-                message = self._buffer.next_message()
+                body = buffer.next_body()
+                if body is not None:
+                    self.last_frame_bytes = len(body)
+                    if len(body) <= OFF_LOOP_BYTES:
+                        return buffer.parse(body)
+                    # Parsing megabytes takes milliseconds with the GIL held: in a thread, the
+                    # loop serves everything else meanwhile.
+                    return await asyncio.to_thread(buffer.parse, body)
             except protocol.FrameError as exc:
                 raise _protocol_error(exc) from None
-            if message is not None:
-                return message
             timeout = None if deadline is None else deadline - time.monotonic()
             if timeout is not None and timeout <= 0:
                 raise DeadlineExceeded
             try:
                 async with asyncio.timeout(timeout):
-                    chunk = await loop.sock_recv(self._sock, self._buffer.wanted())
+                    chunk = await loop.sock_recv(self._sock, buffer.wanted())
             except TimeoutError:
                 raise DeadlineExceeded from None
             except OSError as exc:
                 raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
             if not chunk:
                 raise ProtocolError("the child closed the connection (it exited or crashed)")
-            self._buffer.data += chunk
+            buffer.data += chunk
 
     def close(self) -> None:
         self._sock.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import typing
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -14,17 +15,26 @@ from ._limits import Limits, resolve_limits
 from ._tools import Tool, collect_tools
 from ._worker import protocol
 
-__all__ = ["DEFAULT", "OnOutput", "SessionConfig", "check_timeout", "make_config"]
+__all__ = [
+    "USE_SESSION_DEFAULT",
+    "OnOutput",
+    "SessionConfig",
+    "UseSessionDefault",
+    "check_timeout",
+    "make_config",
+]
 
 
-class _Default:
-    """Marks an argument that was not given (so ``timeout=None`` can mean "no timeout")."""
+@typing.final
+class UseSessionDefault:
+    """The type of :data:`USE_SESSION_DEFAULT`: an argument that was not given, so the
+    session's own setting applies (and ``timeout=None`` can still mean "no timeout")."""
 
     def __repr__(self) -> str:
         return "<session default>"
 
 
-DEFAULT: Any = _Default()
+USE_SESSION_DEFAULT = UseSessionDefault()
 
 OnOutput = Callable[[str, str], Any]
 
@@ -60,7 +70,7 @@ def make_config(
     timeout: float | None = 30,
     python: str | None = None,
     max_frame_bytes: int = protocol.MAX_FRAME_BYTES,
-    max_output_bytes: int | _Default | None = DEFAULT,
+    max_output_bytes: int | UseSessionDefault | None = USE_SESSION_DEFAULT,
     max_tool_calls: int | None = None,
     max_executions: int | None = None,
     max_code_length: int | None = None,
@@ -76,7 +86,7 @@ def make_config(
     if not isinstance(sandbox, bool):
         raise TypeError("sandbox must be True or False")
     resolved = resolve_limits(limits)
-    output_cap = resolved.output_bytes if isinstance(max_output_bytes, _Default) else (
+    output_cap = resolved.output_bytes if isinstance(max_output_bytes, UseSessionDefault) else (
         max_output_bytes)
     for name, value in (("max_tool_calls", max_tool_calls), ("max_executions", max_executions),
                         ("max_code_length", max_code_length), ("max_output_bytes", output_cap)):

@@ -6,7 +6,7 @@ import dataclasses
 import typing
 from typing import Any
 
-__all__ = ["Execution", "ToolCall", "render_for_model"]
+__all__ = ["Execution", "ToolCall", "ToolCallRecord", "render_for_model"]
 
 TRUNCATION_MARKER = "\n...[output truncated: {dropped} more characters]...\n"
 DEFAULT_TEXT_CHARS = 8000
@@ -14,12 +14,13 @@ DEFAULT_TEXT_CHARS = 8000
 
 @typing.final
 @dataclasses.dataclass(frozen=True, slots=True)
-class ToolCall:
-    """One host tool call made during an execution.
+class ToolCallRecord:
+    """One host tool call made during an execution (refused ones included).
 
     Attributes:
         name: the tool's name.
-        arguments: the arguments as the code sent them.
+        arguments: the arguments as the code sent them (for a refused call, only if small;
+            for a call to an unknown tool, none: they are never decoded).
         duration: seconds the host spent on the call.
         ok: True if the tool returned a value.
         error: the error message sent back into the sandbox when ``ok`` is False.
@@ -32,6 +33,10 @@ class ToolCall:
     error: str | None = None
 
 
+# The old name, kept for code that imported it.
+ToolCall = ToolCallRecord
+
+
 @typing.final
 @dataclasses.dataclass(frozen=True, slots=True)
 class Execution:
@@ -41,7 +46,7 @@ class Execution:
         value: the value of the code's final expression statement (None if there is none).
         stdout: everything printed to stdout (capped by the output limit, with a marker).
         stderr: everything printed to stderr (capped likewise).
-        tool_calls: the host tool calls made, in the order they finished.
+        tool_calls: the host tool calls made, in the order they finished (at most 10,000).
         duration: wall-clock seconds, measured on the host.
         truncated: True when output went past the output limit and was cut.
     """
@@ -49,7 +54,7 @@ class Execution:
     value: Any
     stdout: str
     stderr: str
-    tool_calls: tuple[ToolCall, ...]
+    tool_calls: tuple[ToolCallRecord, ...]
     duration: float
     truncated: bool = False
 

@@ -29,13 +29,20 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ._child import Child, start_child
-from ._config import DEFAULT, OnOutput, SessionConfig, check_timeout, make_config
+from ._config import (
+    USE_SESSION_DEFAULT,
+    OnOutput,
+    SessionConfig,
+    UseSessionDefault,
+    check_timeout,
+    make_config,
+)
 from ._execution import Execution
 from ._launchers import has_a_wall
 from ._launchers.template import TemplateLauncher
 from ._session import AsyncSession, Session
 from ._tools import Tool
-from .errors import SandboxUnavailableError, SessionClosedError
+from .errors import PoolTimeout, SandboxUnavailableError, SessionClosedError
 
 __all__ = ["AsyncSessionPool", "PoolStatus", "SessionPool"]
 
@@ -159,8 +166,8 @@ class SessionPool:
             A started :class:`securepy.Session`.
 
         Raises:
-            securepy.errors.SessionClosedError: the pool is closed, or no session became free
-                within ``acquire_timeout``.
+            securepy.errors.PoolTimeout: no session became free within ``acquire_timeout``.
+            securepy.errors.SessionClosedError: the pool is closed.
             securepy.errors.SandboxUnavailableError: no session can be started (every start
                 failed and none is running); the message says why.
         """
@@ -173,16 +180,16 @@ class SessionPool:
         self,
         code: str,
         *,
-        timeout: float | None = DEFAULT,
+        timeout: float | UseSessionDefault | None = USE_SESSION_DEFAULT,
         on_output: OnOutput | None = None,
-        max_tool_calls: int | None = DEFAULT,
+        max_tool_calls: int | UseSessionDefault | None = USE_SESSION_DEFAULT,
         validate: bool = True,
     ) -> Execution:
         """Run ``code`` on a session from the pool; see :meth:`securepy.Session.execute`.
 
         Raises:
-            securepy.errors.SessionClosedError: the pool is closed, or no session became free
-                within ``acquire_timeout``.
+            securepy.errors.PoolTimeout: no session became free within ``acquire_timeout``.
+            securepy.errors.SessionClosedError: the pool is closed.
             securepy.errors.SandboxUnavailableError: no session can be started.
             securepy.errors.SecurePyError: whatever :meth:`securepy.Session.execute` raises.
         """
@@ -250,8 +257,8 @@ class AsyncSessionPool:
             A started :class:`securepy.AsyncSession`.
 
         Raises:
-            securepy.errors.SessionClosedError: the pool is closed, or no session became free
-                within ``acquire_timeout``.
+            securepy.errors.PoolTimeout: no session became free within ``acquire_timeout``.
+            securepy.errors.SessionClosedError: the pool is closed.
             securepy.errors.SandboxUnavailableError: no session can be started.
         """
         session = await self._acquire()
@@ -262,9 +269,9 @@ class AsyncSessionPool:
         self,
         code: str,
         *,
-        timeout: float | None = DEFAULT,
+        timeout: float | UseSessionDefault | None = USE_SESSION_DEFAULT,
         on_output: OnOutput | None = None,
-        max_tool_calls: int | None = DEFAULT,
+        max_tool_calls: int | UseSessionDefault | None = USE_SESSION_DEFAULT,
         validate: bool = True,
     ) -> Execution:
         """Async counterpart of :meth:`SessionPool.execute`; same arguments."""
@@ -439,7 +446,7 @@ class _PoolCore(Generic[S]):
         why = ""
         if status.last_start_error is not None:
             why = f"; the last session start failed: {status.last_start_error}"
-        return SessionClosedError(
+        return PoolTimeout(
             f"no session of the pool became free within acquire_timeout="
             f"{self.acquire_timeout:g} s ({status.busy} busy, {status.starting} starting, "
             f"{status.dead} failed){why}; use a larger pool or a longer acquire_timeout")
@@ -470,7 +477,7 @@ class _PoolCore(Generic[S]):
         if not session.is_alive():
             return False
         limit = self.config.max_executions
-        return limit is None or session._executions < limit
+        return limit is None or session.executions < limit
 
     def _retire_locked(self, session: S) -> None:
         """Close ``session`` in the background and start a replacement for its slot."""

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import functools
 import typing
 
 from .errors import CodeValidationError
 
-__all__ = ["Finding", "validate_code"]
+__all__ = ["Finding", "check_syntax", "validate_code"]
 
 _RISKY_MODULES = {
     "ctypes": "loads native code",
@@ -95,3 +96,24 @@ def _imported_modules(node: ast.AST) -> list[str]:
     if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
         return [node.module]
     return []
+
+
+def check_syntax(code: str) -> None:
+    """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
+    _compiles(code)
+
+
+# Agents resend the same snippets; parsing them again on the host costs more than running them.
+# Only code that compiled is remembered (an exception is never cached).
+@functools.lru_cache(maxsize=64)
+def _compiles(code: str) -> None:
+    try:
+        # To bytecode, not just an AST: some SyntaxErrors ("'return' outside function")
+        # come from the compiler.
+        compile(code, "<code>", "exec", ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True)
+    except SyntaxError as exc:
+        raise CodeValidationError(
+            exc.msg or "invalid syntax", lineno=exc.lineno or 0, offset=exc.offset or 0
+        ) from None
+    except (ValueError, MemoryError, RecursionError) as exc:
+        raise CodeValidationError(f"the code cannot be parsed: {exc}") from None

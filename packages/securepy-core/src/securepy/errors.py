@@ -10,7 +10,9 @@
       PolicyError              a policy refused something (inside: a tool call; on the host: an
                                execute refused by a session guard)
       ResourceLimitError       the code hit a resource limit (memory, cpu time, file size, ...)
-      SessionClosedError       the session was closed, or is busy with another execute
+      SessionClosedError       the session (or pool) is closed
+        SessionBusyError       the session is running another execute (it is healthy)
+        PoolTimeout            no session of the pool became free in time (all are healthy)
       SandboxUnavailableError  the sandbox cannot start here; names the cause and the fix
       ProtocolError            the child broke the wire protocol; it was killed and restarted
 
@@ -25,10 +27,12 @@ __all__ = [
     "ExecutionError",
     "ExecutionTimeout",
     "PolicyError",
+    "PoolTimeout",
     "ProtocolError",
     "ResourceLimitError",
     "SandboxUnavailableError",
     "SecurePyError",
+    "SessionBusyError",
     "SessionClosedError",
     "ToolError",
 ]
@@ -177,8 +181,22 @@ class ResourceLimitError(SecurePyError):
 
 
 class SessionClosedError(SecurePyError):
-    """The session is closed (call ``restart()`` or make a new one), or it is busy running
-    another execute."""
+    """The session (or pool) is closed: make a new one; ``restart()`` does not reopen it.
+
+    It is also the base of :class:`SessionBusyError` and :class:`PoolTimeout`, which older
+    releases raised as this class; code that rebuilds a session on this error should catch
+    those two first, since their session or pool is healthy.
+    """
+
+
+class SessionBusyError(SessionClosedError):
+    """The session is running another execute (one at a time per session; use a pool to run
+    code concurrently). Nothing is wrong with the session: retry once that execute returns."""
+
+
+class PoolTimeout(SessionClosedError):
+    """No session of the pool became free within the wait allowed. The pool and its sessions
+    are healthy; retry, or give the pool more sessions."""
 
 
 class SandboxUnavailableError(SecurePyError):

@@ -248,6 +248,16 @@ class FrameReader:
             FrameTooLarge: the next frame declares a length over the cap.
             FrameError: the frame is whole but not a valid message.
         """
+        body = self.next_body()
+        return None if body is None else parse_body(body, self._schemas)
+
+    def next_body(self) -> bytes | None:
+        """The next whole frame's body, unparsed (for a caller that parses large ones
+        elsewhere, with :meth:`parse`), or None until more bytes arrive.
+
+        Raises:
+            FrameTooLarge: the next frame declares a length over the cap.
+        """
         data = self.data
         if len(data) < _HEADER_SIZE:
             return None
@@ -255,7 +265,8 @@ class FrameReader:
         if length > self.max_frame_bytes:
             raise FrameTooLarge(
                 f"a frame of {length} bytes, over the {self.max_frame_bytes}-byte cap "
-                "(max_frame_bytes)")
+                "(max_frame_bytes)"
+            )
         end = _HEADER_SIZE + length
         if len(data) < end:
             return None
@@ -263,6 +274,10 @@ class FrameReader:
         del data[:end]
         if self._check_cost is not None:
             self._check_cost(body)
+        return body
+
+    def parse(self, body: bytes) -> dict[str, Any]:
+        """A frame body as a validated message (see :func:`parse_body`)."""
         return parse_body(body, self._schemas)
 
     def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:

@@ -1,0 +1,290 @@
+"""The blocking loop around a :class:`~securepy._turn.Turn`: it reads, feeds, and does what the
+turn says, with tools on a thread pool. All decisions are the turn's.
+
+The relay fast path: code that cannot send anything else until a tool's reply (the child marks
+such calls ``solo``) is blocked on that call, so the thread that ran the tool reads the next
+message itself and runs the next such call at once. This saves a thread hand-off per call, and
+is why a tool call costs less than a raw socket echo. Who reads the socket is a
+:class:`RelayHolder`; exactly one party reads at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import enum
+import inspect
+import logging
+import queue
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._channel import DeadlineExceeded
+from ._child import Child
+from ._tools import Tool
+from ._turn import Action, Finish, Interrupt, RunTool, Send, StopTool, Turn
+from ._worker import protocol
+from .errors import ProtocolError
+
+__all__ = ["RelayHolder", "SyncTurnLoop", "call_tool"]
+
+logger = logging.getLogger("securepy")
+
+
+class SyncTurnLoop:
+    """One execute's I/O: the caller's thread reads and acts; tool threads run the tools."""
+
+    __slots__ = ("_channel", "_child", "_executor", "_session_id", "_turn")
+
+    def __init__(self, child: Child, turn: Turn, session_id: str,
+                 executor: Callable[[], concurrent.futures.ThreadPoolExecutor]) -> None:
+        self._child = child
+        self._channel = child.channel
+        self._turn = turn
+        self._session_id = session_id
+        self._executor = executor
+
+    def run(self, execute: dict[str, Any]) -> Finish:
+        """Send ``execute`` and serve the turn until it finishes.
+
+        Raises:
+            securepy.errors.ProtocolError: the child broke the protocol or died.
+        """
+        turn = self._turn
+        try:
+            self.send(execute, turn.deadline)
+            return self._serve()
+        except DeadlineExceeded:  # a send could not finish: the child stopped reading
+            return turn.send_timed_out()
+        finally:
+            with self._child.send_lock:  # no reply of this turn is half-sent after this
+                turn.end()
+
+    def _serve(self) -> Finish:
+        turn = self._turn
+        channel = self._channel
+        relay = _NO_RELAY
+        while True:
+            action: Action
+            if relay.holder is not RelayHolder.CALLER:
+                item = relay.wait(turn.next_deadline())
+                if isinstance(item, Finish):
+                    return item
+                if isinstance(item, BaseException):
+                    raise item
+                if item is None:
+                    relay.take_back_from_a_running_tool()
+                    continue
+                relay.took_back()
+                action = item.action
+            else:
+                try:
+                    message = channel.receive(turn.next_deadline())
+                except DeadlineExceeded:
+                    finish = self._act_all(turn.tick(time.monotonic()))
+                    if finish is not None:
+                        return finish
+                    continue
+                except ProtocolError:
+                    finish = turn.child_lost()
+                    if finish is None:
+                        raise
+                    return finish
+                action = turn.feed(message, time.monotonic())
+            if action is None:
+                continue
+            if isinstance(action, RunTool):
+                if action.relay:
+                    if relay is _NO_RELAY:
+                        relay = _Relay()
+                    relay.holder = RelayHolder.TOOL_RUNNING
+                    self._executor().submit(self._relay, action, relay)
+                else:
+                    self._executor().submit(self._run_logged, action)
+                continue
+            finish = self._act(action)
+            if finish is not None:
+                return finish
+
+    def _act(self, action: Action) -> Finish | None:
+        if isinstance(action, Send | StopTool):  # a thread cannot be stopped: only answer
+            self.send(action.message, self._turn.send_deadline)
+        elif isinstance(action, Interrupt):
+            self._child.process.interrupt()
+        elif isinstance(action, Finish):
+            return action
+        return None
+
+    def _act_all(self, actions: list[Action]) -> Finish | None:
+        for action in actions:
+            finish = self._act(action)
+            if finish is not None:
+                return finish
+        return None
+
+    def send(self, message: dict[str, Any], deadline: float | None) -> None:
+        frame = protocol.encode_frame(message)
+        with self._child.send_lock:
+            self._channel.send_frame(frame, deadline)
+
+    # -- tool threads -----------------------------------------------------------------------
+
+    def _run(self, call: RunTool) -> bool:
+        """Run a call's tool and send its answer; False if the answer could not be sent in
+        time (the child stopped reading)."""
+        turn = self._turn
+        if not turn.start(call):
+            return True  # answered already: its turn's time is up
+        started = time.monotonic()
+        value: Any = None
+        error: BaseException | None = None
+        try:
+            value = call_tool(call.tool, call.arguments)
+        except BaseException as exc:  # even SystemExit: the code must get an answer
+            error = exc
+        reply = turn.tool_finished(call, duration=time.monotonic() - started, value=value,
+                                   error=error)
+        if reply is None:
+            return True  # dropped: answered by its timeout, or its turn ended
+        frame = protocol.encode_frame(reply)
+        try:
+            with self._child.send_lock:
+                if turn.ended:
+                    return True
+                self._channel.send_frame(frame, turn.send_deadline)
+        except DeadlineExceeded:
+            return False
+        except ProtocolError:
+            pass  # the child is gone; the reader reports it
+        return True
+
+    def _run_logged(self, call: RunTool) -> None:
+        session_id, name = self._session_id, call.tool.name
+        logger.info("session %s: tool %s called", session_id, name,
+                    extra={"session_id": session_id})
+        started = time.monotonic()
+        self._run(call)
+        logger.info("session %s: tool %s done in %.3f s", session_id, name,
+                    time.monotonic() - started, extra={"session_id": session_id})
+
+    def _relay(self, call: RunTool, relay: _Relay) -> None:
+        try:
+            self._relay_calls(call, relay)
+        except BaseException as exc:  # e.g. on_output raised: the caller re-raises it
+            relay.deliver(exc)
+
+    def _relay_calls(self, call: RunTool, relay: _Relay) -> None:
+        """Run relayed calls and read between them until something else comes."""
+        turn = self._turn
+        channel = self._channel
+        while True:
+            if not self._run(call):
+                relay.hand_back(None)  # the reply could not be sent in time
+                return
+            if not relay.start_reading():
+                return  # the caller took the socket back (the deadline passed)
+            try:
+                while True:
+                    # Spin: this thread has nothing else to do, and the code's next call
+                    # usually comes within microseconds.
+                    message = channel.receive(turn.next_deadline(), spin=True)
+                    action = turn.feed(message, time.monotonic())
+                    if action is not None:
+                        break
+            except DeadlineExceeded:
+                relay.hand_back(None)
+                return
+            except ProtocolError as exc:
+                relay.deliver(exc)
+                return
+            if isinstance(action, RunTool) and action.relay:
+                relay.holder = RelayHolder.TOOL_RUNNING
+                call = action
+                continue
+            if isinstance(action, Finish):
+                relay.deliver(action)
+            else:
+                relay.hand_back(action)
+            return
+
+
+def call_tool(tool: Tool, arguments: dict[str, Any]) -> Any:
+    """Call a tool from a thread with no event loop (an async tool gets one of its own)."""
+    if not tool.is_async:
+        result = tool.fn(**arguments)
+        if not inspect.isawaitable(result):
+            return result
+        return asyncio.run(_await(result))
+    return asyncio.run(tool.fn(**arguments))
+
+
+async def _await(awaitable: Awaitable[Any]) -> Any:
+    return await awaitable
+
+
+class RelayHolder(enum.Enum):
+    """Who reads the socket during a turn."""
+
+    CALLER = "caller"  # the execute's own thread (always, when no call is relayed)
+    TOOL_RUNNING = "tool running"  # a tool thread runs a relayed call; nobody reads
+    TOOL_READING = "tool reading"  # that thread reads the next message itself
+
+
+class _HandBack:
+    """A tool thread stops reading; the caller reads again and acts on ``action``."""
+
+    __slots__ = ("action",)
+
+    def __init__(self, action: Action) -> None:
+        self.action = action
+
+
+class _Relay:
+    """The hand-off of the socket between the caller and one tool thread."""
+
+    def __init__(self) -> None:
+        self.holder = RelayHolder.CALLER
+        self._lock = threading.Lock()
+        self._inbox: queue.SimpleQueue[Finish | BaseException | _HandBack] = queue.SimpleQueue()
+
+    def start_reading(self) -> bool:
+        """Called by the tool thread: False if the caller has taken the socket back."""
+        with self._lock:
+            if self.holder is not RelayHolder.TOOL_RUNNING:
+                return False
+            self.holder = RelayHolder.TOOL_READING
+            return True
+
+    def hand_back(self, action: Action) -> None:
+        """Called by the tool thread as it stops reading. The socket is the caller's only once
+        the caller has taken this from the inbox (``took_back``): were ``holder`` set here, a
+        caller that had not yet looked would read the socket and leave ``action`` unanswered."""
+        self._inbox.put(_HandBack(action))
+
+    def took_back(self) -> None:
+        with self._lock:
+            self.holder = RelayHolder.CALLER
+
+    def deliver(self, item: Finish | BaseException) -> None:
+        self._inbox.put(item)
+
+    def wait(self, deadline: float | None) -> Finish | BaseException | _HandBack | None:
+        """The tool thread's news, or None at the deadline."""
+        timeout = None if deadline is None else max(deadline - time.monotonic(), 0.01)
+        try:
+            return self._inbox.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def take_back_from_a_running_tool(self) -> None:
+        """At a deadline: a thread stuck in a tool cannot be stopped, so the caller reads (and
+        interrupts) without it. A thread that is reading hands back by itself."""
+        with self._lock:
+            if self.holder is RelayHolder.TOOL_RUNNING:
+                self.holder = RelayHolder.CALLER
+
+
+# Most turns call no tool: they share this one, which never leaves the caller.
+_NO_RELAY = _Relay()

@@ -1,0 +1,542 @@
+"""The sans-I/O turn: one execute, from the ``execute`` frame to what ``execute`` returns.
+
+Fed the child's messages and clock readings, a :class:`Turn` says what to do next: send a
+frame, run a tool, stop a tool, interrupt the code, or finish (with a value or an error, and
+whether the child must be replaced). It never touches a socket, a clock, a thread or a tool
+function: ``_sync_turn`` and ``_async_turn`` are the thin loops that do the I/O it asks for,
+and tests drive it with no process at all. It owns every rule of a turn:
+
+- **the call lifecycle.** A call id is used once per turn (a reuse is a protocol violation); at
+  most ``max_in_flight`` calls are outstanding; a tool's name is checked before its arguments
+  are decoded; once the turn's time is up no tool starts, and every outstanding call is answered
+  with a timeout (a tool still running has its result dropped); each call is answered exactly once (by its tool or by its own timeout); a
+  tool that finishes after its turn ended is dropped, never answered into a later turn; a
+  ``result`` or ``error`` frame while calls are outstanding is a protocol violation.
+- **every deadline.** The execution's, each tool's own, and the grace period after SIGINT.
+- **every cap on child data kept by the host.** Output, error text, tool-call records.
+
+Its phases::
+
+    RUNNING --time up--> INTERRUPTING --result/error--> ENDED  (timeout, state kept)
+       |                      |--grace over, child lost--> ENDED  (timeout, child replaced)
+       |--result/error------------------------------------> ENDED
+
+Thread safety: ``feed`` and ``tick`` are called by one reader at a time (the relay may move
+that reader between threads); ``start``, ``tool_finished`` and ``end`` may come from any
+thread, and the call bookkeeping they share is under one lock.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ._execution import Execution, ToolCallRecord
+from ._tools import Tool, ToolCallRequest
+from ._worker import codec
+from .errors import (
+    ExecutionError,
+    ExecutionTimeout,
+    ProtocolError,
+    ResourceLimitError,
+    SecurePyError,
+)
+
+__all__ = [
+    "INTERRUPT_GRACE",
+    "MAX_CALLS_IN_FLIGHT",
+    "MAX_ERROR_TEXT",
+    "MAX_RECORDS",
+    "Action",
+    "Finish",
+    "Interrupt",
+    "Phase",
+    "RunTool",
+    "Send",
+    "StopTool",
+    "Turn",
+    "error_reply",
+]
+
+# Tool calls one execution may have outstanding at once (a hostile child could queue unbounded).
+MAX_CALLS_IN_FLIGHT = 64
+# Seconds the code gets to stop after SIGINT before the child is killed.
+INTERRUPT_GRACE = 1.0
+# Characters of the child's error message and of its traceback kept on the host (each).
+MAX_ERROR_TEXT = 20_000
+# Tool-call records one execution keeps (the audit log, if any, has every call).
+MAX_RECORDS = 10_000
+# Characters of a refused call's arguments (roughly, as decoded) kept in its record.
+MAX_REFUSED_ARGUMENTS = 1_000
+
+OUTPUT_MARKER = "\n[output truncated: over the {limit}-byte output limit]\n"
+
+
+class Phase(enum.Enum):
+    """Where a turn is."""
+
+    RUNNING = "running"  # the code runs; tool calls are served
+    INTERRUPTING = "interrupting"  # time is up: SIGINT sent, the grace period runs
+    ENDED = "ended"  # execute is returning: nothing starts, nothing more is sent
+
+
+@dataclasses.dataclass(frozen=True, slots=True, eq=False)
+class RunTool:
+    """Run ``tool`` with ``arguments``: first ask :meth:`Turn.start`, then answer with
+    :meth:`Turn.tool_finished`. ``relay``: the child can send nothing else until the reply and
+    the tool has no timeout of its own, so the thread that runs it may go on reading."""
+
+    call_id: int
+    tool: Tool
+    arguments: dict[str, Any]
+    raw_arguments: dict[str, Any]
+    started: float
+    tool_deadline: float | None
+    relay: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Send:
+    """Send this message to the child."""
+
+    message: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StopTool:
+    """The call ran past its own timeout: stop its tool if the loop can (a task can be
+    cancelled, a thread cannot), and send ``message``, its answer."""
+
+    call_id: int
+    message: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Interrupt:
+    """Interrupt the code (SIGINT); keep feeding messages and clock readings."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Finish:
+    """The turn is over: the code's ``value``, or the ``error`` to raise. ``restart``: the
+    child must be replaced (it is stuck or out of step), for this reason."""
+
+    value: Any = None
+    error: SecurePyError | None = None
+    restart: str | None = None
+
+
+Action = RunTool | Send | StopTool | Interrupt | Finish | None
+Emit = Callable[..., None]
+
+
+class Turn:
+    """The state of one execute, from the ``execute`` frame to the result or error."""
+
+    def __init__(
+        self,
+        tools: dict[str, Tool],
+        *,
+        deadline: float | None,
+        timeout: float | None,
+        max_tool_calls: int | None,
+        max_output_bytes: int | None,
+        on_output: Callable[[str, str], Any] | None,
+        emit: Emit | None,
+        sanitize: Callable[[str], str],
+        max_in_flight: int = MAX_CALLS_IN_FLIGHT,
+        grace: float = INTERRUPT_GRACE,
+    ) -> None:
+        self._tools = tools
+        self.deadline = deadline  # the execution's (monotonic clock), None for none
+        self._timeout = timeout
+        self._max_tool_calls = max_tool_calls
+        self._max_output = max_output_bytes
+        self._on_output = on_output
+        self._emit = emit  # None: no audit trail, so the events are not even built
+        self._sanitize = sanitize
+        self._max_in_flight = max_in_flight
+        self._grace = grace
+        self.phase = Phase.RUNNING
+        self.cancelled = False  # the caller gave up (async cancellation), not the clock
+        self._grace_deadline: float | None = None
+        self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
+        self._output_size = 0
+        self.truncated = False
+        self._calls_made = 0
+        self._calls_per_tool: dict[str, int] = {}
+        self._ids: set[int] = set()
+        self._outstanding: dict[int, RunTool] = {}  # answered by no one yet
+        self._queued: set[int] = set()  # outstanding, and its tool has not started
+        self._timed = 0  # outstanding calls with a deadline of their own
+        self._records: list[ToolCallRecord] = []
+        self._lock = threading.Lock()
+
+    # -- the child's messages ---------------------------------------------------------------
+
+    def feed(self, message: dict[str, Any], now: float) -> Action:
+        """Take one validated message from the child at clock reading ``now``; say what to do.
+
+        Raises:
+            securepy.errors.ProtocolError: the message breaks the turn's rules (the session
+                kills the child and restarts it).
+        """
+        kind = message["kind"]
+        if kind == "output":
+            self._take_output(message["stream"], message["text"])
+            return None
+        if kind == "tool_call":
+            return self._take_tool_call(message, now)
+        if kind == "result" or kind == "error":
+            return self._take_end(message)
+        raise ProtocolError(f"the child sent an unexpected {kind!r} message during a turn")
+
+    def _take_output(self, stream: str, text: str) -> None:
+        if stream not in self._out:
+            raise ProtocolError(f"the child sent output for an unknown stream {stream[:20]!r}")
+        if self._max_output is not None:
+            room = self._max_output - self._output_size
+            if room <= 0:
+                self.truncated = True
+                return
+            encoded_size = len(text.encode("utf-8", "surrogatepass"))
+            if encoded_size > room:
+                text = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+                self.truncated = True
+                encoded_size = room
+            self._output_size += encoded_size
+        self._out[stream].append(text)
+        if self._on_output is not None and text:
+            self._on_output(stream, text)
+
+    def _take_tool_call(self, message: dict[str, Any], now: float) -> Action:
+        call_id, name = message["call_id"], message["name"]
+        # Only the reader touches the ids: no lock needed.
+        if call_id in self._ids:
+            raise ProtocolError(f"the child reused tool call id {call_id} within one turn")
+        self._ids.add(call_id)
+        in_flight = len(self._outstanding)
+        if self.phase is not Phase.RUNNING or (self.deadline is not None and now >= self.deadline):
+            return Send(error_reply(call_id, "TimeoutError", "the execution timed out"))
+        tool = self._tools.get(name)
+        if tool is None:  # refused before its arguments cost anything to decode
+            if self._emit is not None:
+                self._emit("tool_call", tool=name[:200], arguments={})
+            known = ", ".join(sorted(self._tools)) or "none"
+            return self._refuse(call_id, name, {}, "ToolError",
+                                f"there is no tool named {name[:100]!r}; available: {known}")
+        try:
+            raw = {key: codec.decode(value) for key, value in message["args"].items()}
+        except codec.CodecError as exc:
+            raise ProtocolError(f"the child sent undecodable tool arguments: {exc}") from None
+        if self._emit is not None:
+            self._emit("tool_call", tool=name, arguments=raw)
+        if in_flight >= self._max_in_flight:
+            return self._deny(call_id, name, raw, f"more than {self._max_in_flight} tool calls "
+                              "are in flight at once; wait for some to return")
+        self._calls_made += 1
+        count = self._calls_per_tool[name] = self._calls_per_tool.get(name, 0) + 1
+        if self._max_tool_calls is not None and self._calls_made > self._max_tool_calls:
+            return self._deny(call_id, name, raw, f"this execution may make at most "
+                              f"{self._max_tool_calls} tool calls (max_tool_calls)")
+        if tool.max_calls is not None and count > tool.max_calls:
+            return self._deny(call_id, name, raw, f"{name}() may be called at most "
+                              f"{tool.max_calls} times per execution")
+        try:
+            arguments = tool.validate_arguments(raw)
+        except ValueError as exc:
+            return self._refuse(call_id, name, raw, "ValidationError", str(exc))
+        if tool.approve is not None:
+            reason = _ask_approval(tool, ToolCallRequest(name, arguments, count))
+            if reason is not None:
+                return self._deny(call_id, name, raw, reason)
+        own = tool.timeout
+        relay = own is None and message.get("solo") is True
+        call = RunTool(call_id, tool, arguments, raw, now, None if own is None else now + own,
+                       relay)
+        with self._lock:
+            self._outstanding[call_id] = call
+            self._queued.add(call_id)
+            if own is not None:
+                self._timed += 1
+        return call
+
+    def _refuse(self, call_id: int, name: str, raw: dict[str, Any], type_name: str,
+                text: str) -> Send:
+        text = self._sanitize(text)
+        self._record(name, _bounded(raw), 0.0, ok=False, error=text)
+        if self._emit is not None:
+            self._emit("tool_error", tool=name[:200], type=type_name, message=text,
+                       duration=0.0)
+        return Send(error_reply(call_id, type_name, text))
+
+    def _deny(self, call_id: int, name: str, raw: dict[str, Any], reason: str) -> Send:
+        reason = self._sanitize(reason)
+        self._record(name, _bounded(raw), 0.0, ok=False, error=reason)
+        if self._emit is not None:
+            self._emit("policy_denied", what="tool_call", tool=name, arguments=raw,
+                       reason=reason)
+        return Send(error_reply(call_id, "PolicyError", reason, kind="policy"))
+
+    def _take_end(self, message: dict[str, Any]) -> Finish:
+        if self._outstanding:
+            raise ProtocolError(
+                f"the child ended its turn while {len(self._outstanding)} of its tool calls "
+                "were still outstanding")
+        if self.phase is Phase.INTERRUPTING:
+            return self._finish(Finish(error=self._timeout_error(state_kept=True)))
+        if message["kind"] == "error":
+            return self._finish(Finish(error=self._error_from(message)))
+        try:
+            value = codec.decode(message["value"])
+        except codec.CodecError as exc:
+            raise ProtocolError(f"the child sent an undecodable result: {exc}") from None
+        return self._finish(Finish(value=value))
+
+    # -- the clock --------------------------------------------------------------------------
+
+    def next_deadline(self) -> float | None:
+        """When :meth:`tick` next has something to do (None: only a message can move on)."""
+        first = self._grace_deadline if self.phase is Phase.INTERRUPTING else self.deadline
+        if not self._timed:
+            return first
+        with self._lock:
+            times = [c.tool_deadline for c in self._outstanding.values()
+                     if c.tool_deadline is not None]
+        if first is not None:
+            times.append(first)
+        return min(times) if times else None
+
+    def tick(self, now: float) -> list[Action]:
+        """What the clock reading ``now`` calls for: stop tools past their own timeout; at the
+        execution's deadline answer the queued calls and interrupt; at the end of the grace
+        period finish (the child is replaced)."""
+        actions: list[Action] = []
+        if self._timed:
+            with self._lock:
+                expired = [c for c in self._outstanding.values()
+                           if c.tool_deadline is not None and now >= c.tool_deadline]
+            for call in expired:
+                reply = self.tool_finished(call, duration=now - call.started,
+                                           error=TimeoutError(_tool_timeout_text(call)))
+                if reply is not None:
+                    actions.append(StopTool(call.call_id, reply))
+        if self.phase is Phase.RUNNING and self.deadline is not None and now >= self.deadline:
+            actions.extend(self.interrupt(now))
+        elif (self.phase is Phase.INTERRUPTING and self._grace_deadline is not None
+              and now >= self._grace_deadline):
+            actions.append(self._finish(Finish(
+                error=self._timeout_error(state_kept=False),
+                restart="the code did not stop after its "
+                        + ("execute was cancelled" if self.cancelled else "timeout"))))
+        return actions
+
+    def interrupt(self, now: float, *, cancelled: bool = False) -> list[Action]:
+        """Time is up (or the caller gave up): no tool starts any more, every outstanding call
+        is answered with a timeout (a tool still running is stopped if the loop can, and its
+        result dropped), the code is interrupted and has the grace period to stop."""
+        if self.phase is not Phase.RUNNING:
+            return []
+        self.cancelled = cancelled
+        with self._lock:
+            self.phase = Phase.INTERRUPTING
+            self._grace_deadline = now + self._grace
+            outstanding = list(self._outstanding.values())
+        actions: list[Action] = []
+        for call in outstanding:
+            reply = self.tool_finished(call, duration=now - call.started,
+                                       error=TimeoutError("the execution timed out"))
+            if reply is not None:
+                actions.append(StopTool(call.call_id, reply))
+        actions.append(Interrupt())
+        return actions
+
+    # -- what the loops report --------------------------------------------------------------
+
+    def start(self, call: RunTool) -> bool:
+        """A tool thread or task is about to run ``call``: False if it must not (its turn's
+        time is up or the turn ended; it was answered already)."""
+        with self._lock:
+            if call.call_id not in self._queued:
+                return False
+            self._queued.discard(call.call_id)
+            return self.phase is Phase.RUNNING
+
+    def tool_finished(self, call: RunTool, *, duration: float, value: Any = None,
+                      error: BaseException | None = None) -> dict[str, Any] | None:
+        """Record a finished call; the reply for the child, or None if the call was answered
+        already (its own timeout) or its turn ended (the result is dropped). Never raises:
+        whatever the tool returned or raised, the child gets an answer."""
+        with self._lock:
+            if self._outstanding.pop(call.call_id, None) is None:
+                return None
+            self._queued.discard(call.call_id)
+            if call.tool_deadline is not None:
+                self._timed -= 1
+        name = call.tool.name
+        if error is None:
+            try:
+                tree = codec.encode(value)
+            except Exception as exc:  # an unencodable value becomes the tool's error
+                error = exc
+            else:
+                self._record(name, call.raw_arguments, duration, ok=True)
+                if self._emit is not None:
+                    self._emit("tool_result", tool=name, duration=duration,
+                               result_size=_approximate_size(tree))
+                return {"kind": "tool_result", "call_id": call.call_id, "ok": True,
+                        "value": tree}
+        type_name = type(error).__name__
+        try:
+            text = self._sanitize(str(error)) or type_name
+        except Exception:  # a broken __str__ must not leave the call unanswered
+            text = type_name
+        self._record(name, call.raw_arguments, duration, ok=False, error=f"{type_name}: {text}")
+        if self._emit is not None:
+            self._emit("tool_error", tool=name, type=type_name, message=text,
+                       duration=duration)
+        return error_reply(call.call_id, type_name, f"{name}() failed: {type_name}: {text}")
+
+    def child_lost(self) -> Finish | None:
+        """The child died or broke the stream. While interrupting, that is the timeout's end
+        (the child is replaced); otherwise None, and the session explains the death."""
+        if self.phase is not Phase.INTERRUPTING:
+            return None
+        return self._finish(Finish(error=self._timeout_error(state_kept=False),
+                                   restart="the code did not stop after its timeout"))
+
+    def send_timed_out(self) -> Finish:
+        """A frame to the child could not be sent by its deadline: the child stopped reading,
+        and the stream may be cut mid-frame, so the child is replaced."""
+        return self._finish(Finish(error=self._timeout_error(state_kept=False),
+                                   restart="the child stopped reading its socket"))
+
+    def end(self) -> None:
+        """The execute is returning: calls still outstanding are dropped (their tools' results
+        will never be sent), and nothing of this turn starts any more."""
+        with self._lock:
+            self.phase = Phase.ENDED
+            self._outstanding.clear()
+            self._queued.clear()
+            self._timed = 0
+
+    @property
+    def ended(self) -> bool:
+        """True once the turn is over: nothing of it starts or is sent any more."""
+        return self.phase is Phase.ENDED
+
+    @property
+    def send_deadline(self) -> float | None:
+        """The deadline for a frame the turn sends now."""
+        return self._grace_deadline if self.phase is Phase.INTERRUPTING else self.deadline
+
+    # -- the outcome ------------------------------------------------------------------------
+
+    @property
+    def stdout(self) -> str:
+        text = "".join(self._out["stdout"])
+        return text + OUTPUT_MARKER.format(limit=self._max_output) if self.truncated else text
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._out["stderr"])
+
+    def build_execution(self, value: Any, *, duration: float) -> Execution:
+        with self._lock:
+            records = tuple(self._records)
+        return Execution(value, self.stdout, self.stderr, records, duration, self.truncated)
+
+    def _finish(self, finish: Finish) -> Finish:
+        with self._lock:
+            self.phase = Phase.ENDED
+        return finish
+
+    def _timeout_error(self, *, state_kept: bool) -> ExecutionTimeout:
+        return ExecutionTimeout(self._timeout or 0.0, state_kept=state_kept,
+                                stdout=self.stdout, stderr=self.stderr)
+
+    def _record(self, name: str, raw: dict[str, Any], duration: float, *, ok: bool,
+                error: str | None = None) -> None:
+        records = self._records
+        if len(records) < MAX_RECORDS:
+            records.append(ToolCallRecord(name[:200], raw, duration, ok, error))
+
+    def _error_from(self, message: dict[str, Any]) -> SecurePyError:
+        type_name = message["type"][:200]
+        text = self._sanitize(_capped(message["message"]))
+        limit = message.get("limit")
+        if limit in _LIMIT_NAMES:
+            return ResourceLimitError(
+                f"the code hit the {limit} limit: {type_name}: {text}"[:2000],
+                limit=limit, state_kept=True,
+            )
+        return ExecutionError(
+            type_name, text, traceback=self._sanitize(_capped(message["traceback"])),
+            stdout=self.stdout, stderr=self.stderr,
+        )
+
+
+_LIMIT_NAMES = {"memory", "cpu_seconds", "file_size", "processes", "open_files", "workspace",
+                "output"}
+
+
+def error_reply(call_id: int, type_name: str, text: str, *, kind: str = "tool") -> dict[str, Any]:
+    """A ``tool_result`` frame that raises ToolError (or PolicyError) inside the sandbox."""
+    return {"kind": "tool_result", "call_id": call_id, "ok": False,
+            "error": {"type": type_name, "message": text, "kind": kind}}
+
+
+def _tool_timeout_text(call: RunTool) -> str:
+    return f"the tool did not finish within {call.tool.timeout:g} s"
+
+
+def _capped(text: str) -> str:
+    """The child's text within MAX_ERROR_TEXT characters, with a marker where it was cut."""
+    if len(text) <= MAX_ERROR_TEXT:
+        return text
+    return text[:MAX_ERROR_TEXT] + f"\n...[truncated: {len(text) - MAX_ERROR_TEXT} more characters]"
+
+
+def _bounded(raw: dict[str, Any]) -> dict[str, Any]:
+    """A refused call's arguments for its record: as sent if small, else only their size."""
+    size = _approximate_size(raw)
+    if size <= MAX_REFUSED_ARGUMENTS:
+        return raw
+    return {"[arguments not kept]": f"about {size} characters"}
+
+
+def _ask_approval(tool: Tool, request: ToolCallRequest) -> str | None:
+    """None if the hook allows the call, else the reason it gave (or a default one)."""
+    assert tool.approve is not None
+    try:
+        verdict = tool.approve(request)
+    except Exception as exc:  # a failing hook denies; it never crashes the host
+        return f"the approval hook failed ({type(exc).__name__}), so the call was denied"
+    if verdict is None or verdict is True:
+        return None
+    if isinstance(verdict, tuple) and len(verdict) == 2:
+        allowed, reason = verdict
+        return None if allowed else str(reason)
+    if isinstance(verdict, str):
+        return verdict
+    return None if verdict else f"the host's approval policy denied this call to {tool.name}()"
+
+
+def _approximate_size(tree: Any) -> int:
+    """Characters of strings plus 8 per other leaf, iteratively (no recursion limit)."""
+    size = 0
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str | bytes):
+            size += len(node)
+        elif isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+        else:
+            size += 8
+    return size
