@@ -6,6 +6,7 @@ import asyncio
 import gc
 import os
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -16,17 +17,6 @@ from securepy import errors
 def query_db(table: str, limit: int = 3) -> list[dict[str, Any]]:
     """Rows of a table."""
     return [{"table": table, "id": i} for i in range(limit)]
-
-
-async def double_later(x: int) -> int:
-    """Twice x, after a pause."""
-    await asyncio.sleep(0.01)
-    return x * 2
-
-
-def explode(message: str) -> None:
-    """Always fails."""
-    raise ValueError(message)
 
 
 def test_value_of_the_last_expression(twin: Any) -> None:
@@ -40,21 +30,6 @@ def test_state_persists_between_executes(twin: Any) -> None:
     session = twin()
     session.execute("import math\ndata = [1, 2, 3]")
     assert session.execute("math.fsum(data)").value == 6.0
-
-
-def test_stdout_stderr_and_text(twin: Any) -> None:
-    session = twin()
-    result = session.execute("import sys\nprint('out')\nprint('err', file=sys.stderr)\n'v'")
-    assert result.stdout == "out\n"
-    assert result.stderr == "err\n"
-    assert result.text == "out\n[stderr]\nerr\n'v'"
-    assert result.duration > 0
-
-
-def test_subprocess_output_is_captured(twin: Any) -> None:
-    session = twin()
-    result = session.execute("import subprocess\nsubprocess.run(['echo', 'from child'])")
-    assert result.stdout == "from child\n"
 
 
 def test_exception_becomes_execution_error_and_session_survives(twin: Any) -> None:
@@ -84,176 +59,6 @@ def test_syntax_errors_are_caught_on_the_host(twin: Any) -> None:
 def test_top_level_await(twin: Any) -> None:
     session = twin()
     assert session.execute("import asyncio\nawait asyncio.sleep(0)\n7").value == 7
-
-
-def test_tools_are_real_functions_inside(twin: Any) -> None:
-    session = twin(tools=[query_db])
-    assert session.execute("query_db('cars', 2)").value == [
-        {"table": "cars", "id": 0}, {"table": "cars", "id": 1}]
-    assert session.execute("query_db(table='cars', limit=1)").value == [
-        {"table": "cars", "id": 0}]
-    assert session.execute("import inspect\nstr(inspect.signature(query_db))").value == (
-        "(table: str, limit: int = 3)")
-    assert session.execute("query_db.__doc__, query_db.__name__").value == (
-        "Rows of a table.", "query_db")
-    assert session.execute("from securepy_tools import query_db as q\nq('a', 1)").value == [
-        {"table": "a", "id": 0}]
-    assert session.execute("import io, contextlib\nbuf = io.StringIO()\n"
-                           "with contextlib.redirect_stdout(buf): help(query_db)\n"
-                           "'Rows of a table.' in buf.getvalue()").value is True
-
-
-def test_tool_calls_are_recorded(twin: Any) -> None:
-    session = twin(tools=[query_db])
-    result = session.execute("len(query_db('t', 1))")
-    (call,) = result.tool_calls
-    assert (call.name, call.arguments, call.ok, call.error) == ("query_db", {"table": "t",
-                                                                            "limit": 1}, True, None)
-    assert call.duration >= 0
-
-
-def test_async_host_tools(twin: Any) -> None:
-    session = twin(tools=[double_later])
-    assert session.execute("double_later(21)").value == 42
-
-
-def test_tool_exception_is_catchable_inside(twin: Any) -> None:
-    session = twin(tools=[explode])
-    code = ("try:\n    explode('kaboom')\nexcept ToolError as e:\n"
-            "    caught = (type(e).__name__, str(e), e.tool, e.type_name)\ncaught")
-    assert session.execute(code).value == (
-        "ToolError", "explode() failed: ValueError: kaboom", "explode", "ValueError")
-    with pytest.raises(errors.ExecutionError, match=r"^ToolError: explode\(\) failed"):
-        session.execute("explode('x')")
-
-
-BAD_CALLS = {
-    "unknown-argument": ("query_db('t', color='red')", "got an unexpected keyword argument"),
-    "missing-argument": ("query_db()",
-                         "query_db() missing 1 required positional argument: 'table'"),
-    "wrong-type": ("query_db('t', 'many')", "argument 'limit': Input should be a valid integer"),
-}
-
-
-@pytest.mark.parametrize(("code", "message"), BAD_CALLS.values(), ids=BAD_CALLS.keys())
-def test_bad_tool_arguments_are_refused_with_a_clear_message(twin: Any, code: str,
-                                                             message: str) -> None:
-    session = twin(tools=[query_db])
-    with pytest.raises(errors.ExecutionError) as info:
-        session.execute(code)
-    assert message in str(info.value)
-
-
-def test_host_validates_arguments_even_when_the_stub_is_bypassed(twin: Any) -> None:
-    session = twin(tools=[query_db])
-    # Hostile code skips the stub's signature and talks to the broker directly.
-    code = ("brk = query_db.__globals__['_call'].__self__\n"
-            "try:\n    brk.call('query_db', {'table': 't', 'evil': 1})\n"
-            "except ToolError as e:\n    r = str(e)\nr")
-    assert session.execute(code).value == "query_db(): unexpected argument 'evil'"
-    code2 = ("try:\n    brk.call('no_such_tool', {})\nexcept ToolError as e:\n    r = str(e)\nr")
-    assert session.execute(code2).value == (
-        "there is no tool named 'no_such_tool'; available: query_db")
-
-
-def test_output_streams_before_the_code_finishes(twin: Any) -> None:
-    session = twin()
-    first_line = threading.Event()
-    seen: list[tuple[str, str]] = []
-
-    def on_output(stream: str, text: str) -> None:
-        seen.append((stream, text))
-        first_line.set()
-
-    # The code waits for the host to have seen its first line: a file the test creates.
-    marker = f"/tmp/securepy-stream-{os.getpid()}-{id(seen)}"
-
-    def release() -> None:
-        first_line.wait(10)
-        with open(marker, "w"):
-            pass
-
-    helper = threading.Thread(target=release)
-    helper.start()
-    try:
-        code = (f"import os, time\nprint('first')\nwhile not os.path.exists({marker!r}):\n"
-                "    time.sleep(0.01)\nprint('second')")
-        result = session.execute(code, on_output=on_output, timeout=20)
-    finally:
-        helper.join()
-        if os.path.exists(marker):
-            os.unlink(marker)
-    assert seen == [("stdout", "first\n"), ("stdout", "second\n")]
-    assert result.stdout == "first\nsecond\n"
-
-
-def test_output_is_capped_with_a_marker(twin: Any) -> None:
-    session = twin(max_output_bytes=1000)
-    result = session.execute("print('x' * 5000)\nprint('more')")
-    assert result.truncated
-    assert result.stdout == "x" * 1000 + "\n[output truncated: over the 1000-byte output limit]\n"
-
-
-def test_timeout_interrupts_and_keeps_state(twin: Any) -> None:
-    session = twin()
-    session.execute("kept = 1")
-    with pytest.raises(errors.ExecutionTimeout) as info:
-        session.execute("print('started')\nwhile True: pass", timeout=0.5)
-    assert info.value.state_kept is True
-    assert info.value.stdout == "started\n"
-    assert isinstance(info.value, TimeoutError)
-    assert session.execute("kept").value == 1
-
-
-def test_timeout_kills_code_that_ignores_interrupts(twin: Any) -> None:
-    session = twin()
-    session.execute("kept = 1")
-    code = ("import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
-            "while True:\n    pass")
-    with pytest.raises(errors.ExecutionTimeout, match="state is lost") as info:
-        session.execute(code, timeout=0.5)
-    assert info.value.state_kept is False
-    assert session.is_alive()
-    with pytest.raises(errors.ExecutionError, match="NameError"):
-        session.execute("kept")
-
-
-def test_timeout_none_means_no_timeout(twin: Any) -> None:
-    session = twin(timeout=0.2)
-    assert session.execute("import time\ntime.sleep(0.4)\n1", timeout=None).value == 1
-
-
-def test_slow_host_tool_counts_against_the_timeout(twin: Any) -> None:
-    release = threading.Event()
-
-    def slow() -> str:
-        """Waits."""
-        release.wait(10)
-        return "done"
-
-    session = twin(tools=[securepy.Tool("slow", "Waits.", slow)])
-    try:
-        with pytest.raises(errors.ExecutionTimeout) as info:
-            session.execute("slow()", timeout=0.5)
-        assert info.value.state_kept is True
-    finally:
-        release.set()
-
-
-def test_tool_with_its_own_timeout(twin: Any) -> None:
-    release = threading.Event()
-
-    def slow() -> str:
-        release.wait(10)
-        return "done"
-
-    session = twin(tools=[securepy.Tool("slow", "Waits.", slow, timeout=0.3)])
-    try:
-        code = "try:\n    slow()\nexcept ToolError as e:\n    r = str(e)\nr"
-        assert session.execute(code, timeout=10).value == (
-            "slow() failed: TimeoutError: the tool did not finish within 0.3 s")
-    finally:
-        release.set()
 
 
 def test_ten_megabyte_tool_result_and_value_cross_intact(twin: Any) -> None:
@@ -333,16 +138,6 @@ def test_guards(twin: Any) -> None:
         session.execute("3")
 
 
-def test_max_tool_calls_refuses_further_calls_inside(twin: Any) -> None:
-    session = twin(tools=[query_db], max_tool_calls=2)
-    code = ("out = []\nfor i in range(3):\n    try:\n        query_db('t', 0)\n"
-            "        out.append('ok')\n    except PolicyError as e:\n"
-            "        out.append(str(e))\nout")
-    assert session.execute(code).value == [
-        "ok", "ok", "this execution may make at most 2 tool calls (max_tool_calls)"]
-    assert session.execute(code, max_tool_calls=None).value == ["ok", "ok", "ok"]
-
-
 def test_closed_session_refuses(twin: Any) -> None:
     session = twin()
     session.close()
@@ -372,10 +167,30 @@ def test_concurrent_execute_on_one_session_is_refused() -> None:
         thread = threading.Thread(target=run)
         thread.start()
         assert started.wait(10)
-        with pytest.raises(errors.SessionClosedError, match="busy running another execute"):
+        with pytest.raises(errors.SessionBusyError, match="busy running another execute"):
             session.execute("1")
+        with pytest.raises(errors.SessionBusyError, match="restart it after the execute"):
+            session.restart()
         thread.join()
         assert outcome[0].stdout == "go\n"
+        assert session.is_alive()  # busy is not closed: the session is healthy
+        session.restart()  # control: once the execute returned
+        assert session.execute("1 + 1").value == 2
+
+
+async def test_concurrent_execute_or_restart_on_an_async_session_is_refused_alike() -> None:
+    async with securepy.AsyncSession(sandbox=False) as session:
+        started = asyncio.Event()
+        task = asyncio.ensure_future(session.execute(
+            "print('go')\nimport time\ntime.sleep(1)", on_output=lambda s, t: started.set()))
+        await asyncio.wait_for(started.wait(), 10)
+        with pytest.raises(errors.SessionBusyError, match="busy running another execute"):
+            await session.execute("1")
+        with pytest.raises(errors.SessionBusyError, match="restart it after the execute"):
+            await session.restart()
+        assert (await task).stdout == "go\n"
+        await session.restart()  # control: once the execute returned
+        assert (await session.execute("1 + 1")).value == 2
 
 
 def test_execute_python_one_shot() -> None:
@@ -440,49 +255,46 @@ def test_sandbox_outlives_the_thread_that_started_it() -> None:
         assert session.execute("1 + 1").value == 2
 
 
-def echo(x: int) -> int:
-    """Its argument."""
-    return x
+@pytest.mark.parametrize("code", ["return 1", "def f(a, a):\n    pass", "nonlocal x"],
+                         ids=["return-outside", "duplicate-argument", "nonlocal-at-top"])
+def test_compiler_syntax_errors_are_caught_on_the_host(code: str) -> None:
+    with securepy.Session(sandbox=False) as session, pytest.raises(
+            errors.CodeValidationError):
+        session.execute(code)
 
 
-def test_many_serial_tool_calls_keep_order_output_and_records(twin: Any) -> None:
-    session = twin(tools=[echo])
-    seen: list[str] = []
-    result = session.execute("total = 0\nfor i in range(300):\n    total += echo(i)\n"
-                             "    if i % 100 == 0:\n        print('at', i)\ntotal",
-                             on_output=lambda stream, text: seen.append(text))
-    assert result.value == sum(range(300))
-    assert result.stdout == "at 0\nat 100\nat 200\n"
-    assert "".join(seen) == result.stdout
-    assert len(result.tool_calls) == 300
-    assert [c.arguments["x"] for c in result.tool_calls[:3]] == [0, 1, 2]
+def test_closing_a_session_stops_a_running_execute() -> None:
+    session = securepy.Session(sandbox=False)
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def run() -> None:
+        try:
+            session.execute("print('go')\nimport time\ntime.sleep(30)",
+                            on_output=lambda s, t: started.set(), timeout=None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(10)
+    begun = time.monotonic()
+    session.close()
+    thread.join(10)
+    assert not thread.is_alive() and time.monotonic() - begun < 5
+    assert isinstance(outcome[0], errors.SessionClosedError)
+    assert str(outcome[0]) == "the session was closed while this execute ran"
 
 
-def test_timeout_while_a_serial_tool_runs_keeps_state(twin: Any) -> None:
-    release = threading.Event()
-
-    def stall() -> str:
-        """Waits for the test."""
-        release.wait(10)
-        return "late"
-
-    session = twin(tools=[echo, securepy.Tool("stall", "Waits.", stall)])
-    session.execute("kept = echo(7)")
-    try:
-        with pytest.raises(errors.ExecutionTimeout) as info:
-            session.execute("echo(1)\nstall()", timeout=0.5)
-        assert info.value.state_kept is True
-    finally:
-        release.set()
-    assert session.execute("kept + echo(1)").value == 8
-
-
-def test_an_exception_in_on_output_propagates_and_the_session_recovers(twin: Any) -> None:
-    session = twin()
-
-    def on_output(stream: str, text: str) -> None:
-        raise RuntimeError("callback bug")
-
-    with pytest.raises(RuntimeError, match=r"^callback bug$"):
-        session.execute("print('x')\nimport time\ntime.sleep(0.2)\n1", on_output=on_output)
-    assert session.execute("2 + 2").value == 4
+async def test_closing_an_async_session_stops_a_running_execute() -> None:
+    session = securepy.AsyncSession(sandbox=False)
+    started = asyncio.Event()
+    task = asyncio.ensure_future(session.execute(
+        "print('go')\nimport time\ntime.sleep(30)", on_output=lambda s, t: started.set(),
+        timeout=None))
+    await asyncio.wait_for(started.wait(), 10)
+    begun = time.monotonic()
+    await session.close()
+    with pytest.raises(errors.SessionClosedError, match="closed while this execute ran"):
+        await asyncio.wait_for(task, 10)
+    assert time.monotonic() - begun < 5

@@ -8,10 +8,11 @@ and tests drive it with no process at all. It owns every rule of a turn:
 
 - **the call lifecycle.** A call id is used once per turn (a reuse is a protocol violation); at
   most ``max_in_flight`` calls are outstanding; a tool's name is checked before its arguments
-  are decoded; once the turn's time is up no tool starts, and every outstanding call is answered
-  with a timeout (a tool still running has its result dropped); each call is answered exactly once (by its tool or by its own timeout); a
-  tool that finishes after its turn ended is dropped, never answered into a later turn; a
-  ``result`` or ``error`` frame while calls are outstanding is a protocol violation.
+  are decoded; each call is answered exactly once (by its tool, or by a timeout); once the
+  turn's time is up no tool starts, and every outstanding call is answered with a timeout (a
+  tool still running has its result dropped); a tool that finishes after its turn ended is
+  dropped, never answered into a later turn; a ``result`` or ``error`` frame while calls are
+  outstanding is a protocol violation.
 - **every deadline.** The execution's, each tool's own, and the grace period after SIGINT.
 - **every cap on child data kept by the host.** Output, error text, tool-call records.
 

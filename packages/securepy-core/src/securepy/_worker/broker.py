@@ -9,6 +9,7 @@ from .stubs import PolicyError, ToolError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from collections.abc import Callable
     from typing import Any
 
     from .connection import Connection
@@ -36,6 +37,9 @@ class ToolBroker:
         self._waiting = 0  # threads in _cond.wait(): with none, no notify is needed
         self._next_id = 0
         self._in_flight = 0
+        # True while a turn's end is being sent: a new call waits for it, and so belongs to the
+        # next turn (the host refuses a turn's end while any of its calls is outstanding).
+        self._closing = False
         # Threads the worker itself runs; more means the code runs threads of its own.
         self.own_threads = 1
 
@@ -51,6 +55,12 @@ class ToolBroker:
 
     def call(self, name: str, args: dict[str, Any]) -> Any:
         with self._lock:
+            while self._closing:
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
             self._next_id += 1
             call_id = self._next_id
             # "solo": nothing else can come from this process until the reply (no other call
@@ -66,6 +76,35 @@ class ToolBroker:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                if self._closing and not self._in_flight and self._waiting:
+                    self._cond.notify_all()
+
+    def end_turn(self, send_end: Callable[[], None]) -> None:
+        """Call ``send_end`` (which sends the turn's result or error) once no tool call of the
+        turn is in flight: a thread the code left running may still wait for a reply, and
+        the host answers every call (by the tool, or with a timeout)."""
+        with self._lock:
+            self._closing = True
+        try:
+            if self._in_flight:
+                self._wait_until_idle()
+            send_end()
+        finally:
+            with self._lock:
+                self._closing = False
+                if self._waiting:
+                    self._cond.notify_all()
+
+    def _wait_until_idle(self) -> None:
+        # Each caller reads its own reply when no one else reads (see _wait_for), so this
+        # thread only waits: were it to read, it could block on a socket with nothing to come.
+        with self._lock:
+            while self._in_flight:
+                self._waiting += 1
+                try:
+                    self._cond.wait()
+                finally:
+                    self._waiting -= 1
 
     def next_execute(self) -> dict[str, Any]:
         """The next ``execute`` message (the main loop's read, in turn with tool callers)."""

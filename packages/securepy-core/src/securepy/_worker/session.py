@@ -97,6 +97,7 @@ def _run_turn(
     connection: Connection,
 ) -> None:
     broker.reset()
+    end: dict[str, Any]
     try:
         state.in_user_code = True
         try:
@@ -108,22 +109,27 @@ def _run_turn(
             tree = codec.encode(value)
         except codec.CodecError:
             tree = codec._opaque(value)
-        try:
-            connection.send({"kind": "result", "value": tree})
-        except MessageTooLarge as exc:
-            connection.send(
-                {
-                    "kind": "error",
-                    "type": "ValueTooLarge",
-                    "traceback": "",
-                    "message": f"the value could not be returned: {exc}",
-                    "limit": "output",
-                }
-            )
+        end = {"kind": "result", "value": tree}
     except BaseException as exc:  # every failure of the code goes to the host
         state.in_user_code = False
         outputs.flush()
-        connection.send(_error_message(exc))
+        end = _error_message(exc)
+    broker.end_turn(lambda: _send_end(connection, end))
+
+
+def _send_end(connection: Connection, end: dict[str, Any]) -> None:
+    try:
+        connection.send(end)
+    except MessageTooLarge as exc:
+        connection.send(
+            {
+                "kind": "error",
+                "type": "ValueTooLarge",
+                "traceback": "",
+                "message": f"the value could not be returned: {exc}",
+                "limit": "output",
+            }
+        )
 
 
 def _error_message(exc: BaseException) -> dict[str, Any]:
