@@ -37,6 +37,7 @@ from ._limits import Limits
 from ._logging import attach_verbose_handler, logger, warn_unsandboxed
 from ._sanitize import sanitize_text
 from ._sync_turn import SyncTurnLoop
+from ._tool_loop import ToolLoop
 from ._tools import Tool
 from ._turn import Finish, Turn
 from ._validate import check_syntax
@@ -77,6 +78,7 @@ class _SessionBase:
         self._child: Child | None = None
         self._busy = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._tool_loop = ToolLoop(self.id)  # a sync Session's async tools; started on use
         self._auditor: Auditor | None = open_auditor(self.id, config.audit_log, config.audit)
         self._handler: logging.Handler | None = None
         self._finalizer = weakref.finalize(self, kill_quietly, None)
@@ -315,6 +317,7 @@ class _SessionBase:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
+        self._tool_loop.close()
 
     def _emit(self, event: str, **fields: Any) -> None:
         if self._auditor is not None:
@@ -453,7 +456,8 @@ class Session(_SessionBase):
             assert child is not None
             turn, message, started = self._begin_turn(code, timeout, on_output, max_tool_calls)
             try:
-                finish = SyncTurnLoop(child, turn, self.id, self._tool_executor).run(message)
+                finish = SyncTurnLoop(child, turn, self.id, self._tool_executor,
+                                      tool_loop=self._tool_loop).run(message)
             except ProtocolError as exc:
                 error = self._broken_turn(exc, turn)
                 self._restart(str(error))

@@ -10,7 +10,6 @@ is why a tool call costs less than a raw socket echo. Who reads the socket is a
 
 from __future__ import annotations
 
-import asyncio
 import concurrent.futures
 import enum
 import inspect
@@ -18,11 +17,12 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from ._channel import DeadlineExceeded
 from ._child import Child
+from ._tool_loop import ToolLoop
 from ._tools import Tool
 from ._turn import Action, Finish, Interrupt, RunTool, Send, StopTool, Turn
 from ._worker import protocol
@@ -36,10 +36,12 @@ logger = logging.getLogger("securepy")
 class SyncTurnLoop:
     """One execute's I/O: the caller's thread reads and acts; tool threads run the tools."""
 
-    __slots__ = ("_channel", "_child", "_executor", "_session_id", "_turn")
+    __slots__ = ("_channel", "_child", "_executor", "_session_id", "_tool_loop", "_turn")
 
     def __init__(self, child: Child, turn: Turn, session_id: str,
-                 executor: Callable[[], concurrent.futures.ThreadPoolExecutor]) -> None:
+                 executor: Callable[[], concurrent.futures.ThreadPoolExecutor], *,
+                 tool_loop: ToolLoop) -> None:
+        self._tool_loop = tool_loop
         self._child = child
         self._channel = child.channel
         self._turn = turn
@@ -141,7 +143,7 @@ class SyncTurnLoop:
         value: Any = None
         error: BaseException | None = None
         try:
-            value = call_tool(call.tool, call.arguments)
+            value = call_tool(call.tool, call.arguments, self._tool_loop)
         except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
         reply = turn.tool_finished(call, duration=time.monotonic() - started, value=value,
@@ -210,18 +212,14 @@ class SyncTurnLoop:
             return
 
 
-def call_tool(tool: Tool, arguments: dict[str, Any]) -> Any:
-    """Call a tool from a thread with no event loop (an async tool gets one of its own)."""
+def call_tool(tool: Tool, arguments: dict[str, Any], loop: ToolLoop) -> Any:
+    """Call a tool from a tool thread; an async tool runs on the session's ``loop``."""
     if not tool.is_async:
         result = tool.fn(**arguments)
         if not inspect.isawaitable(result):
             return result
-        return asyncio.run(_await(result))
-    return asyncio.run(tool.fn(**arguments))
-
-
-async def _await(awaitable: Awaitable[Any]) -> Any:
-    return await awaitable
+        return loop.run(result)
+    return loop.run(tool.fn(**arguments))
 
 
 class RelayHolder(enum.Enum):
