@@ -20,6 +20,7 @@ KEY_LINES = {
     "llamaindex_agent.py": "answer: Ann's orders total 27.5 euros.",
     "anthropic_loop.py": "answer: The three orders total 345.5",
     "openai_loop.py": "chat answer: The three orders total 345.5",
+    "mcp_code_mode.py": "low stock: SKU-07=3, SKU-10=1, SKU-17=4, SKU-20=2",
     "langchain_agent.py": "answer: Refunded A1 (12.5 €). A2 (30 €) was refused",
 }
 
