@@ -83,9 +83,7 @@ async def as_a_server(sandbox: bool) -> None:
         tools=[reorder], mcp_servers={"inventory": INVENTORY}, sandbox=sandbox
     )
     async with mcp.Client(app) as client:  # in-process; a real client uses stdio or HTTP
-        code = (
-            "[reorder(sku, 10) for sku in list_skus() if stock_level(sku)['on_hand'] < 3]"
-        )
+        code = "[reorder(sku, 10) for sku in list_skus() if stock_level(sku)['on_hand'] < 3]"
         result = await client.call_tool("run_python", {"code": code})
         print("run_python:", result.content[0].text)
         failed = await client.call_tool("run_python", {"code": "undefined_name"})

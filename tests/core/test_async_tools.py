@@ -77,8 +77,9 @@ def test_an_async_tool_still_running_at_close_is_cancelled_not_left() -> None:
         assert started.is_set()
     finally:
         session.close()
-    assert not any(t.name.startswith("securepy-async-tools-") and t.is_alive()
-                   for t in threading.enumerate())
+    assert not any(
+        t.name.startswith("securepy-async-tools-") and t.is_alive() for t in threading.enumerate()
+    )
 
 
 def test_a_sync_tool_returning_an_awaitable_is_awaited_on_the_same_loop() -> None:
@@ -92,7 +93,8 @@ def test_a_sync_tool_returning_an_awaitable_is_awaited_on_the_same_loop() -> Non
         """A sync function handing back a coroutine."""
         return record()
 
-    with securepy.Session(tools=[securepy.Tool("deferred", "d", deferred)], sandbox=False,
-                          timeout=10) as session:
+    with securepy.Session(
+        tools=[securepy.Tool("deferred", "d", deferred)], sandbox=False, timeout=10
+    ) as session:
         assert session.execute("deferred() + deferred()").value == 3
     assert loops[0] is loops[1]

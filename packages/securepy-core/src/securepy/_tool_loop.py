@@ -54,8 +54,12 @@ class ToolLoop:
                 raise RuntimeError("the session is closed: its tool loop has stopped")
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=_serve, args=(loop,), daemon=True,
-                                          name=f"securepy-async-tools-{self._name}")
+                thread = threading.Thread(
+                    target=_serve,
+                    args=(loop,),
+                    daemon=True,
+                    name=f"securepy-async-tools-{self._name}",
+                )
                 thread.start()
                 self._loop, self._thread = loop, thread
             return self._loop
