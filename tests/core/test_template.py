@@ -21,6 +21,7 @@ from securepy._interpreter import probe_interpreter
 from securepy._launchers import template as template_module
 from securepy._launchers.bubblewrap import BubblewrapChild
 from securepy._launchers.cgroups import detect_cgroup_support
+from securepy._launchers.identity import uid_range
 from securepy._launchers.template import TemplateChild, TemplateLauncher, template_problem
 
 from ..conftest import sandbox_problem, wait_until
@@ -76,12 +77,17 @@ def test_a_forked_session_has_the_identity_of_a_bubblewrap_session(forked: Any) 
         assert isinstance(bubblewrap_session._child.process, BubblewrapChild)  # type: ignore[union-attr]
         expected = bubblewrap_session.execute(STATUS).value
     got = forked().execute(STATUS).value
-    assert got.pop("pid") == 1  # pid 1 of its own namespace
-    assert expected.pop("pid") != 1  # (bubblewrap is pid 1 there)
+    # pid 2 of its own namespace in both: pid 1 is the reaper (bubblewrap's pid 1 there)
+    assert got.pop("pid") == expected.pop("pid") == 2
+    # Each session runs as a uid of its own from the range (uid = gid), never 65534 or root.
+    uids = {int(d.pop("Uid").split()[0]) for d in (got, expected)}
+    gids = {int(d.pop("Gid").split()[0]) for d in (got, expected)}
+    first, last = uid_range()
+    assert uids == gids and len(uids) == 2 and all(first <= uid <= last for uid in uids)
     assert got == expected
     zero = "0000000000000000"
     assert (got["CapEff"], got["CapPrm"], got["CapBnd"], got["CapAmb"]) == (zero,) * 4
-    assert (got["Uid"].split()[0], got["NoNewPrivs"], got["Seccomp"]) == ("65534", "1", "2")
+    assert (got["NoNewPrivs"], got["Seccomp"]) == ("1", "2")
 
 
 def test_sessions_of_one_template_cannot_see_each_other(forked: Any) -> None:
@@ -100,7 +106,7 @@ probe.connect("\\0securepy-test-abstract")
 probe.close()
 sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
 """
-    assert one.execute(setup).value == [1]
+    assert one.execute(setup).value == [1, 2]  # its reaper and its worker
     look = """
 import os, socket
 def connect():
@@ -121,7 +127,7 @@ def connect():
     mine, theirs = one.execute(look).value, two.execute(look).value
     assert mine["files"] == [True] * 3 and mine["abstract"] == "connected"
     assert theirs["files"] == [False] * 3 and theirs["abstract"] != "connected"
-    assert theirs["pids"] == [1]  # neither the other session nor the template is visible
+    assert theirs["pids"] == [1, 2]  # neither the other session nor the template is visible
     for key in ("pid_ns", "net_ns", "ipc_ns", "mnt_ns"):
         assert mine[key] != theirs[key], key
 

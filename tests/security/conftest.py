@@ -26,6 +26,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -152,6 +153,7 @@ class Host:
         namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
         assert isinstance(namespace, str) and namespace.startswith("pid:[")
         self.namespaces.append(namespace)
+        _RECORDED.setdefault(namespace, _boot_ticks())
         return str(namespace)
 
     # -- checks --------------------------------------------------------------------------------
@@ -215,12 +217,33 @@ def _host_pids() -> list[int]:
     return [int(p) for p in _listdir("/proc") if p.isdigit()]
 
 
+# When each namespace was recorded, in clock ticks since boot (as /proc/PID/stat counts).
+_RECORDED: dict[str, int] = {}
+
+
+def _boot_ticks() -> int:
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
+
+
 def _processes_in(namespaces: set[str]) -> list[int]:
+    """Host processes in these pid namespaces. The kernel reuses a freed namespace's number:
+    the pid 1 of a namespace made after one was recorded (a template's next session's reaper,
+    made ahead of time) is a newcomer, not a survivor. Anything else is: only pid 1 is
+    exempt, and only if it started after the namespace was recorded."""
     found = []
     for pid in _host_pids():
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/ns/pid") in namespaces:
-                found.append(pid)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            namespace = os.readlink(f"/proc/{pid}/ns/pid")
+            if namespace not in namespaces:
+                continue
+            status = pathlib.Path(f"/proc/{pid}/status").read_text()
+            nspid = next(line for line in status.splitlines() if line.startswith("NSpid:"))
+            started = int(
+                pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+            )
+            if nspid.split()[-1] == "1" and started > _RECORDED.get(namespace, 1 << 62):
+                continue
+            found.append(pid)
     return found
 
 
@@ -317,8 +340,8 @@ def template_launcher(host_secrets: Any) -> Iterator[TemplateLauncher | None]:
 
 
 def forked_from_template(session: securepy.Session) -> bool:
-    """True for a session forked from a template: its worker is pid 1 of its own namespace
-    (in a bubblewrap session, pid 1 is bubblewrap, host root)."""
+    """True for a session forked from a template: its worker is the template's child, pid 2
+    of its own namespace under a reaper (in a bubblewrap session, under bubblewrap)."""
     return session._child is not None and isinstance(session._child.process, TemplateChild)
 
 
@@ -369,6 +392,7 @@ def shared_sandbox(
     with securepy.Session(timeout=30, **_wall_options(request.param, request)) as session:
         namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
         shared_namespaces.append(namespace)
+        _RECORDED.setdefault(namespace, _boot_ticks())
         yield session
     wait_until(lambda: not _processes_in({namespace}), timeout=10)
 

@@ -33,11 +33,13 @@ Identity (never host uid 0's powers inside):
   bubblewrap resolves bind sources with its caller's credentials and ``/root`` is 0700, and
   neither ``--ro-bind-fd`` nor ``--userns`` helps in 0.8. So bubblewrap runs as root *without*
   a user namespace, builds the mounts (it can read ``/root``), keeps only ``CAP_SETUID`` and
-  ``CAP_SETGID``, and the first program inside is ``setpriv``, which switches to uid and gid
-  65534 with no supplementary groups, no capabilities (effective, permitted, inheritable and
+  ``CAP_SETGID``, and the first program inside is ``setpriv``, which switches to the session's
+  own uid and gid (leased from :mod:`.identity`; 65534 only for the launcher's own probe) with
+  no supplementary groups, no capabilities (effective, permitted, inheritable and
   ambient all cleared by the uid change) and no-new-privs, then execs the worker. The code thus
-  runs as host uid 65534: it cannot write sysctls, signal or read bubblewrap (pid 1, host root),
-  and RLIMIT_NPROC applies to it. As ``--disable-userns`` needs a user namespace, the seccomp
+  runs as a host uid no other live session has: it cannot write sysctls, signal or read
+  bubblewrap (pid 1, host root) or another session, and RLIMIT_NPROC and the kernel's other
+  per-uid budgets are its own. As ``--disable-userns`` needs a user namespace, the seccomp
   filter (which refuses ``unshare``, ``setns`` and namespace flags to ``clone``) is mandatory in
   this mode; without it the sandbox refuses to start.
 
@@ -61,6 +63,7 @@ from .._interpreter import Interpreter
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
+from .identity import Identity, lease_identity
 from .procfs import child_pids, read_process_usage
 from .seccomp import SeccompUnavailable, seccomp_filter_fd
 from .spawner import spawn
@@ -146,12 +149,15 @@ class BubblewrapLauncher:
                 or (as root) the seccomp binding or setpriv is missing.
         """
         config = wall_config(spec.interpreter)
+        identity = lease_identity() if config.mode == "root-drop" else None
         cgroup = create_cgroup(spec)
         try:
-            return start_sandbox(config, spec, cgroup)
+            return start_sandbox(config, spec, cgroup, identity=identity)
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
+            if identity is not None:
+                identity.release()
             raise
 
 
@@ -160,9 +166,11 @@ class BubblewrapChild(PopenChild):
 
     sandboxed = True
 
-    def __init__(self, popen: subprocess.Popen[bytes], cgroup: ChildCgroup | None) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], cgroup: ChildCgroup | None,
+                 identity: Identity | None = None) -> None:
         super().__init__(popen)
         self._cgroup = cgroup
+        self._identity = identity
         self._worker: int | None = None
 
     def interrupt(self) -> None:
@@ -187,6 +195,11 @@ class BubblewrapChild(PopenChild):
         if self._cgroup is not None:
             self._cgroup.kill_and_remove()
             self._cgroup = None
+        if self._identity is not None:
+            # The outer bubblewrap was reaped, so its pid namespace, and every process that
+            # ran as this uid, is gone: the uid may serve another session.
+            self._identity.release()
+            self._identity = None
         if self._popen.stderr is not None:
             self._popen.stderr.close()
 
@@ -408,10 +421,10 @@ def _find_setpriv() -> str:
     )
 
 
-def _setpriv_options() -> tuple[str, ...]:
+def _setpriv_options(uid: int = SANDBOX_UID, gid: int = SANDBOX_UID) -> tuple[str, ...]:
     return (
-        f"--reuid={SANDBOX_UID}",
-        f"--regid={SANDBOX_UID}",
+        f"--reuid={uid}",
+        f"--regid={gid}",
         "--clear-groups",
         "--inh-caps=-all",
         # An empty bounding set as well: nothing the code runs can ever regain a capability.
@@ -559,9 +572,15 @@ def _size(size: int | None) -> list[str]:
 
 
 def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | None, *,
-                  extra_fds: tuple[int, ...] = ()) -> BubblewrapChild:
-    """Start ``spec`` in the sandbox ``config`` describes; ``extra_fds`` are inherited too."""
+                  extra_fds: tuple[int, ...] = (),
+                  identity: Identity | None = None) -> BubblewrapChild:
+    """Start ``spec`` in the sandbox ``config`` describes; ``extra_fds`` are inherited too.
+    ``identity``: the session's own uid/gid (root-drop mode), which the child then owns."""
     fds: list[int] = []
+    prefix = config.prefix
+    if identity is not None and prefix:
+        prefix = (prefix[0], *_setpriv_options(identity.uid, identity.gid))
+        config = dataclasses.replace(config, uid=identity.uid, gid=identity.gid)
     try:
         data_options = _data_files(config, fds)
         if config.seccomp:
@@ -575,7 +594,7 @@ def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | No
             "--remount-ro", "/",
         ]  # fmt: skip
         fds.append(_memfd("securepy-bwrap-args", _nul_join(options)))
-        argv = [config.bwrap, "--args", str(fds[-1]), "--", *config.prefix, *spec.argv]
+        argv = [config.bwrap, "--args", str(fds[-1]), "--", *prefix, *spec.argv]
         if cgroup is not None:
             argv = ["/bin/sh", "-c", _CGROUP_JOIN, "securepy-cgroup", *cgroup.thread_join_files,
                     "--", *argv]  # fmt: skip
@@ -593,7 +612,7 @@ def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | No
     finally:
         for fd in fds:
             os.close(fd)
-    return BubblewrapChild(popen, cgroup)
+    return BubblewrapChild(popen, cgroup, identity)
 
 
 def _data_files(config: WallConfig, fds: list[int]) -> list[str]:

@@ -7,10 +7,12 @@ fork of the ready template plus its own mounts, about 2–4 ms.
 
 What each session gets is the wall of :mod:`.bubblewrap`, made per session by the forked
 child instead of by bubblewrap: its own pid, mount, net, IPC, UTS and cgroup namespaces, its
-own workspace, ``/tmp``, ``/dev/shm`` and ``/proc`` (same read-only and masked entries), uid and
-gid 65534 with no capabilities, an empty bounding set, no-new-privs, the seccomp filter, the
-same rlimits and, where the host has them, a memory and pids cgroup of its own. The worker is
-pid 1 of its pid namespace (there is no bubblewrap init above it).
+own workspace, ``/tmp``, ``/dev/shm`` and ``/proc`` (same read-only and masked entries), a uid
+and gid of its own (leased from :mod:`.identity` for the session's life) with no capabilities,
+an empty bounding set, no-new-privs, the seccomp filter, the same rlimits and, where the host
+has them, a memory and pids cgroup of its own. pid 1 of its namespace is a reaper the template
+forked ahead of time (as bubblewrap's pid 1, it reaps orphans); the worker is pid 2. Killing
+the reaper ends the namespace, so that is how a session is killed.
 
 Root-drop mode only: the template keeps ``CAP_SYS_ADMIN`` (and the set-id and ``NET_ADMIN``
 capabilities) inside bubblewrap's namespaces to build each session, which needs host root. For
@@ -49,6 +51,7 @@ from .bubblewrap import (
     wall_config,
 )
 from .cgroups import ChildCgroup
+from .identity import Identity, lease_identity
 from .procfs import read_process_usage
 from .seccomp import compile_filter
 
@@ -146,12 +149,18 @@ class TemplateChild:
 
     sandboxed = True
 
-    def __init__(self, pidfd: int, cgroup: ChildCgroup | None, limits: Limits) -> None:
+    def __init__(self, pidfd: int, cgroup: ChildCgroup | None, limits: Limits,
+                 reaper_pidfd: int = -1, identity: Identity | None = None) -> None:
         self._pidfd = pidfd
         self._pid = _host_pid(pidfd)
+        self._reaper_pidfd = reaper_pidfd
         self._cgroup = cgroup
         self._limits = limits
+        self._identity = identity
         self._exited = threading.Event()
+        self._namespace_gone = threading.Event()
+        if reaper_pidfd < 0:
+            self._namespace_gone.set()
         self._status: int | None = None
         self._cpu_seconds = 0.0
 
@@ -172,17 +181,30 @@ class TemplateChild:
         self._signal(signal.SIGINT)
 
     def kill(self) -> None:
-        """SIGKILL the session (its pid namespace dies with it), wait for the template to reap
-        it, remove its cgroup. Idempotent."""
+        """SIGKILL the session's reaper (its pid namespace, worker included, dies with it),
+        wait for the template to reap both, remove its cgroup, give its uid back. Idempotent."""
+        if not self._namespace_gone.is_set() and self._reaper_pidfd >= 0:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._reaper_pidfd, signal.SIGKILL)
         if not self._exited.is_set():
             self._signal(signal.SIGKILL)
-            self._exited.wait(_EXIT_TIMEOUT)
-        if self._pidfd >= 0:
-            os.close(self._pidfd)
-            self._pidfd = -1
+        self._exited.wait(_EXIT_TIMEOUT)
+        self._namespace_gone.wait(_EXIT_TIMEOUT)
+        for name in ("_pidfd", "_reaper_pidfd"):
+            fd = getattr(self, name)
+            if fd >= 0:
+                os.close(fd)
+                setattr(self, name, -1)
         if self._cgroup is not None:
             self._cgroup.kill_and_remove()
             self._cgroup = None
+        if self._identity is not None:
+            if self._exited.is_set() and self._namespace_gone.is_set():
+                self._identity.release()
+            else:  # not proven gone: the uid stays leased until this process exits
+                logger.warning("session %d did not end in %.0f s; its uid %d stays reserved",
+                               self._pid, _EXIT_TIMEOUT, self._identity.uid)
+            self._identity = None
 
     def read_startup_error(self) -> str:
         return ""  # a session that cannot isolate itself says why on its socket
@@ -207,6 +229,11 @@ class TemplateChild:
         self._status = os.waitstatus_to_exitcode(status)
         self._exited.set()
 
+    def reaper_exited(self) -> None:
+        """Called by the template's reader: the session's pid 1 was reaped, so nothing of its
+        namespace lives."""
+        self._namespace_gone.set()
+
     def _signal(self, signum: int) -> None:
         if self._pidfd >= 0 and not self._exited.is_set():
             with contextlib.suppress(ProcessLookupError):
@@ -222,6 +249,7 @@ class _Template:
         self._spawn_lock = threading.Lock()
         self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
         self._children: dict[int, TemplateChild] = {}
+        self._reapers: dict[int, TemplateChild] = {}  # each session's pid 1
         # Exits reported before the launching thread registered the child (it died at once).
         self._early_exits: dict[int, tuple[int, float]] = {}
         self._children_lock = threading.Lock()
@@ -298,14 +326,17 @@ class _Template:
 
     def launch(self, spec: LaunchSpec) -> TemplateChild:
         cgroup = self._take_cgroup(spec)
+        identity: Identity | None = None
         join_fds: list[int] = []
         try:
+            identity = lease_identity()
             if cgroup is not None:
                 join_fds += [os.open(path, os.O_WRONLY | os.O_CLOEXEC)
                              for path in cgroup.thread_join_files]
             with self._spawn_lock:
                 request = {"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
-                           "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds)}
+                           "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds),
+                           "uid": identity.uid, "gid": identity.gid}
                 send_control(self._control, request, [spec.child_fd, *join_fds])
                 try:
                     reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
@@ -315,21 +346,29 @@ class _Template:
                     self.close()
                     raise SandboxUnavailableError(
                         "the session template did not answer a start in 10 s") from None
-                if reply.get("kind") != "spawned" or len(fds) != 1:
+                if reply.get("kind") != "spawned" or len(fds) != 2:
                     _close_all(fds)
                     raise SandboxUnavailableError(
                         f"the session template could not start a session: "
                         f"{str(reply.get('message', 'it has stopped'))[:2000]}")
-                child = TemplateChild(fds[0], cgroup, spec.limits)
+                child = TemplateChild(fds[0], cgroup, spec.limits, fds[1], identity)
+                identity = None  # the child owns it now
                 with self._children_lock:
                     early = self._early_exits.pop(reply["pid"], None)
+                    reaper_early = self._early_exits.pop(reply["reaper"], None)
                     if early is None:
                         self._children[reply["pid"]] = child
+                    if reaper_early is None:
+                        self._reapers[reply["reaper"]] = child
                 if early is not None:
                     child.exited(*early)
+                if reaper_early is not None:
+                    child.reaper_exited()
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
+            if identity is not None:
+                identity.release()
             raise
         finally:
             _close_all(join_fds)
@@ -378,10 +417,13 @@ class _Template:
                     status, cpu = int(message["status"]), float(message["cpu_seconds"])
                     with self._children_lock:
                         child = self._children.pop(message["pid"], None)
-                        if child is None:
+                        owner = self._reapers.pop(message["pid"], None)
+                        if child is None and owner is None:
                             self._early_exits[message["pid"]] = (status, cpu)
                     if child is not None:
                         child.exited(status, cpu)
+                    if owner is not None:
+                        owner.reaper_exited()
                 elif kind in ("spawned", "spawn_failed"):
                     self._replies.put((message, fds))
                 else:  # the host hung up, or the template died
@@ -394,8 +436,11 @@ class _Template:
         self._replies.put(({"kind": "spawn_failed", "message": "the template stopped"}, []))
         with self._children_lock:
             children, self._children = list(self._children.values()), {}
+            reapers, self._reapers = list(self._reapers.values()), {}
         for child in children:
             child.exited(signal.SIGKILL, 0.0)
+        for owner in reapers:
+            owner.reaper_exited()
 
 
 

@@ -8,15 +8,26 @@ becomes an ordinary worker, ready in a few milliseconds.
 Per session, the forked child:
 
 - moves itself into its own memory and pids cgroup (the host passes the files to write);
-- is pid 1 of a new pid namespace (the fork happens with one set for the template's children)
-  and takes new mount, network (made ahead of time by the template), IPC, UTS and cgroup
-  namespaces: it sees no other session and no template;
+- lives in a new pid namespace whose pid 1 is a reaper the template forked ahead of time
+  (``_serve_as_reaper``): orphans of the code are reparented to it and reaped, as bubblewrap's
+  pid 1 does, while the code's own ``wait()`` and ``subprocess`` see only their own children
+  (the worker is pid 2, the template's child, so the template still reports its exit); takes
+  new mount, network (made ahead of time by the template), IPC, UTS and cgroup namespaces: it
+  sees no other session and no template;
 - mounts its own workspace and ``/dev/shm`` tmpfs (sizes from the host), its own ``/tmp`` when
   the sandbox has one, and a fresh ``/proc`` with the same read-only and masked entries as
   bubblewrap's (its loopback stays down: seccomp refuses every socket family but AF_UNIX);
-- drops to uid and gid 65534 with no groups, empties every capability set and the bounding
-  set, sets no-new-privs, installs the seccomp filter, and only then serves the socket the host
-  passed in.
+- drops to the uid and gid the host leased for this session alone (``_launchers/identity``)
+  with no groups, empties every capability set and the bounding set, sets no-new-privs,
+  installs the seccomp filter, reseeds the random generators the fork copied (``random`` does
+  so itself at fork; ``numpy.random``'s global state when a preload imported it), and only then
+  serves the socket the host passed in.
+
+What a fork cannot renew, and sessions of one template therefore share: the str hash secret
+(``PYTHONHASHSEED``, fixed when the interpreter started) and the address-space layout (ASLR
+positions of the interpreter, its libraries and its heap). Neither is a secret a tenant can
+use against another here (no shared memory, no way to read another session's addresses), but
+code relying on their being unpredictable should use ``template=False`` sessions.
 
 The template itself keeps the capabilities it needs for that (it is host root inside
 bubblewrap's namespaces: root-drop mode only). It never runs sandboxed code and reads nothing
@@ -27,9 +38,10 @@ Control messages are JSON objects, one per SOCK_SEQPACKET message:
 
     host -> template   configure (plan, path, preload)           once
     template -> host   ready | error (message)                   after one trial session
-    host -> template   spawn (workspace_bytes, shm_bytes, cgroups)
+    host -> template   spawn (workspace_bytes, shm_bytes, cgroups, uid, gid)
                        + the session socket's fd and the cgroups' join files
-    template -> host   spawned (pid) + a pidfd of the session | spawn_failed (message)
+    template -> host   spawned (pid, reaper) + pidfds of the session and of its reaper
+                       | spawn_failed (message)
     template -> host   exited (pid, status, cpu_seconds)         when a session ends
 """
 
@@ -145,6 +157,8 @@ class _Template:
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.own_net_namespace = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.next_net_namespace = -1
+        self.next_reaper: tuple[int, int] | None = None  # (pid namespace fd, pid)
+        self.silent_exits: set[int] = set()  # reapers the host never heard of
         self.wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         _signal.set_wakeup_fd(wake_write)
         _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
@@ -159,10 +173,17 @@ class _Template:
             # The next session's network namespace is made once the template is idle (no
             # request for 2 ms): made right after a fork, it would compete with that session
             # for the CPU while it starts.
-            idle = None if self.next_net_namespace >= 0 else 0.002
+            ready = self.next_net_namespace >= 0 and self.next_reaper is not None
+            idle = None if ready else 0.002
             readable, _, _ = select.select([control_fd, self.wake_read], [], [], idle)
             if not readable:
-                self._prepare_net_namespace()
+                if self.next_net_namespace < 0:
+                    self._prepare_net_namespace()
+                elif self.next_reaper is None:
+                    try:
+                        self.next_reaper = self._make_reaper()
+                    except OSError:  # the next start makes one, or says why it cannot
+                        self.next_reaper = (-1, 0)
             if self.wake_read in readable:
                 while len(os.read(self.wake_read, 4096)) == 4096:
                     pass
@@ -187,28 +208,82 @@ class _Template:
         namespace for children (setns), ready for the next. One fork, no go-between process.
         """
         net, self.next_net_namespace = self.next_net_namespace, -1  # one session's only
+        reaper_namespace, reaper = -1, 0
+        pidfds: list[int] = []
         try:
-            _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+            # One session's only too: made now (a second fork) if none was made while idle.
+            prepared, self.next_reaper = self.next_reaper, None
+            if prepared is not None and prepared[0] >= 0:
+                reaper_namespace, reaper = prepared
+            else:
+                reaper_namespace, reaper = self._make_reaper()
+            _check(_libc.setns(reaper_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
             if net >= 0:
                 _check(_libc.setns(net, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             try:
                 pid = os.fork()
                 if pid == 0:
-                    self._become_session(message, session_fd, cgroup_fds, net)
+                    self._become_session(message, session_fd, cgroup_fds, net, reaper_namespace)
             finally:
                 _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
                 _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
-            pidfd = os.pidfd_open(pid)
-            try:
-                send_control(self.control, {"kind": "spawned", "pid": pid}, [pidfd])
-            finally:
-                os.close(pidfd)
+            pidfds = [os.pidfd_open(pid), os.pidfd_open(reaper)]
+            send_control(self.control, {"kind": "spawned", "pid": pid, "reaper": reaper},
+                         pidfds)
         except OSError as exc:
+            if reaper:
+                os.kill(reaper, _signal.SIGKILL)  # its pid namespace, and anything in it, ends
+                self.silent_exits.add(reaper)
             send_control(self.control,
                   {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
         finally:
-            for fd in (session_fd, *cgroup_fds, *([net] if net >= 0 else [])):
+            for fd in (session_fd, *cgroup_fds, *pidfds,
+                       *(fd for fd in (net, reaper_namespace) if fd >= 0)):
                 os.close(fd)
+
+    def _make_reaper(self) -> tuple[int, int]:
+        """Fork the next session's pid 1 into a new pid namespace; return that namespace's fd
+        and its pid. Made while the template is idle: on a start, only the session's own fork
+        remains to be paid."""
+        _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        try:
+            pid = os.fork()
+            if pid == 0:
+                self._serve_as_reaper()
+            # Our own link to the namespace the fork made (the reaper's /proc entries may
+            # already be out of reach once it dropped its capabilities).
+            try:
+                namespace = os.open("/proc/self/ns/pid_for_children", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                os.kill(pid, _signal.SIGKILL)
+                self.silent_exits.add(pid)
+                raise
+        finally:
+            _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+        return namespace, pid
+
+    def _serve_as_reaper(self) -> None:
+        """pid 1 of a session's namespace: reap whatever the kernel reparents here, forever.
+        Runs no untrusted code and holds nothing of the template: no fds but /dev/null, no
+        capabilities (it stays uid 0, like bubblewrap's pid 1: no session uid can signal or
+        read it, and the template can still end it), the seccomp filter. Its death ends the namespace, which is
+        how the host ends a session. Never returns."""
+        try:
+            _signal.set_wakeup_fd(-1)
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGCHLD})
+            _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)  # blocked: still queued
+            null = os.open("/dev/null", os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(null, fd)
+            os.closerange(3, 1 << 20)
+            self.privileges.drop_capabilities()
+            while True:
+                _signal.sigwait({_signal.SIGCHLD})
+                with contextlib.suppress(ChildProcessError):
+                    while os.waitpid(-1, os.WNOHANG)[0]:
+                        pass
+        finally:
+            os._exit(1)
 
     def _prepare_net_namespace(self) -> None:
         """Make the next session's network namespace now, while nobody waits: creating one is
@@ -222,12 +297,14 @@ class _Template:
             _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
 
     def _become_session(self, message: dict[str, Any], session_fd: int,
-                        cgroup_fds: list[int], net: int) -> None:
+                        cgroup_fds: list[int], net: int, reaper_namespace: int) -> None:
         """In the fork: join the session's cgroups, forget the template's fds and signals, take
         the namespaces the fork did not bring, isolate, drop privileges, then serve. Never
         returns."""
         try:
+            os.close(reaper_namespace)
             self._isolate_self(message, cgroup_fds, net)
+            _reseed()
         except BaseException as exc:
             _report_start_failure(session_fd, exc)
             os._exit(1)
@@ -252,6 +329,8 @@ class _Template:
         _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
         for fd in self.private_fds:
             os.close(fd)
+        if self.next_reaper is not None and self.next_reaper[0] >= 0:
+            os.close(self.next_reaper[0])
         namespaces = _NAMESPACES & ~_CLONE_NEWPID
         if net >= 0:
             os.close(net)
@@ -260,7 +339,8 @@ class _Template:
             # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
             _check(_libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
         _isolate(message, self.plan)
-        self.privileges.apply()
+        self.privileges.apply(int(message.get("uid", self.plan["uid"])),
+                              int(message.get("gid", self.plan["gid"])))
 
     def _prove_isolation(self) -> None:
         """Fork one session that isolates itself and leaves, before serving any: a host that
@@ -297,8 +377,21 @@ class _Template:
                 return
             if pid == 0:
                 return
+            if pid in self.silent_exits:
+                self.silent_exits.discard(pid)
+                continue
             send_control(self.control, {"kind": "exited", "pid": pid, "status": status,
                                  "cpu_seconds": usage.ru_utime + usage.ru_stime})
+
+
+def _reseed() -> None:
+    """Fresh randomness for this session: a fork copies every generator's state. ``random``
+    reseeds its global generator itself at fork (``os.register_at_fork``); numpy's legacy
+    global ``RandomState`` (``numpy.random.rand``, ``numpy.random.seed``...) does not. Only what
+    is already imported: a module imported later seeds itself from the OS."""
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
 
 
 def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
@@ -376,13 +469,13 @@ def _fresh_proc(plan: dict[str, Any]) -> None:
 
 
 class _PrivilegeDrop:
-    """Becoming uid/gid 65534 with no capability left anywhere, no-new-privs and the seccomp
-    filter: prepared once in the template, applied in each session (a few kernel calls)."""
+    """Becoming the session's uid/gid with no capability left anywhere, no-new-privs and the
+    seccomp filter: prepared once in the template, applied in each session (a few kernel
+    calls)."""
 
     def __init__(self, plan: dict[str, Any], seccomp: bytes) -> None:
         if not seccomp:
             raise OSError("the seccomp filter is required and missing")
-        self.uid, self.gid = plan["uid"], plan["gid"]
         # Only what the template still has: each drop is a credential change costing microseconds.
         self.bounding_set = _capability_set(_status(), "CapBnd")
         self.cap_header = ctypes.create_string_buffer(
@@ -392,14 +485,25 @@ class _PrivilegeDrop:
         self.fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
         self.capset = _libc.capset
 
-    def apply(self) -> None:
+    def apply(self, uid: int, gid: int) -> None:
+        """Become ``uid``/``gid`` (never root) with nothing left, then seccomp."""
+        if uid <= 0 or gid <= 0:
+            raise OSError(f"refusing to run a session as uid {uid}, gid {gid}")
+        self._drop(uid, gid)
+
+    def drop_capabilities(self) -> None:
+        """Keep the uid (root, for a reaper), drop everything else, then seccomp."""
+        self._drop(None, None)
+
+    def _drop(self, uid: int | None, gid: int | None) -> None:
         for cap in self.bounding_set:
             _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
         _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient capabilities")
         os.setgroups([])
-        os.setresgid(self.gid, self.gid, self.gid)
-        os.setresuid(self.uid, self.uid, self.uid)  # clears the effective and permitted sets
-        _check(self.capset(self.cap_header, self.cap_data), "capset")  # and the inheritable
+        if uid is not None and gid is not None:
+            os.setresgid(gid, gid, gid)
+            os.setresuid(uid, uid, uid)  # clears the effective and permitted sets
+        _check(self.capset(self.cap_header, self.cap_data), "capset")  # all three sets
         status = _status()
         if any(f"{name}:\t0000000000000000" not in status for name in ("CapBnd", "CapEff")):
             raise OSError("capabilities are left after the drop")
