@@ -133,7 +133,8 @@ def _lock_dir() -> str:
         ) from exc
     if info.st_uid != 0 or info.st_mode & 0o022:
         raise SandboxUnavailableError(
-            f"{_LOCK_DIR} must be owned by root and writable by root only")
+            f"{_LOCK_DIR} must be owned by root and writable by root only"
+        )
     return _LOCK_DIR
 
 

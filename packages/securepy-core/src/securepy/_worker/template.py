@@ -266,8 +266,8 @@ class _Template:
         """pid 1 of a session's namespace: reap whatever the kernel reparents here, forever.
         Runs no untrusted code and holds nothing of the template: no fds but /dev/null, no
         capabilities (it stays uid 0, like bubblewrap's pid 1: no session uid can signal or
-        read it, and the template can still end it), the seccomp filter. Its death ends the namespace, which is
-        how the host ends a session. Never returns."""
+        read it, and the template can still end it), the seccomp filter. Its death ends the
+        namespace, which is how the host ends a session. Never returns."""
         try:
             _signal.set_wakeup_fd(-1)
             _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGCHLD})
