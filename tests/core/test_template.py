@@ -10,6 +10,7 @@ same thing works inside one session.
 from __future__ import annotations
 
 import dataclasses
+import os
 import signal
 from collections.abc import Iterator
 from typing import Any
@@ -32,8 +33,11 @@ MiB = 1024 * 1024
 # Without a sandbox the tests are marked "sandbox": skipped, or failed under CI=true. With one,
 # only a host where templates cannot run (not root, or no pidfds) skips them, for that reason.
 _TEMPLATE_PROBLEM = None if sandbox_problem() else template_problem(probe_interpreter(None))
-pytestmark = [pytest.mark.sandbox] + ([] if _TEMPLATE_PROBLEM is None else [
-    pytest.mark.skip(reason=f"no session template here: {_TEMPLATE_PROBLEM}")])
+pytestmark = [pytest.mark.sandbox] + (
+    []
+    if _TEMPLATE_PROBLEM is None
+    else [pytest.mark.skip(reason=f"no session template here: {_TEMPLATE_PROBLEM}")]
+)
 
 
 @pytest.fixture(scope="module")
@@ -198,8 +202,9 @@ def test_cpu_limit_is_named_although_the_worker_is_pid_1(forked: Any) -> None:
     assert session.execute("2").value == 2
 
 
-@pytest.mark.skipif(detect_cgroup_support().version == 0,
-                    reason="no usable memory and pids cgroup here")
+@pytest.mark.skipif(
+    detect_cgroup_support().version == 0, reason="no usable memory and pids cgroup here"
+)
 def test_each_session_gets_its_own_memory_cgroup(forked: Any) -> None:
     small = forked(limits=securepy.Limits(memory_bytes=64 * MiB, workspace_bytes=8 * MiB))
     hog = "hog = []\nwhile True: hog.append(bytearray(8 << 20))"
@@ -305,8 +310,10 @@ def test_an_interpreter_under_tmp_gets_a_private_tmp_per_session(tmp_path: Any) 
     own = TemplateLauncher()
     try:
         python = str(venv / "bin" / "python")
-        with securepy.Session(python=python, launcher=own) as one, \
-                securepy.Session(python=python, launcher=own) as two:
+        with (
+            securepy.Session(python=python, launcher=own) as one,
+            securepy.Session(python=python, launcher=own) as two,
+        ):
             code = f"import os\nsorted(os.listdir({str(tmp_path)!r})), os.listdir('/tmp')"
             one.execute("open('/tmp/scratch', 'w').write('one')")
             assert one.execute("open('/tmp/scratch').read()").value == "one"  # control
@@ -323,8 +330,11 @@ def test_a_template_whose_sessions_cannot_isolate_fails_at_its_start(
 ) -> None:
     # Stand-in for a kernel that refuses one of the steps: an id the drop cannot switch to.
     real_wall_config = template_module.wall_config
-    monkeypatch.setattr(template_module, "wall_config", lambda interpreter: dataclasses.replace(
-        real_wall_config(interpreter), gid=-2))
+    monkeypatch.setattr(
+        template_module,
+        "wall_config",
+        lambda interpreter: dataclasses.replace(real_wall_config(interpreter), gid=-2),
+    )
     own = TemplateLauncher()
     try:
         with pytest.raises(errors.SandboxUnavailableError, match="cannot isolate itself"):
@@ -359,3 +369,27 @@ def test_masked_proc_entries_behave_as_in_a_bubblewrap_session(forked: Any) -> N
         expected = bubblewrap_session.execute(MASKS).value
     assert expected  # the kernel has some of them
     assert forked().execute(MASKS).value == expected
+
+
+def test_a_fork_reseeds_numpys_global_generator() -> None:
+    """Once drawn from, numpy's global generator is state a fork copies: without the reseed a
+    forked child draws what its parent draws next (the control), with it something else."""
+    numpy = pytest.importorskip("numpy")
+    from securepy._worker.template import _reseed
+
+    def child_draw(reseed: bool) -> float:
+        numpy.random.rand()  # the state exists now
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            if reseed:
+                _reseed()
+            os.write(write_end, repr(float(numpy.random.rand())).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        os.close(write_end)
+        with os.fdopen(read_end, "rb") as f:
+            return float(f.read())
+
+    assert child_draw(reseed=False) == float(numpy.random.rand())
+    assert child_draw(reseed=True) != float(numpy.random.rand())
