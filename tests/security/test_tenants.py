@@ -11,13 +11,17 @@ budgets (docs/threat-model.md), so the per-uid tests need root.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pathlib
 from typing import Any
 
 import pytest
 import securepy
+from securepy._launchers.base import LaunchSpec
+from securepy._launchers.identity import lease_identity
 from securepy._launchers.template import TemplateLauncher
+from securepy._launchers.unsandboxed import UnsandboxedLauncher
 
 from .conftest import forked_from_template
 
@@ -250,3 +254,38 @@ def test_forked_sessions_do_not_share_randomness(host: Any) -> None:
             pytest.skip("this pool does not fork its sessions from a template")
         first, second = host.value(one, draw), host.value(two, draw)
     assert first[0] != second[0] and first[1] != second[1]
+
+
+@needs_root
+def test_a_worker_that_cannot_start_a_thread_names_the_limit(host: Any) -> None:
+    """A worker whose uid has no process left to start a thread with fails to start with an
+    error naming the processes budget, not a protocol mismatch ("reinstall securepy")."""
+    identity = lease_identity()
+
+    class CappedLauncher(UnsandboxedLauncher):
+        def __init__(self, nproc: int) -> None:
+            self.nproc = nproc
+
+        def launch(self, spec: LaunchSpec) -> Any:
+            argv = (
+                "prlimit",
+                f"--nproc={self.nproc}",
+                "setpriv",
+                f"--reuid={identity.uid}",
+                f"--regid={identity.gid}",
+                "--clear-groups",
+                "--",
+                *spec.argv,
+            )
+            return super().launch(dataclasses.replace(spec, argv=argv))
+
+    try:
+        with securepy.Session(launcher=CappedLauncher(64), timeout=30) as session:
+            assert host.value(session, "6 * 7") == 42  # control: the same start, with room
+        with pytest.raises(securepy.SandboxUnavailableError) as refused:
+            securepy.Session(launcher=CappedLauncher(1), timeout=30)
+    finally:
+        identity.release()
+    message = str(refused.value)
+    assert "processes limit" in message and "per-uid budget" in message, message
+    assert "reinstall" not in message and "protocol" not in message

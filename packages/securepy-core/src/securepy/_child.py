@@ -133,21 +133,46 @@ def _handshake(child: Child, unsent: bytes) -> None:
             # rather than report the broken pipe.
             if unsent:
                 channel.send_frame(unsent, time.monotonic() + START_TIMEOUT)
-        ready = channel.receive(time.monotonic() + START_TIMEOUT)
+        deadline = time.monotonic() + START_TIMEOUT
+        ready = channel.receive(deadline)
+        printed = ""
+        while ready["kind"] == "output" and len(printed) < 4000:
+            # A worker that failed while starting prints its traceback before it dies.
+            printed += str(ready.get("text", ""))
+            try:
+                ready = channel.receive(deadline)
+            except (ProtocolError, DeadlineExceeded):
+                ready = {"kind": "died"}
     except (ProtocolError, DeadlineExceeded) as exc:
         detail = child.process.read_startup_error() or str(exc) or "no output"
         raise SandboxUnavailableError(
             f"the {'sandboxed ' if child.process.sandboxed else ''}worker failed to start: "
-            f"{detail[-2000:]}"
+            f"{_name_exhaustion(detail)}{detail[-2000:]}"
         ) from None
     if ready["kind"] == "error":
+        detail = f"{ready['type'][:100]}: {ready['message'][:2000]}"
         raise SandboxUnavailableError(
-            f"the worker failed to start: {ready['type'][:100]}: {ready['message'][:2000]}")
+            f"the worker failed to start: {_name_exhaustion(detail)}{detail}")
+    if ready["kind"] != "ready" and printed:
+        raise SandboxUnavailableError(
+            f"the worker failed to start: {_name_exhaustion(printed)}{printed[-2000:]}")
     if ready["kind"] != "ready" or ready.get("version") != protocol.PROTOCOL_VERSION:
         raise SandboxUnavailableError(
             f"the worker speaks protocol {ready.get('version')!r}, the host "
             f"{protocol.PROTOCOL_VERSION}; reinstall securepy"
         )
+
+
+def _name_exhaustion(text: str) -> str:
+    """A sentence naming the resource behind a start that failed for lack of one, or ""."""
+    if "can't start new thread" in text or "Resource temporarily unavailable" in text:
+        return ("it could not start a thread or process: the session's processes limit, or "
+                "a per-uid budget of the host (as root each session has a uid of its own; as "
+                "another user all sessions share that user's RLIMIT_NPROC), is exhausted; "
+                "close sessions or raise the limit. ")
+    if "MemoryError" in text or "Cannot allocate memory" in text:
+        return "it ran out of memory: raise Limits.memory_bytes or free memory on the host. "
+    return ""
 
 
 def kill_quietly(child: Child | None) -> None:
