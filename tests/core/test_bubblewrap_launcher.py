@@ -24,6 +24,7 @@ from securepy._launchers import bubblewrap
 from securepy._launchers.base import LaunchSpec
 from securepy._launchers.bubblewrap import BubblewrapChild, BubblewrapLauncher
 from securepy._launchers.cgroups import detect_cgroup_support
+from securepy._launchers.identity import uid_range
 from securepy._launchers.seccomp import compile_filter
 from securepy._limits import Limits
 from securepy.errors import SandboxUnavailableError
@@ -116,8 +117,11 @@ def test_code_never_runs_with_host_root_powers(sandbox: Any) -> None:
                 "nnp": status["NoNewPrivs"].strip(), "user": getpass.getuser()})
         """,
     )
-    expected_uid = 65534 if os.geteuid() == 0 else os.getuid()
-    assert info["ids"][:3] == [expected_uid] * 3
+    # As root: a uid (= gid) leased for this session alone from the range; else the user's.
+    first, last = uid_range() if os.geteuid() == 0 else (os.getuid(), os.getuid())
+    assert first <= info["ids"][0] <= last
+    uid = info["ids"][0]
+    assert info["ids"] == ([uid] * 6 if os.geteuid() == 0 else [uid] * 3 + info["ids"][3:])
     assert 0 not in info["ids"]
     assert info["groups"] in ([], [info["ids"][3]])
     assert info["caps"] == ["0000000000000000"] * 5
