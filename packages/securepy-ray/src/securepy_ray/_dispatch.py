@@ -9,6 +9,7 @@ flight, so a million snippets never sit in Ray's queues at once.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import threading
@@ -187,26 +188,42 @@ class PoolCore:
             live = sum(1 for m in self.members if m.alive)
         return max(1, 2 * self.sessions_per_node * live)
 
-    def begin_close(self) -> list[tuple[Member, Any]]:
-        """Mark the pool closed; the live actors with their ``close`` refs."""
+    def begin_close(self) -> list[Any] | None:
+        """Mark the pool closed and ask each live actor to close its sessions.
+
+        Returns:
+            The ``close`` refs to wait for, or None when the pool was closed already.
+        """
         with self._lock:
             if self.closed:
-                return []
+                return None
             self.closed = True
             live = [m for m in self.members if m.alive]
-        return [(m, m.handle.close.remote()) for m in live]
+        if not ray.is_initialized():
+            return []  # Ray was shut down first, and took the actors and their sessions
+        refs = []
+        for member in live:
+            try:
+                refs.append(member.handle.close.remote())
+            except Exception:  # Ray has forgotten the actor: nothing to close
+                member.alive = False
+        return refs
 
     def end_close(self) -> None:
         """Kill every actor (its sessions closed already) and stop the driver's server."""
-        for member in self.members:
-            ray.kill(member.handle)
+        if ray.is_initialized():
+            for member in self.members:
+                with contextlib.suppress(Exception):  # already dead, or unknown to Ray
+                    ray.kill(member.handle)
         if self.driver is not None:
             self.driver.close()
 
     def close_quietly(self) -> None:
-        closing = self.begin_close()
-        if closing:
-            ray.wait([ref for _, ref in closing], num_returns=len(closing), timeout=30)
+        refs = self.begin_close()
+        if refs is None:
+            return
+        if refs:
+            ray.wait(refs, num_returns=len(refs), timeout=30)
         self.end_close()
 
 

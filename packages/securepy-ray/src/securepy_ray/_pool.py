@@ -409,12 +409,12 @@ class AsyncRayPool:
     async def close(self) -> None:
         """Async counterpart of :meth:`RayPool.close`; never blocks the event loop."""
         core = self._core
-        closing = core.begin_close()
-        if closing:
-            await asyncio.wait(
-                [asyncio.wrap_future(ref.future()) for _, ref in closing], timeout=30
-            )
-            await asyncio.to_thread(core.end_close)
+        refs = core.begin_close()
+        if refs is None:
+            return
+        if refs:
+            await asyncio.wait([asyncio.wrap_future(ref.future()) for ref in refs], timeout=30)
+        await asyncio.to_thread(core.end_close)
         self._finalizer.detach()
 
     async def _open_session(self) -> AsyncRaySession:

@@ -264,18 +264,23 @@ class DriverServer:
         if self._closed.is_set():
             return
         self._closed.set()
-        # If the relay is already gone, the thread's poll fails and it ends.
-        with contextlib.suppress(ray.exceptions.RayError):
-            ray.get(self.relay.stop.remote(), timeout=10)
+        # Any Ray call would start a new local Ray if Ray was shut down first; then the relay
+        # went with it, and so did the thread's poll.
+        if ray.is_initialized():
+            with contextlib.suppress(Exception):  # the relay is gone: the poll fails, too
+                ray.get(self.relay.stop.remote(), timeout=10)
         self._thread.join(timeout=30)
         self._executor.shutdown(wait=True, cancel_futures=True)
-        ray.kill(self.relay)
+        if ray.is_initialized():
+            with contextlib.suppress(Exception):  # already dead with its node
+                ray.kill(self.relay)
 
     def _serve(self) -> None:
-        while not self._closed.is_set():
+        # ray.is_initialized(): a call after ray.shutdown() would start a new local Ray.
+        while not self._closed.is_set() and ray.is_initialized():
             try:
                 items = ray.get(self.relay.take.remote(_TAKE_BATCH, _POLL_SECONDS))
-            except ray.exceptions.RayError:
+            except Exception:  # the relay, or Ray itself, is gone
                 if not self._closed.is_set():
                     logger.error(
                         "the driver-tool relay actor died; driver tools now fail", exc_info=True
