@@ -63,14 +63,21 @@ def audited_run(tmp_path: Path) -> tuple[Path, list[dict[str, Any]], str]:
         securepy.Tool("secret", "Denied.", lambda key: key, args={"key": str}, approve=deny_all),
     ]
     limits = securepy.Limits(memory_bytes=256 * 1024 * 1024)
-    with securepy.Session(tools, sandbox=False, limits=limits, audit_log=log,
-                          audit=received.append, max_code_length=50_000) as session:
+    with securepy.Session(
+        tools,
+        sandbox=False,
+        limits=limits,
+        audit_log=log,
+        audit=received.append,
+        max_code_length=50_000,
+    ) as session:
         session_id = session.id
         assert session.execute("print('hi'); double(21)").value == 42
         with pytest.raises(securepy.ExecutionError):
             session.execute("broken()")
         caught = session.execute(
-            "try:\n    secret('db')\nexcept PolicyError as e:\n    seen = str(e)\nseen")
+            "try:\n    secret('db')\nexcept PolicyError as e:\n    seen = str(e)\nseen"
+        )
         assert caught.value == "refused secret with {'key': 'db'}"
         with pytest.raises(securepy.ExecutionError, match=r"^ZeroDivisionError: "):
             session.execute("1/0")
@@ -85,7 +92,8 @@ def audited_run(tmp_path: Path) -> tuple[Path, list[dict[str, Any]], str]:
 
 
 def test_every_line_has_the_common_fields_in_order(
-        audited_run: tuple[Path, list[dict[str, Any]], str]) -> None:
+    audited_run: tuple[Path, list[dict[str, Any]], str],
+) -> None:
     log, _, session_id = audited_run
     events = read_events(log)
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
@@ -102,12 +110,24 @@ def test_the_event_sequence(audited_run: tuple[Path, list[dict[str, Any]], str])
     log, _, _ = audited_run
     assert [e["event"] for e in read_events(log)] == [
         "session_start",
-        "execute_start", "tool_call", "tool_result", "execute_complete",
-        "execute_start", "tool_call", "tool_error", "execute_error",
-        "execute_start", "tool_call", "policy_denied", "execute_complete",
-        "execute_start", "execute_error",
-        "execute_start", "execute_timeout",
-        "execute_start", "limit_exceeded",
+        "execute_start",
+        "tool_call",
+        "tool_result",
+        "execute_complete",
+        "execute_start",
+        "tool_call",
+        "tool_error",
+        "execute_error",
+        "execute_start",
+        "tool_call",
+        "policy_denied",
+        "execute_complete",
+        "execute_start",
+        "execute_error",
+        "execute_start",
+        "execute_timeout",
+        "execute_start",
+        "limit_exceeded",
         "policy_denied",
         "session_restart",
         "session_close",
@@ -151,7 +171,10 @@ def test_tool_events_fields(audited_run: tuple[Path, list[dict[str, Any]], str])
     events = read_events(log)
     calls = [e for e in events if e["event"] == "tool_call"]
     assert [(c["tool"], c["arguments"]) for c in calls] == [
-        ("double", {"x": 21}), ("broken", {}), ("secret", {"key": "db"})]
+        ("double", {"x": 21}),
+        ("broken", {}),
+        ("secret", {"key": "db"}),
+    ]
     result = only(events, "tool_result")
     assert result["tool"] == "double" and result["result_size"] > 0
     assert 0 <= result["duration"] < 30
@@ -161,7 +184,8 @@ def test_tool_events_fields(audited_run: tuple[Path, list[dict[str, Any]], str])
 
 
 def test_policy_denied_for_a_tool_and_for_an_execute(
-        audited_run: tuple[Path, list[dict[str, Any]], str]) -> None:
+    audited_run: tuple[Path, list[dict[str, Any]], str],
+) -> None:
     log, _, _ = audited_run
     denied = [e for e in read_events(log) if e["event"] == "policy_denied"]
     assert denied[0]["what"] == "tool_call"
@@ -169,18 +193,19 @@ def test_policy_denied_for_a_tool_and_for_an_execute(
     assert denied[0]["arguments"] == {"key": "db"}
     assert denied[0]["reason"] == "refused secret with {'key': 'db'}"
     assert denied[1]["what"] == "execute"
-    assert denied[1]["reason"] == (
-        "the code is 50001 characters long, over max_code_length=50000")
+    assert denied[1]["reason"] == ("the code is 50001 characters long, over max_code_length=50000")
 
 
 def test_the_callback_gets_the_same_dicts_as_the_file(
-        audited_run: tuple[Path, list[dict[str, Any]], str]) -> None:
+    audited_run: tuple[Path, list[dict[str, Any]], str],
+) -> None:
     log, received, _ = audited_run
     assert received == read_events(log)
 
 
 def test_the_chain_of_a_real_session_verifies(
-        audited_run: tuple[Path, list[dict[str, Any]], str]) -> None:
+    audited_run: tuple[Path, list[dict[str, Any]], str],
+) -> None:
     log, _, _ = audited_run
     events = read_events(log)
     result = verify_audit_log(log)
@@ -197,30 +222,38 @@ async def test_async_session_writes_the_same_events(tmp_path: Path) -> None:
     async with securepy.AsyncSession([tool], sandbox=False, audit_log=log) as session:
         assert (await session.execute("double(2)")).value == 4
     assert [e["event"] for e in read_events(log)] == [
-        "session_start", "execute_start", "tool_call", "tool_result", "execute_complete",
-        "session_close"]
+        "session_start",
+        "execute_start",
+        "tool_call",
+        "tool_result",
+        "execute_complete",
+        "session_close",
+    ]
     assert verify_audit_log(log).ok
 
 
 # -- bounding what goes into a line ---------------------------------------------------------
 
 
-def test_long_code_is_truncated_with_a_marker_and_hashed_whole(tmp_path: Path) -> None:
+def test_long_code_keeps_head_and_tail_with_its_length_and_hash(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    code = "x = 1\n" + "#" * 20_000
+    code = "x = 1\n" + "#" * 20_000 + "\nimport os  # the payload after the cut"
     with securepy.Session(sandbox=False, audit_log=log) as session:
         session.execute(code)
     start = only(read_events(log), "execute_start")
-    assert start["code"].startswith(code[:10_000])
+    assert start["code"].startswith(code[:7_000])
+    assert start["code"].endswith("import os  # the payload after the cut")
     assert len(start["code"]) < 10_100
-    assert "truncated" in start["code"][10_000:]
-    assert start["sha256"] == hashlib.sha256(code.encode()).hexdigest()
+    assert "...[truncated: " in start["code"]
+    assert start["code_length"] == len(code)
+    assert start["sha256"] == start["code_sha256"] == hashlib.sha256(code.encode()).hexdigest()
 
 
 def test_tool_arguments_are_bounded(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    echo = securepy.Tool("echo", "Echo.", lambda text, items: len(text),
-                         args={"text": str, "items": list})
+    echo = securepy.Tool(
+        "echo", "Echo.", lambda text, items: len(text), args={"text": str, "items": list}
+    )
     with securepy.Session([echo], sandbox=False, audit_log=log) as session:
         assert session.execute("echo('a' * 200_000, list(range(10_000)))").value == 200_000
     call = only(read_events(log), "tool_call")
@@ -230,7 +263,7 @@ def test_tool_arguments_are_bounded(tmp_path: Path) -> None:
     assert len(log.read_bytes()) < 30_000
 
 
-def test_values_that_are_not_json_are_written_as_repr(tmp_path: Path) -> None:
+def test_values_that_are_not_json_are_written_as_tagged_text(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
     auditor = open_auditor("s1", log, None)
     assert auditor is not None
@@ -239,13 +272,21 @@ def test_values_that_are_not_json_are_written_as_repr(tmp_path: Path) -> None:
         def __repr__(self) -> str:
             return "<Odd>"
 
-    auditor.emit("custom", {"thing": Odd(), "nan": float("nan"), "tuple": (1, b"x"),
-                            "keys": {1: "one"}, "seq": "not allowed to override"})
+    auditor.emit(
+        "custom",
+        {
+            "thing": Odd(),
+            "nan": float("nan"),
+            "tuple": (1, b"x"),
+            "keys": {1: "one"},
+            "seq": "not allowed to override",
+        },
+    )
     auditor.close()
     (event,) = read_events(log)
-    assert event["thing"] == "<Odd>"
-    assert event["nan"] == "nan"
-    assert event["tuple"] == [1, "b'x'"]
+    assert event["thing"] == {"$type": f"{__name__}.{Odd.__qualname__}", "text": "<Odd>"}
+    assert event["nan"] == {"$type": "float", "text": "nan"}
+    assert event["tuple"] == [1, {"$type": "bytes", "length": 1, "text": "b'x'"}]
     assert event["keys"] == {"1": "one"}
     assert event["seq"] == 1
     assert verify_audit_log(log).ok
@@ -266,8 +307,7 @@ def chained_log(tmp_path: Path) -> Path:
     for index in range(6):
         auditor.emit("execute_start", {"code": f"x = {index}"})
     auditor.close()
-    assert verify_audit_log(log) == VerifyResult(True, 6, None, "",
-                                                 read_events(log)[-1]["hash"])
+    assert verify_audit_log(log) == VerifyResult(True, 6, None, "", read_events(log)[-1]["hash"])
     return log
 
 
@@ -336,7 +376,8 @@ def test_inserting_a_line_is_detected(chained_log: Path) -> None:
 
 
 def test_a_line_cut_short_by_a_crash_is_reported_and_later_writes_stay_whole(
-        chained_log: Path) -> None:
+    chained_log: Path,
+) -> None:
     data = chained_log.read_bytes()
     chained_log.write_bytes(data + b'{"timestamp": "2025-01-0')
     result = verify_audit_log(chained_log)
@@ -402,8 +443,10 @@ def test_many_threads_on_one_auditor_keep_sequence_order(tmp_path: Path) -> None
     log = tmp_path / "audit.jsonl"
     auditor = open_auditor("s1", log, None)
     assert auditor is not None
-    threads = [threading.Thread(target=lambda: [auditor.emit("tick", {"n": n})
-                                                for n in range(50)]) for _ in range(8)]
+    threads = [
+        threading.Thread(target=lambda: [auditor.emit("tick", {"n": n}) for n in range(50)])
+        for _ in range(8)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -425,8 +468,9 @@ auditor.close()
 
 def test_several_processes_share_one_chained_file(tmp_path: Path) -> None:
     log = tmp_path / "audit.jsonl"
-    processes = [subprocess.Popen([sys.executable, "-c", WRITER, str(log), f"p{i}"])
-                 for i in range(3)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(log), f"p{i}"]) for i in range(3)
+    ]
     assert [p.wait(60) for p in processes] == [0, 0, 0]
     events = read_events(log)
     assert len(events) == 600
@@ -448,9 +492,11 @@ def test_the_file_is_created_owner_only(tmp_path: Path) -> None:
 
 
 def refused(path: Path, what: str) -> str:
-    return (rf"^the audit log {re.escape(repr(str(path)))} {what}; audit_log= must name a "
-            r"regular file \(or a new one to create\) in a directory you control, not a "
-            r"symlink, a directory or a device$")
+    return (
+        rf"^the audit log {re.escape(repr(str(path)))} {what}; audit_log= must name a "
+        r"regular file \(or a new one to create\) in a directory you control, not a "
+        r"symlink, a directory or a device$"
+    )
 
 
 def test_a_symlink_is_refused(tmp_path: Path) -> None:
@@ -486,9 +532,12 @@ def test_a_fifo_is_refused(tmp_path: Path) -> None:
 
 def test_a_missing_directory_is_a_clear_error(tmp_path: Path) -> None:
     path = tmp_path / "no" / "audit.jsonl"
-    with pytest.raises(ValueError, match=r"^cannot open the audit log .*: its directory .* "
-                                         r"does not exist; create it or pass another "
-                                         r"audit_log= path$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^cannot open the audit log .*: its directory .* "
+        r"does not exist; create it or pass another "
+        r"audit_log= path$",
+    ):
         securepy.Session(sandbox=False, audit_log=path)
 
 
@@ -497,20 +546,26 @@ def test_check_audit_path_refuses_early_without_creating(tmp_path: Path) -> None
     assert not (tmp_path / "new.jsonl").exists()
     with pytest.raises(ValueError, match=refused(tmp_path, "is a directory")):
         check_audit_path(tmp_path)
-    with pytest.raises(ValueError, match=r"^cannot open the audit log .*: its directory .* "
-                                         r"does not exist; create it or pass another"):
+    with pytest.raises(
+        ValueError,
+        match=r"^cannot open the audit log .*: its directory .* "
+        r"does not exist; create it or pass another",
+    ):
         check_audit_path(tmp_path / "no" / "a.jsonl")
 
 
 def test_a_failing_callback_is_logged_and_the_session_goes_on(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     log = tmp_path / "audit.jsonl"
 
     def explode(event: dict[str, Any]) -> None:
         raise RuntimeError("sink down")
 
-    with caplog.at_level(logging.WARNING, logger="securepy"), securepy.Session(
-            sandbox=False, audit_log=log, audit=explode) as session:
+    with (
+        caplog.at_level(logging.WARNING, logger="securepy"),
+        securepy.Session(sandbox=False, audit_log=log, audit=explode) as session,
+    ):
         assert session.execute("6 * 7").value == 42
     failures = [r for r in caplog.records if "audit callback failed" in r.getMessage()]
     assert failures and failures[0].exc_info is not None
@@ -522,7 +577,11 @@ def test_the_callback_alone_gets_events_without_a_chain() -> None:
     with securepy.Session(sandbox=False, audit=received.append) as session:
         session.execute("1")
     assert [e["event"] for e in received] == [
-        "session_start", "execute_start", "execute_complete", "session_close"]
+        "session_start",
+        "execute_start",
+        "execute_complete",
+        "session_close",
+    ]
     assert all("hash" not in e for e in received)
 
 
@@ -534,7 +593,12 @@ def test_a_sandboxed_session_is_audited(tmp_path: Path) -> None:
         assert session.execute("lookup('a')").value == "A"
     events = read_events(log)
     assert [e["event"] for e in events] == [
-        "session_start", "execute_start", "tool_call", "tool_result", "execute_complete",
-        "session_close"]
+        "session_start",
+        "execute_start",
+        "tool_call",
+        "tool_result",
+        "execute_complete",
+        "session_close",
+    ]
     assert events[0]["sandbox"] is True
     assert verify_audit_log(log).ok

@@ -11,6 +11,18 @@ Each line is a JSON object (ASCII only, so no value can smuggle a raw newline in
 Editing a line breaks its own hash; deleting, inserting or reordering lines breaks the next
 line's ``prev_hash``. :func:`verify_audit_log` walks the chain.
 
+Bounds: every value is recorded, whatever its type (ints past 64 bits, bytes, NaN, sets, any
+object), non-JSON values as tagged text ``{"$type": "bytes", "length": 9, "text": "b'...'"}``;
+long text keeps its head and its tail around a marker, and long code or arguments also carry
+their full length and SHA-256 (``code_length``/``code_sha256``, ``arguments_size``/
+``arguments_sha256``), so a payload placed past the cut is visible as such; no line exceeds
+``MAX_LINE_BYTES``. Recording never raises. Events the sandboxed code drives (tool calls,
+results, refusals, denials) are written one by one up to ``BURST_RECORDS`` per second per
+session; past that, each kind is counted and written as one ``events_aggregated`` record per
+burst, so a loop of denied calls cannot make the host write and sync its disk without bound.
+The ``audit=`` callback receives exactly the records written (JSON-serialisable by
+construction). :func:`verify_audit_log` also reports gaps in a session's ``seq`` (lost records).
+
 Several sessions and threads of one process share one writer per file (found by device and
 inode), which serializes appends under a lock; other processes are kept out of the middle of an
 append by ``flock``. Each line goes out in one ``O_APPEND`` write followed by ``fdatasync``, so a
@@ -20,7 +32,6 @@ crash of the host loses at most the line being written.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import errno
 import hashlib
 import json
@@ -30,6 +41,7 @@ import os
 import re
 import stat
 import threading
+import time
 import typing
 import weakref
 from collections.abc import Callable
@@ -40,19 +52,33 @@ try:
 except ImportError:  # Windows: no flock, so appends there are not locked against other processes
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["Auditor", "VerifyResult", "check_audit_path", "open_auditor", "verify_audit_log"]
+__all__ = [
+    "CODE_LIMIT",
+    "MAX_LINE_BYTES",
+    "Auditor",
+    "VerifyResult",
+    "check_audit_path",
+    "open_auditor",
+    "verify_audit_log",
+]
+
+from ._audit_record import (
+    CODE_LIMIT,
+    MAX_LINE_BYTES,
+    build_record,
+    serialize,
+    utc_timestamp,
+)
 
 logger = logging.getLogger("securepy")
 
 AuditCallback = Callable[[dict[str, Any]], Any]
 
 GENESIS_HASH = "0" * 64
-CODE_LIMIT = 10_000
-TEXT_LIMIT = 4_000
-ARGUMENTS_BUDGET = 4_000
-_MAX_DEPTH = 6
-_MAX_ITEMS = 50
-_RESERVED = ("timestamp", "event", "session_id", "seq", "prev_hash", "hash")
+BURST_SECONDS = 1.0
+BURST_RECORDS = 64
+# Events the sandboxed code can repeat at will: rate-limited into aggregate records.
+_CHILD_DRIVEN = frozenset({"tool_call", "tool_result", "tool_error", "policy_denied"})
 _HASH_SUFFIX = re.compile(r', "hash": "([0-9a-f]{64})"\}\Z')
 
 
@@ -65,13 +91,15 @@ class Auditor:
     when there is a file). A callback that raises is logged and ignored: the session goes on.
     """
 
-    def __init__(self, session_id: str, writer: _AuditFile | None,
-                 callback: AuditCallback | None) -> None:
+    def __init__(
+        self, session_id: str, writer: _AuditFile | None, callback: AuditCallback | None
+    ) -> None:
         self.session_id = session_id
         self._writer = writer
         self._callback = callback
         self._sequence = 0
         self._closed = False
+        self._burst = _Burst()
         # The lock spans numbering and writing, so sequence numbers reach the file in order.
         self._lock = threading.Lock()
         self._release = weakref.finalize(self, _release_writer, writer)
@@ -88,29 +116,121 @@ class Auditor:
             event: the event name, e.g. ``"execute_start"``.
             fields: the event's fields; values are bounded and made JSON-safe here.
         """
+        records: list[dict[str, Any]] = []
         with self._lock:
             if self._closed:
                 return
-            self._sequence += 1
-            record = _build_record(event, self.session_id, self._sequence, fields)
-            if self._writer is not None:
-                try:
-                    self._writer.append(record)
-                except OSError as exc:
-                    logger.error("audit log %s: could not write a %s event: %s",
-                                 self._writer.path, event, exc)
-        if self._callback is not None:
+            if event in _CHILD_DRIVEN:
+                if not self._burst.admit(event, fields):
+                    return
+            else:
+                self._burst.end_burst()
+            for held_event, held_fields in self._burst.take_summaries():
+                records.append(self._write(held_event, held_fields))
+            records.append(self._write(event, fields))
+        for record in records:
+            self._call_back(record)
+
+    def _write(self, event: str, fields: dict[str, Any]) -> dict[str, Any]:
+        """Number, build and append one record (the lock is held); return it."""
+        self._sequence += 1
+        try:
+            record = build_record(event, self.session_id, self._sequence, fields)
+        except Exception as exc:  # recording must never fail the session: a bare record
+            record = {
+                "timestamp": utc_timestamp(),
+                "event": str(event)[:200],
+                "session_id": self.session_id,
+                "seq": self._sequence,
+                "record_error": type(exc).__name__,
+            }
+        if self._writer is not None:
             try:
-                self._callback(record)
-            except Exception:  # a user's sink must not break the session
-                logger.warning("the audit callback failed on a %s event of session %s",
-                               event, self.session_id, exc_info=True)
+                self._writer.append(record)
+            except Exception as exc:  # disk full, I/O error: logged; verify shows the gap
+                logger.error(
+                    "audit log %s: could not write a %s event: %s", self._writer.path, event, exc
+                )
+        return record
+
+    def _call_back(self, record: dict[str, Any]) -> None:
+        if self._callback is None:
+            return
+        try:
+            self._callback(dict(record))
+        except Exception:  # a user's sink must not break the session
+            logger.warning(
+                "the audit callback failed on a %s event of session %s",
+                record.get("event"),
+                self.session_id,
+                exc_info=True,
+            )
 
     def close(self) -> None:
         """Stop recording and release the file (closed when its last session lets go)."""
+        records: list[dict[str, Any]] = []
         with self._lock:
+            if not self._closed:
+                self._burst.end_burst()
+                for held_event, held_fields in self._burst.take_summaries():
+                    records.append(self._write(held_event, held_fields))
             self._closed = True
+        for record in records:
+            self._call_back(record)
         self._release()
+
+
+class _Burst:
+    """Counts child-driven events per burst window; holds what is over the per-window quota
+    and turns it into one ``events_aggregated`` record per event kind."""
+
+    def __init__(self) -> None:
+        self._started = -math.inf
+        self._written = 0
+        self._held: dict[str, dict[str, Any]] = {}
+        self._ready: list[tuple[str, dict[str, Any]]] = []
+
+    def admit(self, event: str, fields: dict[str, Any]) -> bool:
+        """True: write this event now. False: it was counted into the burst's summary."""
+        now = time.monotonic()
+        if now - self._started > BURST_SECONDS:
+            self.end_burst()
+            self._started = now
+        if self._written < BURST_RECORDS:
+            self._written += 1
+            return True
+        held = self._held.get(event)
+        if held is None:
+            held = self._held[event] = {
+                "aggregated_event": event,
+                "count": 0,
+                "tools": {},
+                "first": utc_timestamp(),
+                "example": fields,
+            }
+        held["count"] += 1
+        held["last"] = utc_timestamp()
+        tools = held["tools"]
+        tool = str(fields.get("tool", ""))[:100]
+        if tool in tools or len(tools) < 20:
+            tools[tool] = tools.get(tool, 0) + 1
+        else:
+            held["other_tools"] = held.get("other_tools", 0) + 1
+        return False
+
+    def end_burst(self) -> None:
+        """Close the current window: what it held becomes ready to write."""
+        for summary in self._held.values():
+            example = summary.pop("example")
+            summary["example"] = {k: v for k, v in example.items() if k != "arguments"}
+            self._ready.append(("events_aggregated", summary))
+        self._held = {}
+        self._written = 0
+        self._started = -math.inf
+
+    def take_summaries(self) -> list[tuple[str, dict[str, Any]]]:
+        ready, self._ready = self._ready, []
+        return ready
 
 
 def open_auditor(
@@ -157,96 +277,10 @@ def _release_writer(writer: _AuditFile | None) -> None:
         writer.release()
 
 
-# -- records ---------------------------------------------------------------------------------
-
-
-def _build_record(event: str, session_id: str, sequence: int,
-                  fields: dict[str, Any]) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "timestamp": _utc_timestamp(),
-        "event": event,
-        "session_id": session_id,
-        "seq": sequence,
-    }
-    for key, value in fields.items():
-        if key not in _RESERVED:
-            record[key] = _bound_field(key, value)
-    return record
-
-
-def _utc_timestamp() -> str:
-    now = datetime.datetime.now(datetime.UTC)
-    return now.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _bound_field(key: str, value: Any) -> Any:
-    """A JSON-safe, size-bounded copy of one field's value."""
-    if key == "code" and isinstance(value, str):
-        return _truncate(value, CODE_LIMIT)
-    budget = [ARGUMENTS_BUDGET if key == "arguments" else TEXT_LIMIT]
-    return _json_safe(value, budget, 0)
-
-
-def _json_safe(value: Any, budget: list[int], depth: int) -> Any:
-    """``value`` as JSON types; anything else becomes its (truncated) repr.
-
-    ``budget`` is the characters left for the whole field: once it runs out, the rest is
-    elided, so a huge or deeply nested argument cannot blow up a line.
-    """
-    if value is None or isinstance(value, bool | int):
-        return value
-    if isinstance(value, float):
-        return value if math.isfinite(value) else repr(value)
-    if isinstance(value, str):
-        text = _truncate(value, max(budget[0], 0))
-        budget[0] -= len(text)
-        return text
-    if depth >= _MAX_DEPTH or budget[0] <= 0:
-        return "...[truncated]"
-    if isinstance(value, dict):
-        result: dict[str, Any] = {}
-        for index, (key, item) in enumerate(value.items()):
-            if index >= _MAX_ITEMS or budget[0] <= 0:
-                result["..."] = f"[truncated: {len(value) - index} more items]"
-                break
-            name = key if isinstance(key, str) else _safe_repr(key)
-            budget[0] -= len(name)
-            result[name[:200]] = _json_safe(item, budget, depth + 1)
-        return result
-    if isinstance(value, list | tuple):
-        items: list[Any] = []
-        for index, item in enumerate(value):
-            if index >= _MAX_ITEMS or budget[0] <= 0:
-                items.append(f"...[truncated: {len(value) - index} more items]")
-                break
-            items.append(_json_safe(item, budget, depth + 1))
-        return items
-    return _json_safe(_safe_repr(value), budget, depth)
-
-
-def _safe_repr(value: Any) -> str:
-    try:
-        return repr(value)
-    except Exception as exc:  # a broken __repr__ must not lose the event
-        return f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
-
-
-def _truncate(text: str, limit: int) -> str:
-    if len(text) <= limit:
-        return text
-    return text[:limit] + f"...[truncated: {len(text) - limit} more characters]"
-
-
-def _serialize(record: dict[str, Any]) -> str:
-    # ensure_ascii: every line is pure ASCII, so no value can carry a raw newline or an
-    # invalid byte into the file; allow_nan=False because NaN is not JSON (values are safe).
-    return json.dumps(record, ensure_ascii=True, allow_nan=False, default=_safe_repr)
-
-
 def _seal(record: dict[str, Any], prev_hash: str) -> bytes:
     """Chain ``record`` to ``prev_hash``: fill in ``prev_hash`` and ``hash``; the line's bytes."""
     record["prev_hash"] = prev_hash
-    body = _serialize(record)
+    body = serialize(record)
     digest = hashlib.sha256(body.encode("ascii")).hexdigest()
     record["hash"] = digest
     return f'{body[:-1]}, "hash": "{digest}"}}\n'.encode("ascii")
@@ -332,8 +366,9 @@ def _open_audit_file(path: str) -> tuple[int, tuple[int, int]]:
     """Open ``path`` to append (creating it 0600) and to read its tail; refuse anything but a
     regular file."""
     _refuse_special_file(path)
-    flags = (os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-             | os.O_NONBLOCK)  # O_NONBLOCK: a FIFO swapped in after the check must not hang us
+    flags = (
+        os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    )  # O_NONBLOCK: a FIFO swapped in after the check must not hang us
     try:
         fd = os.open(path, flags, 0o600)
     except OSError as exc:
@@ -410,7 +445,7 @@ def _read_last_line(fd: int, size: int, chunk: int = 65536) -> bytes:
         end = start
         cut = data.rfind(b"\n", 0, len(data) - 1)
         if cut >= 0:
-            return data[cut + 1:]
+            return data[cut + 1 :]
     return data
 
 
@@ -437,6 +472,9 @@ class VerifyResult:
         head: the ``hash`` of the last intact line (64 zeros for an empty file). Keep it
             somewhere else to detect later removal of lines from the end of the file, which a
             chain alone cannot show.
+        gaps: one text per jump in a session's ``seq`` (records that were never written,
+            e.g. because the disk was full); any gap makes ``ok`` False, and ``broken_line``
+            and ``reason`` name the first when the chain itself holds.
     """
 
     ok: bool
@@ -444,6 +482,7 @@ class VerifyResult:
     broken_line: int | None = None
     reason: str = ""
     head: str = GENESIS_HASH
+    gaps: tuple[str, ...] = ()
 
 
 def verify_audit_log(path: str | os.PathLike[str]) -> VerifyResult:
@@ -460,13 +499,38 @@ def verify_audit_log(path: str | os.PathLike[str]) -> VerifyResult:
     """
     previous = GENESIS_HASH
     number = 0
+    gaps: list[str] = []
+    first_gap: int | None = None
+    sequences: dict[str, int] = {}
     with open(os.fspath(path), "rb") as file:
         for number, raw in enumerate(file, start=1):
             problem, digest = _check_line(raw, previous)
             if problem:
-                return VerifyResult(False, number, number, problem, previous)
+                return VerifyResult(False, number, number, problem, previous, tuple(gaps))
             previous = digest
+            gap = _sequence_gap(raw, sequences, number)
+            if gap:
+                gaps.append(gap)
+                first_gap = first_gap or number
+    if gaps:
+        return VerifyResult(False, number, first_gap, gaps[0], previous, tuple(gaps))
     return VerifyResult(True, number, None, "", previous)
+
+
+def _sequence_gap(raw: bytes, sequences: dict[str, int], number: int) -> str:
+    """A description of the jump in this line's session ``seq``, or ""."""
+    record = json.loads(raw)
+    session, seq = record.get("session_id"), record.get("seq")
+    if type(session) is not str or type(seq) is not int:
+        return ""
+    last = sequences.get(session)
+    sequences[session] = seq
+    if last is None or seq == last + 1:
+        return ""
+    return (
+        f"line {number}: session {session[:64]} jumps from seq {last} to {seq} "
+        f"({seq - last - 1} records missing: a write failed or lines were removed)"
+    )
 
 
 def _check_line(raw: bytes, previous: str) -> tuple[str, str]:
@@ -480,7 +544,7 @@ def _check_line(raw: bytes, previous: str) -> tuple[str, str]:
     match = _HASH_SUFFIX.search(text)
     if match is None:
         return "the line has no hash at its end", ""
-    body = text[:match.start()] + "}"
+    body = text[: match.start()] + "}"
     try:
         record = json.loads(body)
     except ValueError:
@@ -490,6 +554,8 @@ def _check_line(raw: bytes, previous: str) -> tuple[str, str]:
     if hashlib.sha256(body.encode("ascii")).hexdigest() != match.group(1):
         return "the line's content does not match its hash: it was edited", ""
     if record.get("prev_hash") != previous:
-        return ("the line's prev_hash does not match the line before it: lines were deleted, "
-                "inserted or reordered"), ""
+        return (
+            "the line's prev_hash does not match the line before it: lines were deleted, "
+            "inserted or reordered"
+        ), ""
     return "", match.group(1)

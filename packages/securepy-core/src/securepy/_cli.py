@@ -242,8 +242,11 @@ def _printable_repr(value: Any) -> str:
     int-to-str digit limit in hex, containers walked, anything else by its type."""
     try:
         return repr(value)
-    except Exception:  # noqa: BLE001 - any failing __repr__ still gets printed
+    except Exception:
         return _fallback_repr(value, 0)
+
+
+_BRACKETS: dict[type, str] = {list: "[]", tuple: "()", set: "{}", frozenset: "{}"}
 
 
 def _fallback_repr(value: Any, depth: int) -> str:
@@ -254,10 +257,10 @@ def _fallback_repr(value: Any, depth: int) -> str:
             return f"{hex(value)} (an int of {value.bit_length()} bits, shown in hex)"
     if depth > 100:
         return "..."
-    if type(value) in (list, tuple, set, frozenset):
+    brackets = _BRACKETS.get(type(value))
+    if brackets is not None:
         items = ", ".join(_fallback_repr(item, depth + 1) for item in value)
-        opening, closing = {list: "[]", tuple: "()", set: "{}", frozenset: "{}"}[type(value)]
-        return f"{opening}{items}{closing}"
+        return f"{brackets[0]}{items}{brackets[1]}"
     if type(value) is dict:
         pairs = (
             f"{_fallback_repr(k, depth + 1)}: {_fallback_repr(v, depth + 1)}"
@@ -266,7 +269,7 @@ def _fallback_repr(value: Any, depth: int) -> str:
         return "{" + ", ".join(pairs) + "}"
     try:
         return repr(value)
-    except Exception as exc:  # noqa: BLE001 - a broken __repr__ is reported, not raised
+    except Exception as exc:
         return f"<{type(value).__qualname__} object (repr failed: {type(exc).__name__})>"
 
 
@@ -373,6 +376,8 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"{args.file}: ok, the chain holds over {result.lines} lines (head {result.head})")
         return EXIT_OK
     print(_terminal_text(f"{args.file}: broken at line {result.broken_line}: {result.reason}"))
+    for gap in result.gaps[1:]:
+        print(_terminal_text(f"{args.file}: also {gap}"))
     return EXIT_FAILED
 
 

@@ -219,7 +219,7 @@ class _SessionBase:
         )
         self._executions += 1
         if self._auditor is not None:
-            self._emit("execute_start", code=_truncate_code(code), sha256=_sha256(code))
+            self._emit("execute_start", code=code, sha256=_sha256(code))
         message = {"kind": "execute", "code": code, "filename": f"<cell-{self._executions}>"}
         return turn, message, started
 
@@ -636,12 +636,6 @@ def _state_lost(finish: Finish, turn: Turn) -> Finish:
         return Finish(error=ExecutionTimeout(error.timeout, state_kept=False,
                                              stdout=turn.stdout, stderr=turn.stderr))
     return finish
-
-
-def _truncate_code(code: str, limit: int = 10_000) -> str:
-    if len(code) <= limit:
-        return code
-    return code[:limit] + f"\n...[truncated: {len(code) - limit} more characters]"
 
 
 def _sha256(code: str) -> str:
