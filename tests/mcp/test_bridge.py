@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import mcp
@@ -14,6 +14,7 @@ import securepy
 import securepy_mcp
 
 from ..conftest import TwinSession
+from .conftest import DEMO_SERVER
 
 TRANSPORTS = ["stdio", "http"]
 
@@ -24,6 +25,16 @@ def demo(
 ) -> Any:
     """The demo server's address over each transport (the HTTP one outlives the test)."""
     return demo_stdio if request.param == "stdio" else demo_http_url
+
+
+@pytest.fixture(scope="module", params=TRANSPORTS)
+def demo_tools(request: pytest.FixtureRequest, demo_http_url: str) -> Iterator[list[Any]]:
+    """The demo server's tools over each transport, connected once for the module."""
+    server: Any = demo_http_url
+    if request.param == "stdio":
+        server = mcp.StdioServerParameters(command=sys.executable, args=[str(DEMO_SERVER)])
+    with securepy_mcp.mcp_tools(server) as tools:
+        yield tools
 
 
 def test_tools_keep_name_description_and_schema(demo: Any) -> None:
@@ -73,41 +84,44 @@ def test_tools_keep_name_description_and_schema(demo: Any) -> None:
     ],
 )
 def test_values_come_back_as_plain_python(
-    demo: Any,
+    demo_tools: list[Any],
     twin: Callable[..., TwinSession],
     code: str,
     expected: Any,
 ) -> None:
-    with securepy_mcp.mcp_tools(demo) as tools:
-        session = twin(tools=tools)
-        assert session.execute(code).value == expected
+    session = twin(tools=demo_tools)
+    assert session.execute(code).value == expected
 
 
 def test_a_tool_error_is_a_catchable_tool_error(
-    demo: Any, twin: Callable[..., TwinSession]
+    demo_tools: list[Any], twin: Callable[..., TwinSession]
 ) -> None:
-    with securepy_mcp.mcp_tools(demo) as tools:
-        session = twin(tools=tools)
-        value = session.execute(
-            "try:\n    fail('no such table')\nexcept ToolError as exc:\n    caught = str(exc)\n"
-            "caught"
-        ).value
-        assert value == "fail() failed: ToolError: Error executing tool fail: no such table"
+    session = twin(tools=demo_tools)
+    value = session.execute(
+        "try:\n    fail('no such table')\nexcept ToolError as exc:\n    caught = str(exc)\ncaught"
+    ).value
+    assert value == "fail() failed: ToolError: Error executing tool fail: no such table"
 
 
 def test_arguments_are_checked_on_the_host_before_the_call(
-    demo: Any,
+    demo_tools: list[Any],
     twin: Callable[..., TwinSession],
 ) -> None:
-    with securepy_mcp.mcp_tools(demo) as tools:
-        session = twin(tools=tools)
-        value = session.execute(
-            "try:\n    add(a='two', b=1)\n"
-            "except Exception as exc:\n    caught = type(exc).__name__\n"
-            "caught"
-        ).value
-        assert value in ("ToolError", "TypeError", "ValueError")
-        assert session.execute("add(a=2, b=1)").value == 3
+    session = twin(tools=demo_tools)
+    catch = (
+        "try:\n    {}\n"
+        "except Exception as exc:\n    caught = (type(exc).__name__, str(exc))\n"
+        "caught"
+    )
+    assert session.execute(catch.format("add(a='two', b=1)")).value == (
+        "ToolError",
+        "add(): argument 'a' must be int, got str 'two'",
+    )
+    assert session.execute(catch.format("add(a=1)")).value == (
+        "TypeError",
+        "add() missing 1 required positional argument: 'b'",
+    )
+    assert session.execute("add(a=2, b=1)").value == 3  # the control
 
 
 def test_the_tools_run_on_the_host_not_in_the_sandbox(

@@ -35,3 +35,8 @@ def test_the_console_script_is_declared() -> None:
 
     (script,) = [ep for ep in entry_points(group="console_scripts") if ep.name == "securepy-mcp"]
     assert script.value == "securepy_mcp._cli:main"
+
+
+def test_the_classes_are_final() -> None:
+    assert securepy_mcp.McpTools.__final__ is True  # type: ignore[attr-defined]
+    assert securepy_mcp.SecurePyServer.__final__ is True  # type: ignore[attr-defined]

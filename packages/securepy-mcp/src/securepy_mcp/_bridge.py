@@ -18,6 +18,7 @@ import keyword
 import logging
 import re
 import threading
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -121,6 +122,7 @@ async def from_mcp_session(
     )
 
 
+@typing.final
 class McpTools:
     """The context manager :func:`mcp_tools` returns; both ``with`` and ``async with``.
 

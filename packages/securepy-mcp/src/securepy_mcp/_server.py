@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import typing
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Annotated, Any
 
@@ -32,6 +33,7 @@ _SESSION_ID = (
 _MAX_STREAMED_CHARS = 64 * 1024
 
 
+@typing.final
 class SecurePyServer(MCPServer[Any]):
     """An ``mcp.server.MCPServer`` serving ``run_python``, as :func:`server` builds it.
 
