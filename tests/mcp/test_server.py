@@ -216,3 +216,16 @@ def _descendants(pid: int) -> set[int]:
                 todo.extend(kids - found)
                 found |= kids
     return found
+
+
+async def test_the_idle_timeout_spares_a_stdio_client_which_is_still_there(
+    tools_dir: Path,
+) -> None:
+    import asyncio
+
+    params = securepy_stdio("--no-sandbox", "--idle-timeout", "0.2", cwd=tools_dir)
+    async with mcp.Client(params) as client:
+        run = RunPython(client)
+        assert await run("kept = 'yes'") == (False, "(no output)")
+        await asyncio.sleep(1.0)  # five idle timeouts: an HTTP client's sandbox would be gone
+        assert await run("kept") == (False, "'yes'")

@@ -24,7 +24,9 @@ from collections.abc import AsyncIterator
 
 import securepy
 
-__all__ = ["Sandboxes"]
+__all__ = ["STDIO_KEY", "Sandboxes"]
+
+STDIO_KEY = "stdio"
 
 logger = logging.getLogger("securepy.mcp")
 
@@ -96,11 +98,13 @@ class Sandboxes:
             logger.info("closed the sandbox of client %s", key[:24])  # never a whole handle
 
     async def close_idle(self) -> None:
-        """Close every sandbox unused for ``idle_timeout`` seconds."""
+        """Close every HTTP client's sandbox unused for ``idle_timeout`` seconds."""
         if self._idle_timeout is None:
             return
         cutoff = time.monotonic() - self._idle_timeout
         for key, task in tuple(self._entries.items()):
+            if key == STDIO_KEY:
+                continue  # its client is still there: it ends the process when it leaves
             if task.done() and not task.cancelled() and task.exception() is None:
                 entry = task.result()
                 if entry.busy == 0 and entry.last_used < cutoff:

@@ -16,13 +16,12 @@ from pydantic import Field
 from securepy.adapters import DEFAULT_TEXT_CHARS, SandboxRunner, describe_error
 
 from ._bridge import DEFAULT_CALL_TIMEOUT, mcp_tools
-from ._sandboxes import Sandboxes
+from ._sandboxes import STDIO_KEY, Sandboxes
 from ._servers import ServerSpec
 
 __all__ = ["SESSION_META_KEY", "SecurePyServer", "server"]
 
 SESSION_META_KEY = "securepy/session_id"
-STDIO_KEY = "stdio"
 _CODE = "Python source to run; the last expression's value is shown."
 _SESSION_ID = (
     "Only for clients without a protocol session (stateless HTTP): the session_id "
