@@ -405,11 +405,14 @@ def test_code_that_ignores_the_interrupt_is_killed_at_the_end_of_the_grace_perio
 
 
 def test_a_child_lost_while_interrupting_is_the_timeouts_end_otherwise_a_death() -> None:
+    lost = errors.ProtocolError("the child closed the connection")
+    with pytest.raises(errors.ProtocolError) as info:  # running: the session explains it
+        make().child_lost(lost)
+    assert info.value is lost
     turn = make(deadline=1.0)
-    assert make().child_lost() is None  # running: the session explains the death
     turn.tick(1.0)
-    finish = turn.child_lost()
-    assert finish is not None and finish.restart is not None
+    finish = turn.child_lost(lost)
+    assert finish.restart is not None
     assert isinstance(finish.error, errors.ExecutionTimeout) and not finish.error.state_kept
 
 

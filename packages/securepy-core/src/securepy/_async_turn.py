@@ -74,11 +74,8 @@ class AsyncTurnLoop:
                     if finish is not None:
                         return finish
                 continue
-            except ProtocolError:
-                finish = turn.child_lost()
-                if finish is None:
-                    raise
-                return finish
+            except ProtocolError as exc:
+                return turn.child_lost(exc)
             if channel.last_frame_bytes > OFF_LOOP_BYTES and message["kind"] != "output":
                 action = await asyncio.to_thread(turn.feed, message, time.monotonic())
             else:
@@ -107,6 +104,11 @@ class AsyncTurnLoop:
         elif isinstance(action, Finish):
             return action
         return None
+
+    @property
+    def broken(self) -> bool:
+        """True once a frame to the child was cut off part-way."""
+        return self._channel.broken
 
     def _forget(self, call_id: int) -> None:
         self._tasks.pop(call_id, None)

@@ -61,6 +61,9 @@ class Channel:
         # True once a send was cut off part-way: the stream is out of step for good.
         self.broken = False
         self._spinner = protocol.Spinner()
+        # The current receive's deadline and spin choice, for _recv (one reader at a time).
+        self._deadline: float | None = None
+        self._spinning = False
 
     @property
     def max_frame_bytes(self) -> int:
@@ -110,32 +113,29 @@ class Channel:
             DeadlineExceeded: ``deadline`` (a ``time.monotonic()`` value) passed first.
             securepy.errors.ProtocolError: EOF, a socket error or an invalid frame.
         """
-        buffer = self._buffer
+        self._deadline = deadline
+        self._spinning = spin
         try:
-            while True:
-                if buffer.data:
-                    message = buffer.next_message()
-                    if message is not None:
-                        return message
-                try:
-                    chunk = self._spinner.recv(self._sock, buffer.wanted()) if spin else None
-                    if chunk is None:
-                        # Wait first: the usual case is a request just sent and no answer
-                        # yet, where a recv would only fail with EAGAIN.
-                        self._wait(self._poll, deadline)
-                        chunk = self._sock.recv(buffer.wanted())
-                except BlockingIOError:
-                    continue
-                except OSError as exc:
-                    raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
-                if not chunk:
-                    raise ProtocolError("the child closed the connection (it exited or crashed)")
-                message = buffer.parse_whole(chunk)
-                if message is not None:
-                    return message
-                buffer.data += chunk
+            return self._buffer.receive(self._recv)
         except protocol.FrameError as exc:
             raise _protocol_error(exc) from None
+
+    def _recv(self, size: int) -> bytes:
+        while True:
+            try:
+                chunk = self._spinner.recv(self._sock, size) if self._spinning else None
+                if chunk is None:
+                    # Wait first: the usual case is a request just sent and no answer yet,
+                    # where a recv would only fail with EAGAIN.
+                    self._wait(self._poll, self._deadline)
+                    chunk = self._sock.recv(size)
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise ProtocolError(f"the child is gone (receive failed: {exc})") from exc
+            if not chunk:
+                raise ProtocolError("the child closed the connection (it exited or crashed)")
+            return chunk
 
     @staticmethod
     def _wait(poll: select.poll, deadline: float | None) -> None:

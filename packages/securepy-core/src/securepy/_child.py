@@ -40,11 +40,6 @@ class Child:
                 self.sock, max_frame_bytes=self.channel.max_frame_bytes)
         return self._async_channel
 
-    def channel_broken(self) -> bool:
-        """True once a frame to the child was cut off part-way: the stream is out of step."""
-        return self.channel.broken or (
-            self._async_channel is not None and self._async_channel.broken)
-
     def kill(self) -> None:
         try:
             self.process.kill()

@@ -223,15 +223,16 @@ class _SessionBase:
         message = {"kind": "execute", "code": code, "filename": f"<cell-{self._executions}>"}
         return turn, message, started
 
-    def _restart_reason(self, finish: Finish, child: Child, turn: Turn
+    def _restart_reason(self, finish: Finish, broken: bool, child: Child, turn: Turn
                         ) -> tuple[Finish, str | None]:
-        """The outcome, and why the child must be replaced (None: it stays)."""
+        """The outcome, and why the child must be replaced (None: it stays). ``broken``: a
+        frame to the child was cut off part-way."""
         if finish.restart is not None:
             return finish, finish.restart
-        # A frame to the child was cut off (a send ran into the deadline): the stream is out of
-        # step, so the child goes, and the state with it whatever the turn said. (Only if this
-        # child is still the session's: a restart may already have replaced it.)
-        if child.channel_broken() and self._child is child:
+        # A cut frame (a send ran into the deadline) leaves the stream out of step, so the
+        # child goes, and the state with it whatever the turn said. (Only if this child is
+        # still the session's: a restart may already have replaced it.)
+        if broken and self._child is child:
             return _state_lost(finish, turn), "a frame to the child was cut off"
         return finish, None
 
@@ -449,7 +450,8 @@ class Session(_SessionBase):
         self._check_before_execute(code, validate)
         self._acquire_for_execute()
         try:
-            self._check_open()
+            if self._closed:  # closed while this call waited for the checks above
+                raise SessionClosedError("the session is closed; create a new one")
             if self._child is None:
                 self._adopt_child(start_child(self._config), "the previous child was stopped")
             child = self._child
@@ -468,9 +470,10 @@ class Session(_SessionBase):
                 # the child (still running it) is replaced before the exception goes on.
                 self._restart("the execute was abandoned by an exception on the host")
                 raise
-            finish, reason = self._restart_reason(finish, child, turn)
-            if reason is not None:
-                self._restart(reason)
+            if finish.restart is not None or child.channel.broken:
+                finish, reason = self._restart_reason(finish, child.channel.broken, child, turn)
+                if reason is not None:
+                    self._restart(reason)
             return self._outcome(finish, turn, started)
         finally:
             self._release_after_execute()
@@ -590,9 +593,11 @@ class AsyncSession(_SessionBase):
                 # (still running it) is replaced before the exception goes on.
                 await self._restart("the execute was abandoned by an exception on the host")
                 raise
-            finish, reason = self._restart_reason(finish, child, turn)
-            if reason is not None:
-                await self._restart(reason)
+            broken = loop.broken
+            if finish.restart is not None or broken:
+                finish, reason = self._restart_reason(finish, broken, child, turn)
+                if reason is not None:
+                    await self._restart(reason)
             return self._outcome(finish, turn, started)
         finally:
             self._release_after_execute()

@@ -55,13 +55,18 @@ class SyncTurnLoop:
             securepy.errors.ProtocolError: the child broke the protocol or died.
         """
         turn = self._turn
+        frame = protocol.encode_frame(execute)
         try:
-            self.send(execute, turn.deadline)
+            with self._child.send_lock:
+                self._channel.send_frame(frame, turn.deadline)
             return self._serve()
         except DeadlineExceeded:  # a send could not finish: the child stopped reading
             return turn.send_timed_out()
         finally:
-            with self._child.send_lock:  # no reply of this turn is half-sent after this
+            if turn.made_calls:
+                with self._child.send_lock:  # no reply of this turn is half-sent after this
+                    turn.end()
+            else:
                 turn.end()
 
     def _serve(self) -> Finish:
@@ -70,7 +75,7 @@ class SyncTurnLoop:
         relay = _NO_RELAY
         while True:
             action: Action
-            if relay.holder is not RelayHolder.CALLER:
+            if relay.holder is not _CALLER:
                 item = relay.wait(turn.next_deadline())
                 if isinstance(item, Finish):
                     return item
@@ -89,19 +94,18 @@ class SyncTurnLoop:
                     if finish is not None:
                         return finish
                     continue
-                except ProtocolError:
-                    finish = turn.child_lost()
-                    if finish is None:
-                        raise
-                    return finish
+                except ProtocolError as exc:
+                    return turn.child_lost(exc)
                 action = turn.feed(message, time.monotonic())
             if action is None:
                 continue
+            if isinstance(action, Finish):
+                return action
             if isinstance(action, RunTool):
                 if action.relay:
                     if relay is _NO_RELAY:
                         relay = _Relay()
-                    relay.holder = RelayHolder.TOOL_RUNNING
+                    relay.holder = _TOOL_RUNNING
                     self._executor().submit(self._relay, action, relay)
                 else:
                     self._executor().submit(self._run_logged, action)
@@ -202,7 +206,7 @@ class SyncTurnLoop:
                 relay.deliver(exc)
                 return
             if isinstance(action, RunTool) and action.relay:
-                relay.holder = RelayHolder.TOOL_RUNNING
+                relay.holder = _TOOL_RUNNING
                 call = action
                 continue
             if isinstance(action, Finish):
@@ -230,6 +234,11 @@ class RelayHolder(enum.Enum):
     TOOL_READING = "tool reading"  # that thread reads the next message itself
 
 
+# As module globals: in Python 3.11 reading an Enum member costs five times a global's lookup.
+_CALLER, _TOOL_RUNNING, _TOOL_READING = (
+    RelayHolder.CALLER, RelayHolder.TOOL_RUNNING, RelayHolder.TOOL_READING)
+
+
 class _HandBack:
     """A tool thread stops reading; the caller reads again and acts on ``action``."""
 
@@ -243,16 +252,16 @@ class _Relay:
     """The hand-off of the socket between the caller and one tool thread."""
 
     def __init__(self) -> None:
-        self.holder = RelayHolder.CALLER
+        self.holder = _CALLER
         self._lock = threading.Lock()
         self._inbox: queue.SimpleQueue[Finish | BaseException | _HandBack] = queue.SimpleQueue()
 
     def start_reading(self) -> bool:
         """Called by the tool thread: False if the caller has taken the socket back."""
         with self._lock:
-            if self.holder is not RelayHolder.TOOL_RUNNING:
+            if self.holder is not _TOOL_RUNNING:
                 return False
-            self.holder = RelayHolder.TOOL_READING
+            self.holder = _TOOL_READING
             return True
 
     def hand_back(self, action: Action) -> None:
@@ -263,7 +272,7 @@ class _Relay:
 
     def took_back(self) -> None:
         with self._lock:
-            self.holder = RelayHolder.CALLER
+            self.holder = _CALLER
 
     def deliver(self, item: Finish | BaseException) -> None:
         self._inbox.put(item)
@@ -280,8 +289,8 @@ class _Relay:
         """At a deadline: a thread stuck in a tool cannot be stopped, so the caller reads (and
         interrupts) without it. A thread that is reading hands back by itself."""
         with self._lock:
-            if self.holder is RelayHolder.TOOL_RUNNING:
-                self.holder = RelayHolder.CALLER
+            if self.holder is _TOOL_RUNNING:
+                self.holder = _CALLER
 
 
 # Most turns call no tool: they share this one, which never leaves the caller.

@@ -84,6 +84,11 @@ class Phase(enum.Enum):
     ENDED = "ended"  # execute is returning: nothing starts, nothing more is sent
 
 
+# Enum members as module globals: in Python 3.11 reading ``Phase.RUNNING`` costs five times a
+# global's lookup, and the phase is checked on every message.
+_RUNNING, _INTERRUPTING, _ENDED = Phase.RUNNING, Phase.INTERRUPTING, Phase.ENDED
+
+
 @dataclasses.dataclass(frozen=True, slots=True, eq=False)
 class RunTool:
     """Run ``tool`` with ``arguments``: first ask :meth:`Turn.start`, then answer with
@@ -137,6 +142,13 @@ Emit = Callable[..., None]
 class Turn:
     """The state of one execute, from the ``execute`` frame to the result or error."""
 
+    __slots__ = (
+        "_calls_made", "_calls_per_tool", "_emit", "_grace", "_grace_deadline", "_ids",
+        "_lock", "_max_in_flight", "_max_output", "_max_tool_calls", "_on_output", "_out",
+        "_output_size", "_outstanding", "_queued", "_records", "_sanitize", "_timed",
+        "_timeout", "_tools", "cancelled", "deadline", "made_calls", "phase", "truncated",
+    )
+
     def __init__(
         self,
         tools: dict[str, Tool],
@@ -161,7 +173,7 @@ class Turn:
         self._sanitize = sanitize
         self._max_in_flight = max_in_flight
         self._grace = grace
-        self.phase = Phase.RUNNING
+        self.phase = _RUNNING
         self.cancelled = False  # the caller gave up (async cancellation), not the clock
         self._grace_deadline: float | None = None
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
@@ -170,6 +182,7 @@ class Turn:
         self._calls_made = 0
         self._calls_per_tool: dict[str, int] = {}
         self._ids: set[int] = set()
+        self.made_calls = False  # any tool call this turn (then the end waits for replies)
         self._outstanding: dict[int, RunTool] = {}  # answered by no one yet
         self._queued: set[int] = set()  # outstanding, and its tool has not started
         self._timed = 0  # outstanding calls with a deadline of their own
@@ -219,8 +232,9 @@ class Turn:
         if call_id in self._ids:
             raise ProtocolError(f"the child reused tool call id {call_id} within one turn")
         self._ids.add(call_id)
+        self.made_calls = True
         in_flight = len(self._outstanding)
-        if self.phase is not Phase.RUNNING or (self.deadline is not None and now >= self.deadline):
+        if self.phase is not _RUNNING or (self.deadline is not None and now >= self.deadline):
             return Send(error_reply(call_id, "TimeoutError", "the execution timed out"))
         tool = self._tools.get(name)
         if tool is None:  # refused before its arguments cost anything to decode
@@ -287,7 +301,7 @@ class Turn:
             raise ProtocolError(
                 f"the child ended its turn while {len(self._outstanding)} of its tool calls "
                 "were still outstanding")
-        if self.phase is Phase.INTERRUPTING:
+        if self.phase is _INTERRUPTING:
             return self._finish(Finish(error=self._timeout_error(state_kept=True)))
         if message["kind"] == "error":
             return self._finish(Finish(error=self._error_from(message)))
@@ -301,7 +315,7 @@ class Turn:
 
     def next_deadline(self) -> float | None:
         """When :meth:`tick` next has something to do (None: only a message can move on)."""
-        first = self._grace_deadline if self.phase is Phase.INTERRUPTING else self.deadline
+        first = self._grace_deadline if self.phase is _INTERRUPTING else self.deadline
         if not self._timed:
             return first
         with self._lock:
@@ -325,9 +339,9 @@ class Turn:
                                            error=TimeoutError(_tool_timeout_text(call)))
                 if reply is not None:
                     actions.append(StopTool(call.call_id, reply))
-        if self.phase is Phase.RUNNING and self.deadline is not None and now >= self.deadline:
+        if self.phase is _RUNNING and self.deadline is not None and now >= self.deadline:
             actions.extend(self.interrupt(now))
-        elif (self.phase is Phase.INTERRUPTING and self._grace_deadline is not None
+        elif (self.phase is _INTERRUPTING and self._grace_deadline is not None
               and now >= self._grace_deadline):
             actions.append(self._finish(Finish(
                 error=self._timeout_error(state_kept=False),
@@ -339,11 +353,11 @@ class Turn:
         """Time is up (or the caller gave up): no tool starts any more, every outstanding call
         is answered with a timeout (a tool still running is stopped if the loop can, and its
         result dropped), the code is interrupted and has the grace period to stop."""
-        if self.phase is not Phase.RUNNING:
+        if self.phase is not _RUNNING:
             return []
         self.cancelled = cancelled
         with self._lock:
-            self.phase = Phase.INTERRUPTING
+            self.phase = _INTERRUPTING
             self._grace_deadline = now + self._grace
             outstanding = list(self._outstanding.values())
         actions: list[Action] = []
@@ -364,7 +378,7 @@ class Turn:
             if call.call_id not in self._queued:
                 return False
             self._queued.discard(call.call_id)
-            return self.phase is Phase.RUNNING
+            return self.phase is _RUNNING
 
     def tool_finished(self, call: RunTool, *, duration: float, value: Any = None,
                       error: BaseException | None = None) -> dict[str, Any] | None:
@@ -401,11 +415,11 @@ class Turn:
                        duration=duration)
         return error_reply(call.call_id, type_name, f"{name}() failed: {type_name}: {text}")
 
-    def child_lost(self) -> Finish | None:
+    def child_lost(self, exc: ProtocolError) -> Finish:
         """The child died or broke the stream. While interrupting, that is the timeout's end
-        (the child is replaced); otherwise None, and the session explains the death."""
-        if self.phase is not Phase.INTERRUPTING:
-            return None
+        (the child is replaced); otherwise ``exc`` is raised, and the session explains it."""
+        if self.phase is not _INTERRUPTING:
+            raise exc
         return self._finish(Finish(error=self._timeout_error(state_kept=False),
                                    restart="the code did not stop after its timeout"))
 
@@ -418,8 +432,11 @@ class Turn:
     def end(self) -> None:
         """The execute is returning: calls still outstanding are dropped (their tools' results
         will never be sent), and nothing of this turn starts any more."""
+        if not self.made_calls:  # as in most turns: nothing to drop
+            self.phase = _ENDED
+            return
         with self._lock:
-            self.phase = Phase.ENDED
+            self.phase = _ENDED
             self._outstanding.clear()
             self._queued.clear()
             self._timed = 0
@@ -427,12 +444,12 @@ class Turn:
     @property
     def ended(self) -> bool:
         """True once the turn is over: nothing of it starts or is sent any more."""
-        return self.phase is Phase.ENDED
+        return self.phase is _ENDED
 
     @property
     def send_deadline(self) -> float | None:
         """The deadline for a frame the turn sends now."""
-        return self._grace_deadline if self.phase is Phase.INTERRUPTING else self.deadline
+        return self._grace_deadline if self.phase is _INTERRUPTING else self.deadline
 
     # -- the outcome ------------------------------------------------------------------------
 
@@ -451,9 +468,11 @@ class Turn:
         return Execution(value, self.stdout, self.stderr, records, duration, self.truncated)
 
     def _finish(self, finish: Finish) -> Finish:
-        with self._lock:
-            self.phase = Phase.ENDED
+        # No lock: nothing is outstanding when a turn finishes (a result needs none, and the
+        # interrupt answered every call), so no tool thread can be deciding whether to start.
+        self.phase = _ENDED
         return finish
+
 
     def _timeout_error(self, *, state_kept: bool) -> ExecutionTimeout:
         return ExecutionTimeout(self._timeout or 0.0, state_kept=state_kept,

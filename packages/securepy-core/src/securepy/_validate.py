@@ -98,15 +98,11 @@ def _imported_modules(node: ast.AST) -> list[str]:
     return []
 
 
-def check_syntax(code: str) -> None:
-    """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
-    _compiles(code)
-
-
 # Agents resend the same snippets; parsing them again on the host costs more than running them.
 # Only code that compiled is remembered (an exception is never cached).
 @functools.lru_cache(maxsize=64)
-def _compiles(code: str) -> None:
+def check_syntax(code: str) -> None:
+    """Raise CodeValidationError if ``code`` does not parse (top-level await allowed)."""
     try:
         # To bytecode, not just an AST: some SyntaxErrors ("'return' outside function")
         # come from the compiler.

@@ -49,27 +49,20 @@ class Connection:
             self._sock.sendall(frame)
 
     def receive(self) -> dict[str, Any]:
-        """The next message from the host (see protocol.FrameReader). The host hanging up ends
-        the worker; a bad frame from the host means the stream is broken, and ends it too."""
-        reader = self._reader
+        """The next message from the host (see protocol.FrameReader). A bad frame from the
+        host means the stream is broken: the worker ends."""
         try:
-            while True:
-                if reader.data:
-                    message = reader.next_message()
-                    if message is not None:
-                        return message
-                size = reader.wanted()
-                chunk = self._spinner.recv(self._sock, size)
-                if chunk is None:
-                    chunk = self._sock.recv(size)
-                if not chunk:
-                    os._exit(0)  # the host hung up: nothing left to serve
-                message = reader.parse_whole(chunk)
-                if message is not None:
-                    return message
-                reader.data += chunk
+            return self._reader.receive(self._recv)
         except protocol.FrameError:
-            os._exit(70)  # the host never sends a bad frame: the stream is broken
+            os._exit(70)  # the host never sends a bad frame
+
+    def _recv(self, size: int) -> bytes:
+        chunk = self._spinner.recv(self._sock, size)
+        if chunk is None:
+            chunk = self._sock.recv(size)
+        if not chunk:
+            os._exit(0)  # the host hung up: nothing left to serve
+        return chunk
 
 
 _HOST_FRAME_CAP = 2**32 - 1

@@ -31,6 +31,7 @@ import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from collections.abc import Callable
     from typing import Any
 
     _Schema = dict[str, tuple[Any, bool]]  # key -> (type(s) or _ANY, required)
@@ -279,6 +280,25 @@ class FrameReader:
     def parse(self, body: bytes) -> dict[str, Any]:
         """A frame body as a validated message (see :func:`parse_body`)."""
         return parse_body(body, self._schemas)
+
+    def receive(self, recv: Callable[[int], bytes]) -> dict[str, Any]:
+        """The next message, reading with ``recv(size)`` as long as none is whole. ``recv``
+        returns at least one byte, or raises (end of stream, deadline): each end supplies its
+        own socket policy (the host's deadline and spin, the worker's exit on hang-up).
+
+        Raises:
+            FrameError: as :meth:`next_message`.
+        """
+        while True:
+            if self.data:
+                message = self.next_message()
+                if message is not None:
+                    return message
+            chunk = recv(self.wanted())
+            message = self.parse_whole(chunk)
+            if message is not None:
+                return message
+            self.data += chunk
 
     def parse_whole(self, chunk: bytes) -> dict[str, Any] | None:
         """``chunk`` parsed, if it is exactly one whole frame within the cap and nothing is
