@@ -11,8 +11,8 @@ import hypothesis.strategies as st
 import pytest
 import securepy
 from securepy import errors
+from securepy._child_text import MAX_ERROR_TEXT
 from securepy._turn import (
-    MAX_ERROR_TEXT,
     MAX_RECORDS,
     Finish,
     Interrupt,

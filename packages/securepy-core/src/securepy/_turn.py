@@ -35,21 +35,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from ._child_text import approximate_size, bounded_arguments, error_from, error_reply
 from ._execution import Execution, ToolCallRecord
 from ._tools import Tool, ToolCallRequest
 from ._worker import codec
-from .errors import (
-    ExecutionError,
-    ExecutionTimeout,
-    ProtocolError,
-    ResourceLimitError,
-    SecurePyError,
-)
+from .errors import ExecutionTimeout, ProtocolError, SecurePyError
 
 __all__ = [
     "INTERRUPT_GRACE",
     "MAX_CALLS_IN_FLIGHT",
-    "MAX_ERROR_TEXT",
     "MAX_RECORDS",
     "Action",
     "Finish",
@@ -59,19 +53,14 @@ __all__ = [
     "Send",
     "StopTool",
     "Turn",
-    "error_reply",
 ]
 
 # Tool calls one execution may have outstanding at once (a hostile child could queue unbounded).
 MAX_CALLS_IN_FLIGHT = 64
 # Seconds the code gets to stop after SIGINT before the child is killed.
 INTERRUPT_GRACE = 1.0
-# Characters of the child's error message and of its traceback kept on the host (each).
-MAX_ERROR_TEXT = 20_000
 # Tool-call records one execution keeps (the audit log, if any, has every call).
 MAX_RECORDS = 10_000
-# Characters of a refused call's arguments (roughly, as decoded) kept in its record.
-MAX_REFUSED_ARGUMENTS = 1_000
 
 OUTPUT_MARKER = "\n[output truncated: over the {limit}-byte output limit]\n"
 
@@ -282,7 +271,7 @@ class Turn:
     def _refuse(self, call_id: int, name: str, raw: dict[str, Any], type_name: str,
                 text: str) -> Send:
         text = self._sanitize(text)
-        self._record(name, _bounded(raw), 0.0, ok=False, error=text)
+        self._record(name, bounded_arguments(raw), 0.0, ok=False, error=text)
         if self._emit is not None:
             self._emit("tool_error", tool=name[:200], type=type_name, message=text,
                        duration=0.0)
@@ -290,7 +279,7 @@ class Turn:
 
     def _deny(self, call_id: int, name: str, raw: dict[str, Any], reason: str) -> Send:
         reason = self._sanitize(reason)
-        self._record(name, _bounded(raw), 0.0, ok=False, error=reason)
+        self._record(name, bounded_arguments(raw), 0.0, ok=False, error=reason)
         if self._emit is not None:
             self._emit("policy_denied", what="tool_call", tool=name, arguments=raw,
                        reason=reason)
@@ -304,7 +293,8 @@ class Turn:
         if self.phase is _INTERRUPTING:
             return self._finish(Finish(error=self._timeout_error(state_kept=True)))
         if message["kind"] == "error":
-            return self._finish(Finish(error=self._error_from(message)))
+            return self._finish(Finish(error=error_from(message, self._sanitize, self.stdout,
+                                                        self.stderr)))
         try:
             value = codec.decode(message["value"])
         except codec.CodecError as exc:
@@ -401,7 +391,7 @@ class Turn:
                 self._record(name, call.raw_arguments, duration, ok=True)
                 if self._emit is not None:
                     self._emit("tool_result", tool=name, duration=duration,
-                               result_size=_approximate_size(tree))
+                               result_size=approximate_size(tree))
                 return {"kind": "tool_result", "call_id": call.call_id, "ok": True,
                         "value": tree}
         type_name = type(error).__name__
@@ -484,48 +474,9 @@ class Turn:
         if len(records) < MAX_RECORDS:
             records.append(ToolCallRecord(name[:200], raw, duration, ok, error))
 
-    def _error_from(self, message: dict[str, Any]) -> SecurePyError:
-        type_name = message["type"][:200]
-        text = self._sanitize(_capped(message["message"]))
-        limit = message.get("limit")
-        if limit in _LIMIT_NAMES:
-            return ResourceLimitError(
-                f"the code hit the {limit} limit: {type_name}: {text}"[:2000],
-                limit=limit, state_kept=True,
-            )
-        return ExecutionError(
-            type_name, text, traceback=self._sanitize(_capped(message["traceback"])),
-            stdout=self.stdout, stderr=self.stderr,
-        )
-
-
-_LIMIT_NAMES = {"memory", "cpu_seconds", "file_size", "processes", "open_files", "workspace",
-                "output"}
-
-
-def error_reply(call_id: int, type_name: str, text: str, *, kind: str = "tool") -> dict[str, Any]:
-    """A ``tool_result`` frame that raises ToolError (or PolicyError) inside the sandbox."""
-    return {"kind": "tool_result", "call_id": call_id, "ok": False,
-            "error": {"type": type_name, "message": text, "kind": kind}}
-
 
 def _tool_timeout_text(call: RunTool) -> str:
     return f"the tool did not finish within {call.tool.timeout:g} s"
-
-
-def _capped(text: str) -> str:
-    """The child's text within MAX_ERROR_TEXT characters, with a marker where it was cut."""
-    if len(text) <= MAX_ERROR_TEXT:
-        return text
-    return text[:MAX_ERROR_TEXT] + f"\n...[truncated: {len(text) - MAX_ERROR_TEXT} more characters]"
-
-
-def _bounded(raw: dict[str, Any]) -> dict[str, Any]:
-    """A refused call's arguments for its record: as sent if small, else only their size."""
-    size = _approximate_size(raw)
-    if size <= MAX_REFUSED_ARGUMENTS:
-        return raw
-    return {"[arguments not kept]": f"about {size} characters"}
 
 
 def _ask_approval(tool: Tool, request: ToolCallRequest) -> str | None:
@@ -545,18 +496,3 @@ def _ask_approval(tool: Tool, request: ToolCallRequest) -> str | None:
     return None if verdict else f"the host's approval policy denied this call to {tool.name}()"
 
 
-def _approximate_size(tree: Any) -> int:
-    """Characters of strings plus 8 per other leaf, iteratively (no recursion limit)."""
-    size = 0
-    stack = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, str | bytes):
-            size += len(node)
-        elif isinstance(node, dict):
-            stack.extend(node.values())
-        elif isinstance(node, list | tuple | set | frozenset):
-            stack.extend(node)
-        else:
-            size += 8
-    return size
