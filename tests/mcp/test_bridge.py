@@ -221,3 +221,18 @@ def test_an_mcp_tools_object_is_entered_once(demo_stdio: mcp.StdioServerParamete
         pass
     with pytest.raises(RuntimeError, match=r"^an McpTools object is entered once"), bridge:
         pass
+
+
+async def test_a_server_that_dies_under_async_with_leaves_a_clean_exit(
+    demo_stdio: mcp.StdioServerParameters,
+) -> None:
+    async with (
+        securepy_mcp.mcp_tools(demo_stdio) as tools,
+        securepy.AsyncSession(tools=tools, sandbox=False) as session,
+    ):
+        caught = await session.execute("try:\n    die()\nexcept ToolError as e:\n    r = str(e)\nr")
+        assert (
+            caught.value
+            == "die() failed: ToolError: the MCP server failed: MCPError: Connection closed"
+        )
+        assert (await session.execute("6 * 7")).value == 42

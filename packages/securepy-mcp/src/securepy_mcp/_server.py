@@ -120,16 +120,23 @@ def server(
             app.sandboxes = Sandboxes(pool, idle_timeout=idle_timeout)
             stack.callback(app.sandboxes.shut)
             reaper = asyncio.ensure_future(app.sandboxes.reap_forever())
-            stack.callback(reaper.cancel)
+            stack.push_async_callback(_cancel_and_wait, reaper)
             yield {}
 
-    # WARNING: the SDK configures the root logger; securepy's INFO lines would flood stderr.
+    # The SDK configures the root logger at log_level: at INFO, securepy's line per run and per
+    # tool call would flood the client's log of the server's stderr.
     app = SecurePyServer(
         name, instructions=runner.description, lifespan=lifespan, log_level="WARNING"
     )
     app.sandboxes = None
     _register(app, runner.description, max_output_chars)
     return app
+
+
+async def _cancel_and_wait(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _description_of(tools: list[securepy.Tool], session_options: Mapping[str, Any]) -> str:
