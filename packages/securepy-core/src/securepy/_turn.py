@@ -24,7 +24,9 @@ Its phases::
 
 Thread safety: ``feed`` and ``tick`` are called by one reader at a time (the relay may move
 that reader between threads); ``start``, ``tool_finished`` and ``end`` may come from any
-thread, and the call bookkeeping they share is under one lock.
+thread. The call bookkeeping they share is made of single operations on dicts and sets, each
+atomic under the GIL (``pop``, ``remove``, a ``tuple()`` snapshot), so the hot path takes no
+lock; the counter of timed calls and the phase changes of ``interrupt`` and ``end`` take one.
 """
 
 from __future__ import annotations
@@ -261,10 +263,10 @@ class Turn:
         relay = own is None and message.get("solo") is True
         call = RunTool(call_id, tool, arguments, raw, now, None if own is None else now + own,
                        relay)
-        with self._lock:
-            self._outstanding[call_id] = call
-            self._queued.add(call_id)
-            if own is not None:
+        self._outstanding[call_id] = call
+        self._queued.add(call_id)
+        if own is not None:
+            with self._lock:
                 self._timed += 1
         return call
 
@@ -308,9 +310,8 @@ class Turn:
         first = self._grace_deadline if self.phase is _INTERRUPTING else self.deadline
         if not self._timed:
             return first
-        with self._lock:
-            times = [c.tool_deadline for c in self._outstanding.values()
-                     if c.tool_deadline is not None]
+        times = [c.tool_deadline for c in tuple(self._outstanding.values())
+                 if c.tool_deadline is not None]
         if first is not None:
             times.append(first)
         return min(times) if times else None
@@ -321,9 +322,8 @@ class Turn:
         period finish (the child is replaced)."""
         actions: list[Action] = []
         if self._timed:
-            with self._lock:
-                expired = [c for c in self._outstanding.values()
-                           if c.tool_deadline is not None and now >= c.tool_deadline]
+            expired = [c for c in tuple(self._outstanding.values())
+                       if c.tool_deadline is not None and now >= c.tool_deadline]
             for call in expired:
                 reply = self.tool_finished(call, duration=now - call.started,
                                            error=TimeoutError(_tool_timeout_text(call)))
@@ -364,22 +364,25 @@ class Turn:
     def start(self, call: RunTool) -> bool:
         """A tool thread or task is about to run ``call``: False if it must not (its turn's
         time is up or the turn ended; it was answered already)."""
-        with self._lock:
-            if call.call_id not in self._queued:
-                return False
-            self._queued.discard(call.call_id)
-            return self.phase is _RUNNING
+        try:
+            self._queued.remove(call.call_id)
+        except KeyError:
+            return False  # answered already (by the interrupt), or the turn ended
+        # The interrupt sets the phase before it answers the outstanding calls: a call that
+        # starts in between is answered by it, and its tool's result is dropped.
+        return self.phase is _RUNNING
 
     def tool_finished(self, call: RunTool, *, duration: float, value: Any = None,
                       error: BaseException | None = None) -> dict[str, Any] | None:
         """Record a finished call; the reply for the child, or None if the call was answered
         already (its own timeout) or its turn ended (the result is dropped). Never raises:
         whatever the tool returned or raised, the child gets an answer."""
-        with self._lock:
-            if self._outstanding.pop(call.call_id, None) is None:
-                return None
-            self._queued.discard(call.call_id)
-            if call.tool_deadline is not None:
+        # Exactly one party gets the call out of _outstanding: it answers.
+        if self._outstanding.pop(call.call_id, None) is None:
+            return None
+        self._queued.discard(call.call_id)
+        if call.tool_deadline is not None:
+            with self._lock:
                 self._timed -= 1
         name = call.tool.name
         if error is None:
@@ -453,8 +456,7 @@ class Turn:
         return "".join(self._out["stderr"])
 
     def build_execution(self, value: Any, *, duration: float) -> Execution:
-        with self._lock:
-            records = tuple(self._records)
+        records = tuple(self._records)
         return Execution(value, self.stdout, self.stderr, records, duration, self.truncated)
 
     def _finish(self, finish: Finish) -> Finish:
