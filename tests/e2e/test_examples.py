@@ -22,6 +22,7 @@ KEY_LINES = {
     "openai_loop.py": "chat answer: The three orders total 345.5",
     "mcp_code_mode.py": "low stock: SKU-07=3, SKU-10=1, SKU-17=4, SKU-20=2",
     "langchain_agent.py": "answer: Refunded A1 (12.5 €). A2 (30 €) was refused",
+    "ray_pool.py": "basket {'pear': 1, 'fig': 2} total: 3.9",
 }
 
 

@@ -59,12 +59,18 @@ def pool(
         """Always fails on the driver."""
         raise PermissionError(f"refused: {reason}")
 
+    def missing(key: str) -> str:
+        """Always a KeyError."""
+        raise KeyError(key)
+
     record = securepy.Tool("record", "Append to the driver's ledger.", ledger.record)
     tools = [
         where_am_i,
         securepy_ray.on_driver(record),
         securepy_ray.on_driver(driver_pid_async),
         securepy_ray.on_driver(refuse),
+        securepy.Tool("missing_on_node", "A KeyError, on the node.", missing),
+        securepy_ray.on_driver(securepy.Tool("missing_on_driver", "A KeyError.", missing)),
     ]
     with securepy_ray.RayPool(
         sessions_per_node=2, tools=tools, audit=audit_records.append, timeout=30
@@ -102,6 +108,17 @@ def test_driver_tool_failures_come_back_as_tool_errors(pool: securepy_ray.RayPoo
         "try:\n    refuse('no')\nexcept ToolError as exc:\n    out = str(exc)\nout"
     )
     assert "PermissionError" in result.value and "refused: no" in result.value
+    # Control: the same failure from a node tool reads the same, name apart.
+    texts = pool.map(
+        [
+            f"try:\n    {name}('kiwi')\nexcept ToolError as exc:\n    out = str(exc)\nout"
+            for name in ("missing_on_driver", "missing_on_node")
+        ]
+    )
+    assert texts[0].value.replace("missing_on_driver", "X") == (
+        texts[1].value.replace("missing_on_node", "X")
+    )
+    assert "KeyError: 'kiwi'" in texts[0].value
 
 
 def test_a_tool_that_cannot_be_shipped_names_on_driver(

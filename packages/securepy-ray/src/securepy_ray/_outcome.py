@@ -58,7 +58,7 @@ def unwrap(outcome: Outcome) -> Any:
     raise payload.rebuild()
 
 
-def exception_named(type_name: str, message: str) -> Exception:
+def exception_named(type_name: str, args: tuple[Any, ...]) -> Exception:
     """An exception whose type has this name: the builtin one, or a fresh class named so.
 
     Used for a driver tool's failure on the node: the sandbox sees the same type name and
@@ -66,6 +66,9 @@ def exception_named(type_name: str, message: str) -> Exception:
     """
     builtin = getattr(builtins, type_name, None)
     if isinstance(builtin, type) and issubclass(builtin, Exception):
-        return builtin(message)
+        try:
+            return builtin(*args)
+        except TypeError:  # a builtin whose constructor wants other arguments
+            pass
     made: type[Exception] = type(type_name, (Exception,), {})
-    return made(message)
+    return made(*args)

@@ -144,8 +144,8 @@ def stand_in_tool(spec: dict[str, Any], relay: Any) -> securepy.Tool:
         ok, payload = ray.get(relay.call.remote(name, arguments))
         if ok:
             return payload
-        type_name, message = payload
-        raise exception_named(type_name, message)
+        type_name, args = payload
+        raise exception_named(type_name, args)
 
     return securepy.Tool(
         name,
@@ -185,7 +185,7 @@ class DriverRelay:
     async def call(self, name: str, arguments: dict[str, Any]) -> Outcome:
         """Queue one tool call for the driver and wait for its answer."""
         if self._stopped:
-            return (False, ("SessionClosedError", "the RayPool that owns this tool is closed"))
+            return (False, ("SessionClosedError", ("the RayPool that owns this tool is closed",)))
         call_id = next(self._ids)
         answer: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._waiting[call_id] = answer
@@ -219,7 +219,7 @@ class DriverRelay:
         for waiting in self._waiting.values():
             if not waiting.done():
                 waiting.set_result(
-                    (False, ("SessionClosedError", "the RayPool that owns this tool closed"))
+                    (False, ("SessionClosedError", ("the RayPool that owns this tool closed",)))
                 )
         self._waiting.clear()
         self._queue.put_nowait(("stop",))
@@ -307,7 +307,8 @@ class DriverServer:
         try:
             outcome = (True, self._call_tool(name, arguments))
         except Exception as exc:  # the tool's failure goes back to the sandbox as data
-            outcome = (False, (type(exc).__name__, str(exc)))
+            plain = all(isinstance(a, str | int | float | bool | None) for a in exc.args)
+            outcome = (False, (type(exc).__name__, exc.args if plain else (str(exc),)))
         try:
             self.relay.answer.remote(call_id, outcome)
         except Exception as exc:
@@ -317,7 +318,7 @@ class DriverServer:
                     False,
                     (
                         "TypeError",
-                        f"the result of {name}() could not be sent back to the node: {exc}",
+                        (f"the result of {name}() could not be sent back to the node: {exc}",),
                     ),
                 ),
             )
