@@ -10,6 +10,7 @@ import pytest
 import ray
 import securepy
 import securepy_ray
+from ray.util.placement_group import placement_group, remove_placement_group
 
 from .conftest import LocalCluster
 
@@ -37,6 +38,19 @@ def test_one_actor_per_live_node(pool: securepy_ray.RayPool, ray_cluster: LocalC
     assert len(pool.nodes) == 2
     assert all(n.alive and n.node_ip == "127.0.0.1" for n in pool.nodes)
     assert repr(pool) == "<securepy_ray.RayPool 2/2 nodes x 2 sessions>"
+
+
+def test_actors_per_bundle_or_spread_by_ray(ray_cluster: LocalCluster) -> None:
+    group = placement_group([{"CPU": 1}, {"CPU": 1}], strategy="STRICT_SPREAD")
+    try:
+        with securepy_ray.RayPool(nodes=group, sessions_per_node=1, template=False) as pool:
+            assert len({n.node_id for n in pool.nodes}) == 2
+            assert [r.value for r in pool.map(["1", "2", "3"])] == [1, 2, 3]
+    finally:
+        remove_placement_group(group)
+    with securepy_ray.RayPool(nodes=3, sessions_per_node=1, template=False) as pool:
+        assert len(pool.nodes) == 3
+        assert pool.execute("6 * 7").value == 42
 
 
 def test_execute_returns_the_execution(pool: securepy_ray.RayPool) -> None:

@@ -240,10 +240,15 @@ class RayPool:
         return RaySession(member.handle, session_id, member.info["node_id"])
 
     def status(self) -> dict[str, Any]:
-        """Each live node's ``SessionPool.status()``, by node id."""
-        live = [m for m in self._core.members if m.alive]
-        outcomes = ray.get([m.handle.status.remote() for m in live])
-        return {m.info["node_id"]: unwrap(o) for m, o in zip(live, outcomes, strict=True)}
+        """Each live node's ``SessionPool.status()``, by node id; a node found lost is left
+        out (and marked so in :attr:`nodes`)."""
+        statuses = {}
+        for member in [m for m in self._core.members if m.alive]:
+            try:
+                statuses[member.info["node_id"]] = unwrap(ray.get(member.handle.status.remote()))
+            except ray.exceptions.RayActorError as exc:
+                self._core.lose(member, exc)
+        return statuses
 
     def close(self) -> None:
         """Close every node's sessions, end the actors and the driver's relay. Idempotent."""
