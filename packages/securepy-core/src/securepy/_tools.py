@@ -13,6 +13,8 @@ from typing import Any, overload
 
 import pydantic
 
+from ._schema import ArgumentChecker
+
 __all__ = ["Tool", "ToolCallRequest", "tool"]
 
 _JSON_TYPE_NAMES = {
@@ -50,7 +52,9 @@ class Tool:
 
     The arguments' JSON Schema comes from ``parameters`` (a JSON Schema object), else from the
     ``args`` shorthand (``{"table": str, "limit": int}``), else from ``fn``'s signature and type
-    hints. Arguments are validated on the host against it before ``fn`` runs.
+    hints. Arguments are validated on the host against it before ``fn`` runs: a ``parameters``
+    schema in full (JSON Schema draft 2020-12, ``$ref``/``$defs`` included, through the
+    ``jsonschema`` library), the others by pydantic.
 
     Args:
         name: a Python identifier, not a keyword; the function's name inside the sandbox.
@@ -67,7 +71,8 @@ class Tool:
     Raises:
         TypeError: ``fn`` is not callable, both ``parameters`` and ``args`` were given, or a
             type hint has no JSON Schema.
-        ValueError: the name is not a valid identifier, or the schema is not an object schema.
+        ValueError: the name is not a valid identifier, or the schema is not an object schema
+            or not a valid JSON Schema.
     """
 
     def __init__(
@@ -89,8 +94,9 @@ class Tool:
             raise TypeError(f"tool {name!r}: description must be a str")
         if parameters is not None and args is not None:
             raise TypeError(f"tool {name!r}: pass parameters= or args=, not both")
-        if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0
-                                    or not math.isfinite(timeout)):
+        if timeout is not None and (
+            not isinstance(timeout, int | float) or timeout <= 0 or not math.isfinite(timeout)
+        ):
             raise ValueError(f"tool {name!r}: timeout must be a positive number of seconds")
         if max_calls is not None and (not isinstance(max_calls, int) or max_calls < 0):
             raise ValueError(f"tool {name!r}: max_calls must be a non-negative integer")
@@ -105,11 +111,14 @@ class Tool:
         )
         self._model: type[pydantic.BaseModel] | None = None
         self._plain: dict[str, tuple[frozenset[type] | None, Any]] | None = None
+        self._checker: ArgumentChecker | None = None
         if parameters is not None:
             self.parameters = _check_object_schema(name, dict(parameters))
+            self._checker = ArgumentChecker(name, self.parameters)
         else:
             self._model = (
-                _model_from_args(name, args) if args is not None
+                _model_from_args(name, args)
+                if args is not None
                 else _model_from_signature(name, fn)
             )
             self.parameters = _schema_of(self._model)
@@ -155,15 +164,12 @@ class Tool:
             except pydantic.ValidationError as exc:
                 raise ValueError(_describe_validation_error(self.name, exc)) from None
             return {field: getattr(model, field) for field in type(model).model_fields}
-        problems = _check_value(dict(arguments), self.parameters, "arguments")
-        if problems:
-            raise ValueError(f"{self.name}(): {problems[0]}")
-        return dict(arguments)
+        assert self._checker is not None
+        return self._checker.check(arguments)
 
     def to_wire(self) -> dict[str, Any]:
         """Name, description and schema, as the worker needs them to build the function."""
-        return {"name": self.name, "description": self.description,
-                "parameters": self.parameters}
+        return {"name": self.name, "description": self.description, "parameters": self.parameters}
 
 
 @overload
@@ -217,9 +223,7 @@ def coerce_tool(item: Tool | Callable[..., Any]) -> Tool:
         return item
     if callable(item):
         return tool(item)
-    raise TypeError(
-        f"tools= takes securepy.Tool objects or functions, not {type(item).__name__}"
-    )
+    raise TypeError(f"tools= takes securepy.Tool objects or functions, not {type(item).__name__}")
 
 
 def collect_tools(items: Any) -> dict[str, Tool]:
@@ -317,17 +321,25 @@ def _plain_fields(
     default factory, and a default of a plain type. Otherwise None: pydantic checks it all."""
     fields: dict[str, tuple[frozenset[type] | None, Any]] = {}
     for name, info in model.model_fields.items():
-        if (info.metadata or info.alias is not None or info.validation_alias is not None
-                or info.default_factory is not None or info.discriminator is not None
-                or info.validate_default):
+        if (
+            info.metadata
+            or info.alias is not None
+            or info.validation_alias is not None
+            or info.default_factory is not None
+            or info.discriminator is not None
+            or info.validate_default
+        ):
             return None
         annotation = info.annotation
         accepted: frozenset[type] | None
         if annotation is Any:
             accepted = None
         else:
-            members = typing.get_args(annotation) if typing.get_origin(annotation) in (
-                typing.Union, types.UnionType) else (annotation,)
+            members = (
+                typing.get_args(annotation)
+                if typing.get_origin(annotation) in (typing.Union, types.UnionType)
+                else (annotation,)
+            )
             if not members or not all(member in _PLAIN_TYPES for member in members):
                 return None
             accepted = frozenset(members)
@@ -341,8 +353,9 @@ def _plain_fields(
     return fields
 
 
-def _check_plain(fields: dict[str, tuple[frozenset[type] | None, Any]],
-                 arguments: Mapping[str, Any]) -> dict[str, Any] | None:
+def _check_plain(
+    fields: dict[str, tuple[frozenset[type] | None, Any]], arguments: Mapping[str, Any]
+) -> dict[str, Any] | None:
     """The keyword arguments exactly as pydantic would return them, when each value is of
     one of its field's exact types (the usual case); else None, and pydantic decides."""
     if not arguments.keys() <= fields.keys():
@@ -399,79 +412,3 @@ def _type_text(prop: Mapping[str, Any]) -> str:
         inner = _type_text(prop["items"])
         return f"list[{inner}]" if inner else "list"
     return _JSON_TYPE_NAMES.get(kind, "") if isinstance(kind, str) else ""
-
-
-_PY_TYPES: dict[str, Any] = {
-    "string": str,
-    "integer": int,
-    "number": (int, float),
-    "boolean": bool,
-    "array": list,
-    "object": dict,
-    "null": type(None),
-}
-
-
-def _check_value(value: Any, schema: Any, where: str, depth: int = 0) -> list[str]:
-    """A small JSON Schema check for schemas given as ``parameters=``: type, enum, const,
-    properties, required, additionalProperties, items, anyOf/oneOf/allOf, local $ref."""
-    if not isinstance(schema, dict) or depth > 50:
-        return []
-    problems: list[str] = []
-    options = schema.get("anyOf") or schema.get("oneOf")
-    if isinstance(options, list) and options:
-        if all(_check_value(value, option, where, depth + 1) for option in options):
-            problems.append(f"{where} does not match any allowed form")
-        return problems
-    for part in schema.get("allOf") or []:
-        problems += _check_value(value, part, where, depth + 1)
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if isinstance(kind, str) else []
-    if kinds and not any(_is_json_type(value, k) for k in kinds):
-        expected = " or ".join(_JSON_TYPE_NAMES.get(k, k) for k in kinds)
-        problems.append(f"{where} must be {expected}, got {type(value).__name__} {value!r:.60}")
-        return problems
-    if "enum" in schema and isinstance(schema["enum"], list) and value not in schema["enum"]:
-        problems.append(f"{where} must be one of {schema['enum']!r:.200}, got {value!r:.60}")
-    if "const" in schema and value != schema["const"]:
-        problems.append(f"{where} must be {schema['const']!r:.60}")
-    if isinstance(value, dict):
-        problems += _check_object(value, schema, where, depth)
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for index, item in enumerate(value):
-            problems += _check_value(item, schema["items"], f"{where}[{index}]", depth + 1)
-    return problems
-
-
-def _check_object(value: dict[str, Any], schema: dict[str, Any], where: str,
-                  depth: int) -> list[str]:
-    problems: list[str] = []
-    properties = schema.get("properties") or {}
-    top = where == "arguments"
-    for required in schema.get("required") or []:
-        if required not in value:
-            problems.append(
-                f"missing required argument {required!r}" if top
-                else f"{where} is missing {required!r}"
-            )
-    extra = schema.get("additionalProperties", not top)
-    for key, item in value.items():
-        label = f"argument {key!r}" if top else f"{where}[{key!r}]"
-        if key in properties:
-            problems += _check_value(item, properties[key], label, depth + 1)
-        elif extra is False:
-            problems.append(f"unexpected argument {key!r}" if top else f"{label} is not allowed")
-        elif isinstance(extra, dict):
-            problems += _check_value(item, extra, label, depth + 1)
-    return problems
-
-
-def _is_json_type(value: Any, kind: str) -> bool:
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
-        )
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    expected = _PY_TYPES.get(kind)
-    return expected is None or isinstance(value, expected)
