@@ -62,7 +62,8 @@ def test_arguments_are_checked_against_the_schema() -> None:
     with securepy.Session(tools=[tool], sandbox=False) as session:
         result = session.execute(
             "try:\n    get_weather('Oslo', unit='K')\nexcept ToolError as e:\n    m = str(e)\nm")
-    assert result.value == "get_weather(): argument 'unit' matches none of the allowed forms (anyOf)"
+    assert result.value == (
+        "get_weather(): argument 'unit' matches none of the allowed forms (anyOf)")
 
 
 def test_a_name_that_is_no_identifier_needs_name() -> None:
