@@ -253,3 +253,46 @@ async def test_cancelling_while_a_tool_is_awaited() -> None:
         async with asyncio.timeout(5):
             await released.wait()  # the host tool was cancelled too
         assert (await session.execute("'usable'")).value == "usable"
+
+
+# -- the event loop stays free ----------------------------------------------------------------
+
+
+async def _largest_gap_while(work: Any) -> float:
+    """The longest the loop went without running a 1 ms ticker while ``work`` ran."""
+    gaps: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not done.is_set():
+            await asyncio.sleep(0.001)
+            now = time.monotonic()
+            gaps.append(now - last)
+            last = now
+
+    ticker = asyncio.ensure_future(tick())
+    try:
+        await work
+    finally:
+        done.set()
+        await ticker
+    return max(gaps)
+
+
+async def test_a_large_frame_is_parsed_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 48 MB result takes the host tens of milliseconds to parse: in a thread, so the loop
+    keeps serving. Control: with the off-loop threshold above the frame, the same parse holds
+    the loop for longer than the off-loop run's worst gap."""
+    from securepy import _async_turn, _channel
+
+    code = "'x' * 48_000_000"
+    async with securepy.AsyncSession(sandbox=False, timeout=60,
+                                     limits=securepy.Limits(memory_bytes=None)) as session:
+        await session.execute("1")
+        off_loop = await _largest_gap_while(session.execute(code))
+        monkeypatch.setattr(_channel, "OFF_LOOP_BYTES", 1 << 30)
+        monkeypatch.setattr(_async_turn, "OFF_LOOP_BYTES", 1 << 30)
+        on_loop = await _largest_gap_while(session.execute(code))
+    assert on_loop > off_loop
+    assert off_loop < 0.5  # generous: a loaded machine still schedules the ticker

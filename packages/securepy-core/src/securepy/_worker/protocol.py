@@ -250,7 +250,7 @@ class FrameReader:
             FrameError: the frame is whole but not a valid message.
         """
         body = self.next_body()
-        return None if body is None else parse_body(body, self._schemas)
+        return None if body is None else self.parse(body)
 
     def next_body(self) -> bytes | None:
         """The next whole frame's body, unparsed (for a caller that parses large ones
@@ -273,12 +273,12 @@ class FrameReader:
             return None
         body = bytes(data[_HEADER_SIZE:end])
         del data[:end]
-        if self._check_cost is not None:
-            self._check_cost(body)
         return body
 
     def parse(self, body: bytes) -> dict[str, Any]:
-        """A frame body as a validated message (see :func:`parse_body`)."""
+        """A frame body, its cost checked, as a validated message (see :func:`parse_body`)."""
+        if self._check_cost is not None:
+            self._check_cost(body)
         return parse_body(body, self._schemas)
 
     def receive(self, recv: Callable[[int], bytes]) -> dict[str, Any]:
