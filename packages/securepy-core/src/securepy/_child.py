@@ -53,7 +53,7 @@ def start_child(config: SessionConfig) -> Child:
     Raises:
         securepy.errors.SandboxUnavailableError: the child could not start.
     """
-    launcher = config.launcher or select_launcher(sandbox=config.sandbox)
+    launcher = config.launcher or select_launcher(sandbox=config.sandbox, wall=config.wall)
     interpreter = probe_interpreter(config.python)
     host_sock, child_sock = open_socketpair()
     try:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ._audit import check_audit_path
-from ._launchers import Launcher
+from ._launchers import WALLS, Launcher
 from ._limits import Limits, resolve_limits
 from ._tools import Tool, collect_tools
 from ._worker import protocol
@@ -60,6 +60,7 @@ class SessionConfig:
     verbose: bool
     launcher: Launcher | None
     preload: tuple[str, ...] = ()
+    wall: str = "auto"
 
 
 def make_config(
@@ -81,10 +82,13 @@ def make_config(
     verbose: bool = False,
     launcher: Launcher | None = None,
     preload: Iterable[str] = (),
+    wall: str = "auto",
 ) -> SessionConfig:
     """Validate and freeze the session options (see :class:`Session`)."""
     if not isinstance(sandbox, bool):
         raise TypeError("sandbox must be True or False")
+    if wall not in WALLS:
+        raise ValueError(f"wall must be one of {', '.join(map(repr, WALLS))}, got {wall!r}")
     resolved = resolve_limits(limits)
     output_cap = resolved.output_bytes if isinstance(max_output_bytes, UseSessionDefault) else (
         max_output_bytes)
@@ -126,6 +130,7 @@ def make_config(
         verbose=bool(verbose),
         launcher=launcher,
         preload=modules,
+        wall=wall,
     )
 
 

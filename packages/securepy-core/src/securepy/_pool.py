@@ -367,8 +367,12 @@ class _PoolCore(Generic[S]):
         if not isinstance(template, bool):
             raise TypeError("template must be True or False")
         self._template: TemplateLauncher | None = None
-        if template and config.sandbox and config.launcher is None and has_a_wall():
-            self._template = TemplateLauncher(preload=config.preload, fall_back=True)
+        if (template and config.sandbox and config.launcher is None and has_a_wall()
+                and config.wall != "landlock"):
+            # Where no template can run, sessions start on the wall "auto" picks (or the
+            # pinned one), so a pool's sessions have the same wall a plain Session would.
+            self._template = TemplateLauncher(preload=config.preload, fall_back=True,
+                                              wall=config.wall)
             config = dataclasses.replace(config, launcher=self._template)
         self.config = config
         self.size = size

@@ -67,6 +67,10 @@ class Session(SessionBase):
         preload: modules the child imports before it reports ready (e.g. ``["numpy",
             "pandas"]``), so a pool's spare sessions start with them loaded. A module that
             fails to import makes the start fail with SandboxUnavailableError.
+        wall: "auto" (bubblewrap's namespaces where they can be made, else the Landlock wall,
+            logged as a warning and reported by ``session.wall``), "namespaces" or
+            "landlock" to pin one: a pinned wall that cannot stand here is a
+            SandboxUnavailableError naming why.
 
     Raises:
         securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
@@ -102,6 +106,7 @@ class Session(SessionBase):
         verbose: bool = False,
         launcher: Launcher | None = None,
         preload: Iterable[str] = (),
+        wall: str = "auto",
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -109,7 +114,7 @@ class Session(SessionBase):
             max_tool_calls=max_tool_calls, max_executions=max_executions,
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
-            verbose=verbose, launcher=launcher, preload=preload,
+            verbose=verbose, launcher=launcher, preload=preload, wall=wall,
         )
         self._init_from_config(config)
 

@@ -18,6 +18,7 @@ from ._audit import Auditor, open_auditor
 from ._child import Child, kill_quietly
 from ._config import OnOutput, SessionConfig, UseSessionDefault, check_timeout
 from ._execution import Execution
+from ._launchers import wall_of
 from ._logging import attach_verbose_handler, logger, warn_unsandboxed
 from ._sanitize import sanitize_text
 from ._tool_loop import ToolLoop
@@ -92,6 +93,16 @@ class SessionBase:
         return self._config.sandbox
 
     @property
+    def wall(self) -> str:
+        """Which wall the code runs behind: "namespaces" (bubblewrap, or a session forked from
+        a template), "landlock" (Landlock and seccomp, where namespaces cannot be made) or
+        "none" (``sandbox=False``)."""
+        child = self._child
+        if child is None:
+            return "none" if not self._config.sandbox else self._config.wall
+        return wall_of(child.process)
+
+    @property
     def executions(self) -> int:
         """Executes started over the session's life (what ``max_executions`` counts)."""
         return self._executions
@@ -107,11 +118,12 @@ class SessionBase:
         self._child = child
         self._finalizer.detach()
         self._finalizer = weakref.finalize(self, kill_quietly, child)
-        usage = {"pid": child.process.pid, "sandbox": child.process.sandboxed}
+        usage = {"pid": child.process.pid, "sandbox": child.process.sandboxed,
+                 "wall": wall_of(child.process)}
         if reason is None:
             self._emit("session_start", limits=self._config.limits.to_wire(), **usage)
-            logger.info("session %s started (pid %d, sandbox %s)", self.id, child.process.pid,
-                        "on" if child.process.sandboxed else "off",
+            logger.info("session %s started (pid %d, wall %s)", self.id, child.process.pid,
+                        usage["wall"],
                         extra={"session_id": self.id})
         else:
             self._emit("session_restart", reason=reason, **usage)

@@ -139,6 +139,7 @@ class BubblewrapLauncher:
     """Starts the worker inside bubblewrap (see the module docstring for the wall)."""
 
     sandboxed = True
+    wall = "namespaces"
 
     def launch(self, spec: LaunchSpec) -> BubblewrapChild:
         """Start the worker described by ``spec`` inside the sandbox.
@@ -165,6 +166,7 @@ class BubblewrapChild(PopenChild):
     """The sandbox: outer bubblewrap (our child), its pid 1, the worker, their cgroup."""
 
     sandboxed = True
+    wall = "namespaces"
 
     def __init__(self, popen: subprocess.Popen[bytes], cgroup: ChildCgroup | None,
                  identity: Identity | None = None) -> None:

@@ -70,7 +70,7 @@ _PRCTL_OPTIONS = (
     23, 24,  # PR_CAPBSET_READ/DROP (setpriv empties the bounding set)
     27, 28,  # PR_GET/SET_SECUREBITS
     29, 30,  # PR_SET/GET_TIMERSLACK
-    36, 37,  # PR_SET/GET_CHILD_SUBREAPER
+    37,  # PR_GET_CHILD_SUBREAPER (not SET: the Landlock wall's worker is the subreaper)
     38, 39,  # PR_SET/GET_NO_NEW_PRIVS
     40,  # PR_GET_TID_ADDRESS
     41, 42,  # PR_SET/GET_THP_DISABLE

@@ -16,7 +16,7 @@ the reaper ends the namespace, so that is how a session is killed.
 
 Root-drop mode only: the template keeps ``CAP_SYS_ADMIN`` (and the set-id and ``NET_ADMIN``
 capabilities) inside bubblewrap's namespaces to build each session, which needs host root. For
-other hosts, :func:`template_problem` says why and callers use :class:`BubblewrapLauncher`.
+other hosts, :func:`template_problem` says why and callers start sessions one by one.
 """
 
 from __future__ import annotations
@@ -36,14 +36,13 @@ from .._limits import Limits
 from .._worker import BOOTSTRAP, WORKER_DIR
 from .._worker.control import receive_control, send_control
 from ..errors import SandboxUnavailableError
-from .base import ChildProcess, LaunchSpec, describe_signal_exit
+from .base import ChildProcess, Launcher, LaunchSpec, describe_signal_exit
 from .bubblewrap import (
     PROC_MASKED_DIRS,
     PROC_MASKED_FILES,
     PROC_READ_ONLY_DIRS,
     SANDBOX_SHM_BYTES,
     BubblewrapChild,
-    BubblewrapLauncher,
     WallConfig,
     bind_sources,
     create_cgroup,
@@ -98,12 +97,14 @@ class TemplateLauncher:
 
     sandboxed = True
 
-    def __init__(self, *, preload: tuple[str, ...] = (), fall_back: bool = False) -> None:
+    def __init__(self, *, preload: tuple[str, ...] = (), fall_back: bool = False,
+                 wall: str = "namespaces") -> None:
         self._preload = preload
         self._fall_back = fall_back
+        self._wall = wall
         self._lock = threading.Lock()
         self._templates: dict[Interpreter, _Template] = {}
-        self._fallback: BubblewrapLauncher | None = None
+        self._fallback: Launcher | None = None
         self._closed = False
 
     def launch(self, spec: LaunchSpec) -> ChildProcess:
@@ -122,14 +123,17 @@ class TemplateLauncher:
                 template = self._start_template(spec)
         return template.launch(spec)
 
-    def _start_template(self, spec: LaunchSpec) -> _Template | BubblewrapLauncher:
+    def _start_template(self, spec: LaunchSpec) -> _Template | Launcher:
         try:
             template = _Template.start(spec, self._preload)
         except SandboxUnavailableError as exc:
             if not self._fall_back:
                 raise
-            logger.info("sessions start with bubblewrap, not from a template: %s", exc)
-            self._fallback = BubblewrapLauncher()
+            from . import select_launcher
+
+            self._fallback = select_launcher(sandbox=True, wall=self._wall)
+            logger.info("sessions start one by one (%s wall), not from a template: %s",
+                        self._wall, exc)
             return self._fallback
         self._templates[spec.interpreter] = template
         return template
@@ -148,6 +152,7 @@ class TemplateChild:
     by the template (its parent)."""
 
     sandboxed = True
+    wall = "namespaces"
 
     def __init__(self, pidfd: int, cgroup: ChildCgroup | None, limits: Limits,
                  reaper_pidfd: int = -1, identity: Identity | None = None) -> None:

@@ -48,6 +48,7 @@ class UnsandboxedChild(PopenChild):
     """The worker process, its process group and its temporary directory."""
 
     sandboxed = False
+    wall = "none"
 
     def __init__(self, popen: subprocess.Popen[bytes], workdir: str) -> None:
         super().__init__(popen)

@@ -1,0 +1,357 @@
+"""The Landlock wall: a sandbox for hosts where namespaces cannot be made.
+
+Default containers (Docker's, Podman's, Kubernetes' default seccomp profile, no
+``CAP_SYS_ADMIN``) refuse ``unshare``, ``clone`` with namespace flags and ``mount``, so
+bubblewrap cannot run there; they allow ``seccomp``, ``prctl`` and the ``landlock_*`` calls.
+This wall is built from those alone (the worker side is ``_worker/landlock.py``):
+
+- **Filesystem** (Landlock): read and execute beneath ``/usr``, the ``/lib*`` and ``/bin``
+  links, the few ``/etc`` files bubblewrap binds, the interpreter's installation and the
+  worker; read-write beneath the session's own workspace directory only (made by the host
+  per session, mode 0700, owned by the session's uid, removed when it ends); ``/dev/null``,
+  ``/dev/zero``, ``/dev/full``, ``/dev/random`` and ``/dev/urandom``. Nothing else: no
+  ``/proc``, ``/sys``, home, host ``/tmp`` or sockets on disk.
+- **Network**: TCP bind and connect denied (Landlock ABI 4), and seccomp refuses ``socket()``
+  itself: only ``socketpair(AF_UNIX)`` (UDP, raw and netlink sockets included).
+- **Other processes**: signals and abstract unix sockets scoped to the session (Landlock
+  ABI 6); ``ptrace``, ``process_vm_*`` and ``pidfd_getfd`` refused by seccomp.
+- **Identity**: as root (also root in a container), a uid and gid of its own
+  (:mod:`.identity`), no capabilities (the uid change from root clears them all), no groups.
+- no-new-privs, the seccomp allow list, the same rlimits as the namespace wall, and a memory
+  and pids cgroup where the host offers one.
+
+What it does not give (docs/threat-model.md has the table): no pid namespace (the code can
+learn other pids exist, with ``kill(pid, 0)`` answering EPERM rather than ESRCH, though it can
+neither signal nor read them), no network namespace (loopback UDP is refused by seccomp, not
+by a namespace), no private ``/dev/shm`` (refused instead), and the workspace is a directory
+on the host's disk: ``Limits.workspace_bytes`` is not enforced by a tmpfs (``file_size_bytes``
+still bounds each file, the memory cgroup charges page cache, not disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+from .._interpreter import Interpreter
+from .._worker import BOOTSTRAP, WORKER_DIR
+from ..errors import SandboxUnavailableError
+from .base import LaunchSpec, PopenChild, describe_signal_exit
+from .bubblewrap import _ETC_FILES, _SYSTEM_LINKS, bind_sources, create_cgroup
+from .cgroups import ChildCgroup
+from .identity import Identity, lease_identity
+from .procfs import child_pids, read_process_usage
+from .seccomp import SeccompUnavailable, compile_filter
+from .spawner import spawn
+
+__all__ = [
+    "LandlockChild",
+    "LandlockLauncher",
+    "landlock_abi",
+    "landlock_problem",
+    "landlock_problem_for",
+]
+
+# The worker's bootstrap with the wall raised between loading the package and the worker.
+_HEAD, _SEP, _TAIL = BOOTSTRAP.partition("del b,e,d,s,m\n")
+LANDLOCK_BOOTSTRAP = (
+    _HEAD + _SEP + "import _securepy_worker.landlock as w\nw.enter()\ndel w\n" + _TAIL
+)
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom")
+# Without root every session runs as the host user: only a kernel that scopes signals keeps
+# the code from signalling the host's own processes.
+_MIN_ABI_WITHOUT_ROOT = 6
+
+
+class LandlockLauncher:
+    """Starts the worker behind Landlock and seccomp (see the module docstring)."""
+
+    sandboxed = True
+    wall = "landlock"
+
+    def launch(self, spec: LaunchSpec) -> LandlockChild:
+        """Start the worker described by ``spec`` behind the Landlock wall.
+
+        Raises:
+            securepy.errors.SandboxUnavailableError: Landlock, seccomp or no-new-privs are
+                missing here (the message names which).
+        """
+        problem = landlock_problem_for(spec.interpreter)
+        if problem is not None:
+            raise SandboxUnavailableError(f"the Landlock wall cannot stand here: {problem}")
+        identity = lease_identity() if os.geteuid() == 0 else None
+        workspace = _make_workspace(identity)
+        cgroup: ChildCgroup | None = None
+        fds: list[int] = []
+        try:
+            cgroup = create_cgroup(spec, own_processes=0)
+            if cgroup is not None:
+                fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup.thread_join_files]
+            plan = _plan(spec.interpreter, workspace)
+            plan_fd = _memfd(json.dumps(plan).encode() + b"\n" + compile_filter("landlock"))
+            fds.insert(0, plan_fd)
+            argv = (
+                spec.argv[0],
+                *_bootstrap_options(spec.argv),
+                LANDLOCK_BOOTSTRAP,
+                WORKER_DIR,
+                str(spec.child_fd),
+                *map(str, fds),
+            )
+            env = {**spec.env, "HOME": workspace, "TMPDIR": f"{workspace}/.tmp"}
+            ids = (
+                {}
+                if identity is None
+                else {"user": identity.uid, "group": identity.gid, "extra_groups": []}
+            )
+            popen = spawn(
+                lambda: subprocess.Popen(
+                    argv,
+                    pass_fds=(spec.child_fd, *fds),
+                    env=env,
+                    cwd=workspace,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.PIPE,
+                    start_new_session=True,
+                    **ids,
+                )
+            )  # type: ignore[call-overload]
+        except BaseException:
+            if cgroup is not None:
+                cgroup.kill_and_remove()
+            _remove_workspace(workspace)
+            if identity is not None:
+                identity.release()
+            raise
+        finally:
+            for fd in fds:
+                os.close(fd)
+        return LandlockChild(popen, cgroup, identity, workspace)
+
+
+class LandlockChild(PopenChild):
+    """The worker behind the Landlock wall, its descendants, cgroup, workspace and uid."""
+
+    sandboxed = True
+    wall = "landlock"
+
+    def __init__(
+        self,
+        popen: subprocess.Popen[bytes],
+        cgroup: ChildCgroup | None,
+        identity: Identity | None,
+        workspace: str,
+    ) -> None:
+        super().__init__(popen)
+        self._cgroup = cgroup
+        self._identity = identity
+        self._workspace: str | None = workspace
+
+    def interrupt(self) -> None:
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._popen.pid, signal.SIGINT)
+
+    def kill(self) -> None:
+        """Kill the worker and every process it started, reap it, remove its cgroup and its
+        workspace, give its uid back. Idempotent.
+
+        There is no pid namespace to end: the worker is a child subreaper, so its whole tree
+        stays below it; that tree is killed leaves-last until none is left (anything forked
+        meanwhile is reparented to the worker, still alive, and found by the next pass). As
+        root, every process still running as the session's uid is killed too, and the uid is
+        given back only when none is left.
+        """
+        if self._popen.returncode is None:
+            _kill_tree(self._popen.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._popen.pid, signal.SIGKILL)
+            self._popen.wait()
+        if self._cgroup is not None:
+            self._cgroup.kill_and_remove()
+            self._cgroup = None
+        if self._identity is not None:
+            if _kill_uid(self._identity.uid):
+                self._identity.release()
+            self._identity = None
+        if self._workspace is not None:
+            _remove_workspace(self._workspace)
+            self._workspace = None
+        if self._popen.stderr is not None:
+            self._popen.stderr.close()
+
+    def describe_exit(self, status: int) -> str | None:
+        if status == -signal.SIGKILL and self._cgroup is not None and self._cgroup.oom_killed():
+            return "memory"
+        return describe_signal_exit(-status if status < 0 else 0)
+
+    def resource_usage(self) -> dict[str, float] | None:
+        return read_process_usage(self._popen.pid)
+
+
+@functools.cache
+def landlock_abi() -> int:
+    """This kernel's Landlock ABI version (0: none)."""
+    from .._worker.landlock import abi_version
+
+    return abi_version()
+
+
+@functools.cache
+def landlock_problem() -> str | None:
+    """Why the Landlock wall cannot be built here, or None when it can."""
+    abi = landlock_abi()
+    if abi < 1:
+        return (
+            "the kernel has no Landlock (Linux 5.13 or newer with CONFIG_SECURITY_LANDLOCK "
+            "and landlock in the lsm= boot list), or a seccomp profile refuses it"
+        )
+    if os.geteuid() != 0 and abi < _MIN_ABI_WITHOUT_ROOT:
+        return (
+            f"the kernel's Landlock ABI is {abi}; without root every session shares the "
+            f"host user's uid, and only ABI {_MIN_ABI_WITHOUT_ROOT} (Linux 6.12) keeps its "
+            "signals from reaching the host's own processes; run as root (a uid per "
+            "session) or on a newer kernel"
+        )
+    try:
+        compile_filter("landlock")
+    except SeccompUnavailable as exc:
+        return str(exc)
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _hidden_from_others(interpreter: Interpreter) -> str | None:
+    """The first directory on the way to the interpreter's files that a user other than its
+    owner cannot pass through, or None. (bubblewrap binds around this; Landlock cannot.)"""
+    for root in (*bind_sources(interpreter), os.path.realpath(interpreter.executable)):
+        parts = os.path.realpath(root).strip("/").split("/")
+        for i in range(len(parts) + 1):
+            path = "/" + "/".join(parts[:i])
+            try:
+                mode = os.stat(path).st_mode
+            except OSError:
+                break
+            if os.path.isdir(path) and not mode & 0o001:
+                return path
+    return None
+
+
+def landlock_problem_for(interpreter: Interpreter) -> str | None:
+    """Why the Landlock wall cannot run ``interpreter`` here, or None when it can."""
+    problem = landlock_problem()
+    if problem is None and os.geteuid() == 0:
+        hidden = _hidden_from_others(interpreter)
+        if hidden is not None:
+            problem = (
+                f"it runs each session as a uid of its own, which cannot enter {hidden} (only "
+                "its owner may); install the interpreter where every user can read it "
+                "(/usr/local, /opt; pyenv under /root is not), or pass python= such an "
+                "interpreter"
+            )
+    return problem
+
+
+def _bootstrap_options(argv: tuple[str, ...]) -> tuple[str, ...]:
+    """The interpreter's flags from the session's argv ("-I", "-S"), up to its "-c"."""
+    return argv[1 : argv.index("-c") + 1] if "-c" in argv else ("-I", "-S", "-c")
+
+
+def _plan(interpreter: Interpreter, workspace: str) -> dict[str, list[str]]:
+    system = ["/usr", *(f"/{name}" for name in _SYSTEM_LINKS)]
+    etc = [path for path in _ETC_FILES if os.path.exists(path)]
+    return {
+        "read_only": [*system, *etc, *bind_sources(interpreter)],
+        "read_write": [workspace],
+        "devices": list(_DEVICES),
+    }
+
+
+def _make_workspace(identity: Identity | None) -> str:
+    """A fresh directory the session owns: mode 0700, the session's uid, a .tmp inside."""
+    base = os.path.join(tempfile.gettempdir(), f"securepy-workspaces-{os.geteuid()}")
+    os.makedirs(base, mode=0o711, exist_ok=True)
+    info = os.lstat(base)
+    if info.st_uid != os.geteuid() or not os.path.isdir(base) or info.st_mode & 0o022:
+        raise SandboxUnavailableError(
+            f"{base} is not a directory owned by this user and writable by it alone; "
+            "remove it, or set TMPDIR to a private directory"
+        )
+    workspace = tempfile.mkdtemp(prefix="session-", dir=base)
+    os.mkdir(f"{workspace}/.tmp", 0o700)
+    if identity is not None:
+        for path in (workspace, f"{workspace}/.tmp"):
+            os.chown(path, identity.uid, identity.gid)
+    return workspace
+
+
+def _remove_workspace(workspace: str) -> None:
+    """Remove the workspace even where the code took its own permissions away (its files are
+    this user's, or the host is root)."""
+    for directory, subdirectories, _ in os.walk(workspace):
+        for name in subdirectories:
+            with contextlib.suppress(OSError):
+                os.chmod(os.path.join(directory, name), 0o700, follow_symlinks=False)
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+def _kill_tree(root: int, *, timeout: float = 5.0) -> None:
+    """SIGKILL every descendant of ``root`` until a pass finds none."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found: list[int] = []
+        stack = [root]
+        while stack:
+            for pid in child_pids(stack.pop()):
+                found.append(pid)
+                stack.append(pid)
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.001)
+
+
+def _kill_uid(uid: int, *, timeout: float = 5.0) -> bool:
+    """SIGKILL every process running as ``uid``; True once none is left."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    left.append(int(name))
+            except OSError:
+                continue
+        if not left:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.001)
+
+
+def _memfd(data: bytes) -> int:
+    fd = os.memfd_create("securepy-landlock-plan", os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.lseek(fd, 0, os.SEEK_SET)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,154 @@
+"""The Landlock wall, from inside: the first thing a worker started by
+``_launchers/landlock.py`` does, before it imports or runs anything else.
+
+The host starts the interpreter already as the session's uid (when it is root), in its own
+session, with the session's workspace as cwd; this module then, in order:
+
+1. moves the process into its cgroups (the host passes the join files open);
+2. becomes a child subreaper, so every process the code starts stays in this worker's tree
+   even after its parent dies (the host finds and kills that whole tree: there is no pid
+   namespace to end);
+3. sets no-new-privs;
+4. restricts itself with Landlock: read and execute beneath the interpreter, its packages and
+   the system paths Python needs, read-write beneath the workspace only, nothing else (no
+   ``/proc``, no ``/sys``, no home, no ``/tmp``); TCP bind and connect denied (ABI 4); signals
+   and abstract unix sockets scoped to the session (ABI 6);
+5. installs the seccomp allow list (Landlock variant: no ``socket()`` at all, AF_UNIX
+   ``socketpair`` only, no SysV IPC).
+
+Only then does the ordinary worker start. Any failure ends the process before the code runs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import struct
+import sys
+
+__all__ = ["enter"]
+
+_SYS_CREATE_RULESET = 444  # the same number on every architecture (added after the split)
+_SYS_ADD_RULE = 445
+_SYS_RESTRICT_SELF = 446
+_CREATE_RULESET_VERSION = 1
+_RULE_PATH_BENEATH = 1
+_PR_SET_NO_NEW_PRIVS = 38
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_SET_SECCOMP = 22
+_SECCOMP_MODE_FILTER = 2
+
+# Filesystem access rights (linux/landlock.h) and the ABI that introduced each.
+_EXECUTE, _WRITE_FILE, _READ_FILE, _READ_DIR = 1, 2, 4, 8
+_FILE_RIGHTS = _EXECUTE | _WRITE_FILE | _READ_FILE | 1 << 14 | 1 << 15  # + truncate, ioctl_dev
+_REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+_NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
+_SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1, 2
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.syscall.restype = ctypes.c_long
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def enter() -> None:
+    """Build the wall around this process from ``sys.argv[3]`` (the plan's fd) and
+    ``sys.argv[4:]`` (cgroup join files), then leave ``sys.argv`` as the worker expects it."""
+    plan_fd, *join_fds = (int(a) for a in sys.argv[3:])
+    del sys.argv[3:]
+    with os.fdopen(plan_fd, "rb") as f:
+        data = f.read()
+    header, _, seccomp = data.partition(b"\n")
+    plan = json.loads(header)
+    for fd in join_fds:  # first, so everything this process becomes is counted
+        os.write(fd, b"0")
+        os.close(fd)
+    _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
+    _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    restrict(plan["read_only"], plan["read_write"], plan["devices"])
+    program = ctypes.create_string_buffer(seccomp, len(seccomp))
+    fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(program))
+    _check(_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog)), "seccomp")
+
+
+def abi_version() -> int:
+    """The kernel's Landlock ABI version, 0 when Landlock is missing or disabled."""
+    version = _libc.syscall(
+        _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
+    )
+    return max(int(version), 0)
+
+
+def restrict(read_only: list[str], read_write: list[str], devices: list[str]) -> None:
+    """Restrict this process (and everything it starts) to these paths, with TCP and, where
+    the kernel scopes them, signals and abstract sockets kept inside the session."""
+    abi = abi_version()
+    if abi < 1:
+        raise OSError("Landlock is not available in this kernel")
+    handled = (1 << 13) - 1
+    if abi >= 2:
+        handled |= _REFER
+    if abi >= 3:
+        handled |= _TRUNCATE
+    if abi >= 5:
+        handled |= _IOCTL_DEV
+    net = _NET_BIND_TCP | _NET_CONNECT_TCP if abi >= 4 else 0
+    scoped = _SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL if abi >= 6 else 0
+    attr = struct.pack("=QQQ", handled, net, scoped)[: 24 if abi >= 6 else 16 if abi >= 4 else 8]
+    buffer = ctypes.create_string_buffer(attr, len(attr))
+    ruleset = int(
+        _libc.syscall(_SYS_CREATE_RULESET, buffer, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+    )
+    _check(-1 if ruleset < 0 else 0, "landlock_create_ruleset")
+    try:
+        read = _EXECUTE | _READ_FILE | _READ_DIR
+        for path in read_only:
+            _allow(ruleset, path, read & handled)
+        for path in devices:
+            _allow(ruleset, path, (_READ_FILE | _WRITE_FILE | _IOCTL_DEV) & handled)
+        for path in read_write:
+            _allow(ruleset, path, handled)
+        _check(
+            int(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))),
+            "landlock_restrict_self",
+        )
+    finally:
+        os.close(ruleset)
+
+
+def _allow(ruleset: int, path: str, access: int) -> None:
+    try:
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return  # a system path this host lacks
+    try:
+        if not os.path.isdir(path):
+            access &= _FILE_RIGHTS  # directory rights on a file are refused
+        rule = struct.pack("=Qi", access, fd)
+        buffer = ctypes.create_string_buffer(rule, len(rule))
+        result = int(
+            _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, buffer, ctypes.c_uint32(0))
+        )
+        _check(result, f"landlock_add_rule {path}")
+    finally:
+        os.close(fd)
+
+
+def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
+    return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
+
+
+def _check(result: int, what: str) -> None:
+    if result < 0:
+        errno = ctypes.get_errno()
+        raise OSError(errno, f"{what}: {os.strerror(errno)}")
