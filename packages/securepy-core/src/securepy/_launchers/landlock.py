@@ -106,11 +106,7 @@ class LandlockLauncher:
                 *map(str, fds),
             )
             env = {**spec.env, "HOME": workspace, "TMPDIR": f"{workspace}/.tmp"}
-            ids = (
-                {}
-                if identity is None
-                else {"user": identity.uid, "group": identity.gid, "extra_groups": []}
-            )
+            uid, gid = (None, None) if identity is None else (identity.uid, identity.gid)
             popen = spawn(
                 lambda: subprocess.Popen(
                     argv,
@@ -121,7 +117,9 @@ class LandlockLauncher:
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.PIPE,
                     start_new_session=True,
-                    **ids,
+                    user=uid,
+                    group=gid,
+                    extra_groups=None if identity is None else [],
                 )
             )  # type: ignore[call-overload]
         except BaseException:
