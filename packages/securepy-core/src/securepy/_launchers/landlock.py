@@ -121,7 +121,7 @@ class LandlockLauncher:
                     group=gid,
                     extra_groups=None if identity is None else [],
                 )
-            )  # type: ignore[call-overload]
+            )
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
