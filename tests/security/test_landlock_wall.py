@@ -1,0 +1,288 @@
+"""The Landlock wall (``wall="landlock"``): the attack classes the namespace wall contains, run
+against the wall for hosts where namespaces cannot be made, and the wall chosen by itself in a
+reproduced default container (Docker's default seccomp profile and capabilities).
+
+Each attack has its control: the same code succeeds unsandboxed (or on the session's own
+workspace), so the refusal is the wall's. As root the wall runs each session as a uid of its
+own, which cannot enter an interpreter installed under /root (pyenv): there the tests run the
+sandboxed interpreter from /usr/bin/python3 (``python=``).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import securepy
+from securepy._interpreter import probe_interpreter
+from securepy._launchers.identity import uid_range
+from securepy._launchers.landlock import landlock_problem, landlock_problem_for
+
+from ..conftest import wait_until
+
+pytestmark = pytest.mark.sandbox
+
+ROOT = os.geteuid() == 0
+HERE = pathlib.Path(__file__).parent
+
+
+def _python() -> str | None:
+    if landlock_problem_for(probe_interpreter(None)) is None:
+        return None
+    return "/usr/bin/python3" if os.access("/usr/bin/python3", os.X_OK) else None
+
+
+@pytest.fixture
+def landlocked(host: Any) -> Iterator[Callable[..., securepy.Session]]:
+    """Factory of sessions behind the Landlock wall, closed after the test; then no process
+    of theirs may be left (as root: nothing runs as their uids)."""
+    problem = landlock_problem()
+    if problem is not None:
+        pytest.fail(f"the Landlock wall cannot stand here: {problem}")
+    made: list[securepy.Session] = []
+    uids: list[int] = []
+
+    def make(**options: Any) -> securepy.Session:
+        session = securepy.Session(wall="landlock", python=_python(), timeout=30, **options)
+        made.append(session)
+        assert session.wall == "landlock"
+        uids.append(host.value(session, "__import__('os').getuid()"))
+        return session
+
+    yield make
+    for session in made:
+        session.close()
+    if ROOT:
+        wait_until(lambda: not [p for p in _pids() if _uid_of(p) in uids], timeout=10)
+    host.assert_nothing_survived([])
+
+
+def _pids() -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit()]
+
+
+def _uid_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+
+
+ATTEMPT = """
+import os, socket
+def attempt(f):
+    try:
+        r = f()
+        return "ok" if r is None else r
+    except OSError as e:
+        return type(e).__name__
+"""
+
+
+def test_host_files_are_out_of_reach(landlocked: Any, control: securepy.Session, host: Any) -> None:
+    canary = next(iter(host.canary_files))
+    code = (
+        ATTEMPT
+        + f"""
+[attempt(lambda: open({canary!r}).read()),
+ attempt(lambda: os.listdir({str(pathlib.Path(canary).parent)!r})),
+ attempt(lambda: open("/etc/shadow").read()),
+ attempt(lambda: os.listdir("/proc")),
+ attempt(lambda: open(f"/proc/{os.getpid()}/environ").read()),
+ attempt(lambda: os.listdir("/sys")),
+ attempt(lambda: open("mine.txt", "w").write("own") and open("mine.txt").read())]
+"""
+    )
+    reached = host.value(control, code, record=False)
+    assert host.canary in reached[0] and reached[3] != "PermissionError"  # control
+    got = host.value(landlocked(), code)
+    assert got[:6] == ["PermissionError"] * 6
+    assert got[6] == "own"  # its own workspace is its to use
+
+
+def test_nothing_outside_the_workspace_is_writable(
+    landlocked: Any, control: securepy.Session, host: Any
+) -> None:
+    targets = [
+        f"/tmp/{host.token}",
+        f"/var/tmp/{host.token}",
+        f"/dev/shm/{host.token}",
+        f"{os.path.dirname(os.__file__)}/{host.token}",
+        f"/{host.token}",
+    ]
+    code = ATTEMPT + f"[attempt(lambda: open(p, 'w').close()) for p in {targets!r}]"
+    got = host.value(landlocked(), code)
+    assert got == ["PermissionError"] * len(targets)
+    reached = host.value(control, code)  # control: the host user can create them
+    assert reached[0] == "ok"
+    for path in targets:
+        pathlib.Path(path).unlink(missing_ok=True)
+
+
+def test_no_network_of_any_kind(landlocked: Any, control: securepy.Session, host: Any) -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        code = (
+            ATTEMPT
+            + f"""
+def tcp():
+    s = socket.create_connection(("127.0.0.1", {port}), timeout=5)
+    s.close()
+def udp():
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.sendto(b"x", ("127.0.0.1", {port}))
+def unix_path():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/docker.sock")
+def abstract():
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("\\0securepy-nothing")
+[attempt(tcp), attempt(udp), attempt(unix_path), attempt(abstract),
+ attempt(lambda: socket.socketpair()[0].close())]
+"""
+        )
+        assert host.value(control, code)[:2] == ["ok", "ok"]  # control
+        got = host.value(landlocked(), code)
+    assert got[:4] == ["PermissionError"] * 4
+    assert got[4] == "ok"  # the one kind of socket it keeps: a pair within itself
+
+
+def test_other_processes_cannot_be_signalled_traced_or_read(
+    landlocked: Any, control: securepy.Session, host: Any
+) -> None:
+    victims = [host.helper.pid, os.getpid()]
+    code = (
+        ATTEMPT
+        + f"""
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+def ptrace(pid):
+    if libc.ptrace(16, pid, 0, 0) != 0:  # PTRACE_ATTACH
+        raise OSError(ctypes.get_errno(), "ptrace")
+[[attempt(lambda: os.kill(pid, 0)), attempt(lambda: os.kill(pid, SIGNAL)),
+  attempt(lambda: PTRACE), attempt(lambda: open(f"/proc/{{pid}}/cmdline").read())]
+ for pid in {victims!r}]
+"""
+    )
+    # control: unsandboxed (root here), the same code reaches the helper (signal 0 only)
+    # (never PTRACE_ATTACH for real: it would stop the test process)
+    control_code = code.replace("SIGNAL", "0").replace("PTRACE", "None")
+    reached = host.value(control, control_code, record=False)
+    assert reached[0][:2] == ["ok", "ok"] and reached[0][3] != "PermissionError"
+    code = code.replace("SIGNAL", str(int(signal.SIGTERM))).replace("PTRACE", "ptrace(pid)")
+    got = host.value(landlocked(), code)
+    for per_victim in got:
+        assert per_victim == ["PermissionError"] * 4, got
+    host.assert_helper_alive()
+
+
+def test_escaped_processes_end_with_the_session(landlocked: Any, host: Any) -> None:
+    """A double-forked, setsid daemon (no pid namespace ends it here): it runs while the
+    session lives (the control) and is gone when it closes."""
+    session = landlocked()
+    code = f"""
+import os, time
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        os.execv("/bin/sleep", ["sleep", "600", {host.token!r}])
+    os._exit(0)
+os.wait()
+int(os.read(r, 20))
+"""
+    daemon = host.value(session, code)
+    assert os.path.exists(f"/proc/{daemon}")  # control: it escaped its parent and runs
+    session.close()
+    wait_until(lambda: not os.path.exists(f"/proc/{daemon}"), timeout=10)
+
+
+def test_each_session_has_its_own_uid_and_workspace(landlocked: Any, host: Any) -> None:
+    one, two = landlocked(), landlocked()
+    look = "import os\n(os.getuid(), os.getgid(), os.getgroups(), os.getcwd())"
+    (uid1, gid1, groups1, cwd1), (uid2, _, _, cwd2) = host.value(one, look), host.value(two, look)
+    if ROOT:
+        first, last = uid_range()
+        assert uid1 != uid2 and first <= uid1 <= last and gid1 == uid1 and groups1 == []
+    assert cwd1 != cwd2
+    host.value(one, "open('secret.txt', 'w').write('one')")
+    assert host.value(two, f"import os\nos.path.exists({cwd1 + '/secret.txt'!r})") is False
+    assert host.value(one, "open('secret.txt').read()") == "one"  # control
+    one.close()
+    assert not os.path.exists(cwd1)  # the host removed it
+
+
+def test_kernel_surface_is_refused(landlocked: Any, host: Any) -> None:
+    code = """
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(n, *a):
+    r = libc.syscall(ctypes.c_long(n), *[ctypes.c_long(x) for x in a])
+    return 0 if r >= 0 else ctypes.get_errno()
+# unshare(CLONE_NEWUSER), io_uring_setup, bpf, landlock_create_ruleset, memfd_secret
+[sc(272, 0x10000000), sc(425, 1, 0), sc(321, 0, 0, 0), sc(444, 0, 0, 1), sc(447, 0)]
+"""
+    if os.uname().machine != "x86_64":
+        pytest.skip("syscall numbers of x86-64")
+    assert host.value(landlocked(), code) == [1, 1, 1, 1, 38]  # EPERM x4, ENOSYS
+
+
+# -- a reproduced default container ---------------------------------------------------------
+
+IN_CONTAINER = """
+import json, os, securepy, subprocess
+out = {}
+out["unshare"] = subprocess.run(["unshare", "--user", "true"], capture_output=True).returncode
+with securepy.Session(python=PYTHON, timeout=30) as session:
+    out["wall"] = session.wall
+    out["value"] = session.execute("6 * 7").value
+    out["etc"] = session.execute(
+        "import os\\ntry:\\n    open('/etc/shadow').read()\\nexcept OSError as e:\\n"
+        "    r = type(e).__name__\\nr").value
+try:
+    securepy.Session(wall="namespaces", python=PYTHON)
+    out["pinned"] = "started"
+except securepy.SandboxUnavailableError as e:
+    out["pinned"] = str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not ROOT, reason="a container's root is root: the reproduction needs it")
+def test_in_a_default_container_auto_picks_landlock(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "in_container.py"
+    script.write_text(IN_CONTAINER.replace("PYTHON", repr(_python())))
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "default_container.py"), str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": ""},
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    assert out["unshare"] != 0  # the reproduction holds: namespaces are refused
+    assert out["wall"] == "landlock" and out["value"] == 42
+    assert out["etc"] == "PermissionError"
+    assert "namespace" in out["pinned"] or "bubblewrap" in out["pinned"], out["pinned"]
+    assert "Landlock wall" in proc.stderr  # chosen, never silently
+
+
+def test_doctor_names_the_wall() -> None:
+    command = os.path.join(os.path.dirname(sys.executable), "securepy")
+    proc = subprocess.run(
+        [command, "doctor"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert "wall" in proc.stdout and ("namespaces" in proc.stdout or "landlock" in proc.stdout)
