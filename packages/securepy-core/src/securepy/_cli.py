@@ -324,7 +324,8 @@ def _doctor(args: argparse.Namespace) -> int:
         ) from None
     checks = doctor.run_checks()
     for check in checks:
-        mark = "ok  " if check.ok else "FAIL"
+        # FAIL only for what stops sandboxed sessions; an optional layer is a note.
+        mark = "ok  " if check.ok else "FAIL" if check.required else "note"
         line = f"{mark} {check.name}"
         if check.detail:
             line += f": {check.detail}"

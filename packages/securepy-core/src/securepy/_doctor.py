@@ -46,6 +46,11 @@ class Check:
 def run_checks(python: str | None = None) -> list[Check]:
     """Probe this host for everything the sandbox needs, in dependency order.
 
+    Two walls can stand on Linux (docs/deployment.md): bubblewrap's namespaces, and Landlock
+    for hosts where namespaces cannot be made (default containers). A check of one wall is
+    not required on its own; the final "wall" check is: it says which wall ``wall="auto"``
+    picks, and fails only when neither can stand.
+
     Args:
         python: the interpreter to check (default: this one).
 
@@ -53,18 +58,23 @@ def run_checks(python: str | None = None) -> list[Check]:
         One ``Check`` per probe; later probes that depend on a failed one report that they
         were not run.
     """
-    checks = [_check_platform(), _check_bubblewrap()]
-    wall_possible = all(c.ok for c in checks)
-    checks += [_check_seccomp(), _check_cgroups(), _check_rlimits()]
-    if not wall_possible:
-        skipped = "not checked: bubblewrap cannot run here"
-        fix = "fix the checks above first"
-        for name in ("user namespaces", "/proc mount", "interpreter"):
-            checks.append(Check(name, False, skipped, fix))
+    checks = [_check_platform(), _check_seccomp(), _check_cgroups(), _check_rlimits()]
+    if not checks[0].ok:
         return checks
-    checks += [_check_userns(), _check_proc_mount()]
-    checks.append(_check_interpreter(python, ready=all(c.ok for c in checks if c.required)))
-    if checks[-1].ok:
+    namespaces = [_optional(_check_bubblewrap())]
+    if namespaces[0].ok:
+        namespaces += [_optional(_check_userns()), _optional(_check_proc_mount())]
+        ready = all(c.ok for c in namespaces) and checks[1].ok
+        namespaces.append(_optional(_check_interpreter(python, ready=ready)))
+    else:
+        for name in ("user namespaces", "/proc mount", "interpreter"):
+            namespaces.append(Check(name, False, "not checked: bubblewrap cannot run here",
+                                    "fix the bubblewrap check above first", required=False))
+    checks += namespaces
+    landlock = _check_landlock(python)
+    checks.append(landlock)
+    checks.append(_check_wall(namespaces, landlock))
+    if namespaces[-1].ok:
         checks.append(_check_template(python))
     return checks
 
@@ -72,6 +82,37 @@ def run_checks(python: str | None = None) -> list[Check]:
 def can_sandbox(checks: list[Check]) -> bool:
     """True when every required check passed: ``sandbox=True`` can start here."""
     return all(check.ok for check in checks if check.required)
+
+
+def _optional(check: Check) -> Check:
+    return dataclasses.replace(check, required=False)
+
+
+def _check_landlock(python: str | None) -> Check:
+    from ._launchers.landlock import landlock_abi, landlock_problem_for
+
+    try:
+        problem = landlock_problem_for(probe_interpreter(python))
+    except SandboxUnavailableError as exc:
+        problem = str(exc)
+    abi = landlock_abi()
+    if problem is None:
+        return Check("landlock wall", True, f"Landlock ABI {abi}: the Landlock wall can stand "
+                     "here", required=False)
+    return Check("landlock wall", False, problem, "see docs/deployment.md", required=False)
+
+
+def _check_wall(namespaces: list[Check], landlock: Check) -> Check:
+    if all(c.ok for c in namespaces):
+        return Check("wall", True, "sessions run behind the namespaces wall (bubblewrap); "
+                     "wall='auto' picks it")
+    if landlock.ok:
+        why = next(c for c in namespaces if not c.ok)
+        return Check("wall", True, "sessions run behind the landlock wall: wall='auto' picks "
+                     f"it because bubblewrap cannot run here ({why.name}: {why.detail}); see "
+                     "docs/threat-model.md for what it does not cover")
+    return Check("wall", False, "no wall can stand here: neither bubblewrap's namespaces nor "
+                 "Landlock", "apply one of the fixes above (docs/deployment.md)")
 
 
 def _check_platform() -> Check:
@@ -99,12 +140,11 @@ def _check_seccomp() -> Check:
     try:
         program = compile_filter()
     except SeccompUnavailable as exc:
-        detail = f"seccomp layer unavailable: {exc}"
-        if root:
-            detail += " (required when running as root)"
-        fix = "pip install 'securepy-core[seccomp]'; apt install libseccomp2"
+        detail = f"seccomp allow list unavailable: {exc}"
+        fix = "reinstall securepy-core (it depends on pyseccomp); apt install libseccomp2"
         return Check("seccomp", False, detail, fix, required=root)
-    return Check("seccomp", True, f"filter compiled ({len(program)} bytes of BPF)", required=root)
+    return Check("seccomp", True, f"allow list compiled ({len(program)} bytes of BPF)",
+                 required=root)
 
 
 def _check_cgroups() -> Check:
@@ -128,7 +168,8 @@ def _check_rlimits() -> Check:
         return Check("rlimits", False, f"missing: {', '.join(missing)}", "use Linux")
     detail = "AS, CPU, FSIZE, NOFILE, NPROC available"
     if os.geteuid() == 0:
-        detail += "; host is root, so the code runs as uid 65534 where RLIMIT_NPROC applies"
+        detail += ("; host is root, so each session runs as a uid of its own (where "
+                   "RLIMIT_NPROC and the kernel's other per-uid budgets apply per session)")
     return Check("rlimits", True, detail)
 
 
@@ -138,7 +179,7 @@ def _check_userns() -> Check:
             "user namespaces",
             True,
             "not needed: running as root, bubblewrap builds the sandbox without a user "
-            "namespace and the code runs as uid 65534 (setpriv)",
+            "namespace and the code runs as a uid of its own (setpriv)",
         )
     return _run_bwrap_probe(
         "user namespaces",
@@ -190,9 +231,18 @@ def _probe_wall(where: str, probe: Callable[[], Interpreter]) -> Check:
     return Check(
         "interpreter",
         True,
-        f"{where} starts inside the sandbox ({config.mode} mode, code runs as uid "
-        f"{config.uid}, seccomp {'on' if config.seccomp else 'off'})",
+        f"{where} starts inside the sandbox ({config.mode} mode, code runs as "
+        f"{_uid_text(config.uid, config.mode)}, seccomp {'on' if config.seccomp else 'off'})",
     )
+
+
+def _uid_text(uid: int, mode: str) -> str:
+    if mode != "root-drop":
+        return f"uid {uid}"
+    from ._launchers.identity import uid_range
+
+    first, last = uid_range()
+    return f"a uid of its own from {first}-{last}"
 
 
 def _check_template(python: str | None) -> Check:
