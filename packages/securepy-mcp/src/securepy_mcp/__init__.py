@@ -18,7 +18,7 @@ from __future__ import annotations
 from ._bridge import McpTools as McpTools
 from ._bridge import from_mcp_session as from_mcp_session
 from ._bridge import mcp_tools as mcp_tools
-from ._bridge import python_names as python_names
+from ._names import python_names as python_names
 from ._serve import http_app as http_app
 from ._serve import serve as serve
 from ._server import SecurePyServer as SecurePyServer

@@ -9,14 +9,9 @@ Python value.
 from __future__ import annotations
 
 import asyncio
-import base64
-import builtins
 import concurrent.futures
 import contextlib
-import json
-import keyword
 import logging
-import re
 import threading
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -24,11 +19,13 @@ from typing import Any
 
 import mcp
 import securepy
-from mcp.types import CallToolResult, PaginatedRequestParams, Tool
+from mcp.types import PaginatedRequestParams, Tool
 
+from ._names import python_names
+from ._results import plain_value
 from ._servers import ServerSpec, describe_server, open_client
 
-__all__ = ["McpTools", "from_mcp_session", "mcp_tools", "python_names"]
+__all__ = ["McpTools", "from_mcp_session", "mcp_tools"]
 
 logger = logging.getLogger("securepy.mcp")
 
@@ -253,35 +250,6 @@ class McpTools:
         loop.close()
 
 
-def python_names(names: Iterable[str], reserved: Iterable[str] = ()) -> list[str]:
-    """Python function names for MCP tool names, in order, with no two alike.
-
-    The rule: every character that is not a letter, digit or underscore becomes ``_``; a name
-    that then starts with a digit or ``_`` gets ``tool_`` in front; a keyword or a builtin
-    name (``list``, ``print``) gets ``_`` appended, so it does not shadow Python's own; a name
-    already taken (earlier in ``names``, or in ``reserved``) gets ``_2``, ``_3``, ... appended.
-
-    Example:
-        >>> python_names(["get-weather", "db.query", "list", "2fa", "get_weather"])
-        ['get_weather', 'db_query', 'list_', 'tool_2fa', 'get_weather_2']
-    """
-    taken = set(reserved)
-    result = []
-    for name in names:
-        base = re.sub(r"[^0-9A-Za-z_]", "_", name)
-        if not base or base[0].isdigit() or base[0] == "_":
-            base = "tool_" + base.lstrip("_")
-        if keyword.iskeyword(base) or keyword.issoftkeyword(base) or hasattr(builtins, base):
-            base += "_"
-        candidate, n = base, 1
-        while candidate in taken:
-            n += 1
-            candidate = f"{base}_{n}"
-        taken.add(candidate)
-        result.append(candidate)
-    return result
-
-
 async def _convert(
     session: _ToolSession,
     loop: asyncio.AbstractEventLoop,
@@ -365,67 +333,6 @@ def _caller(
         )
 
     return acall
-
-
-def plain_value(
-    name: str, result: CallToolResult, output_schema: Mapping[str, Any] | None = None
-) -> Any:
-    """A ``tools/call`` result as the value the sandboxed code receives.
-
-    Structured content when the server sent it (unwrapped from the SDK's ``{"result": x}``
-    when that is all the output schema holds); otherwise the content blocks: text parsed as
-    JSON when it is JSON, else the text; an image or audio block as
-    ``{"type", "mime_type", "data": bytes}``; several blocks as a list.
-
-    Raises:
-        securepy.ToolError: the server flagged the result ``isError`` (the message is its text).
-    """
-    if result.is_error:
-        raise securepy.ToolError(
-            "\n".join(_block_text(b) for b in result.content) or f"{name} reported an error"
-        )
-    structured = result.structured_content
-    if structured is not None:
-        if (
-            _is_wrapped(output_schema)
-            and isinstance(structured, dict)
-            and set(structured) == {"result"}
-        ):
-            return structured["result"]
-        return structured
-    values = [_block_value(block) for block in result.content]
-    return values[0] if len(values) == 1 else (values or None)
-
-
-def _is_wrapped(schema: Mapping[str, Any] | None) -> bool:
-    properties = (schema or {}).get("properties")
-    return isinstance(properties, Mapping) and set(properties) == {"result"}
-
-
-def _block_value(block: Any) -> Any:
-    kind = getattr(block, "type", None)
-    if kind == "text":
-        text: str = block.text
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
-    if kind in ("image", "audio"):
-        return {"type": kind, "mime_type": block.mime_type, "data": base64.b64decode(block.data)}
-    if kind == "resource":
-        resource = block.resource
-        if hasattr(resource, "text"):
-            return {"type": "resource", "uri": str(resource.uri), "text": resource.text}
-        return {
-            "type": "resource",
-            "uri": str(resource.uri),
-            "data": base64.b64decode(resource.blob),
-        }
-    return block.model_dump(mode="json", by_alias=True, exclude_none=True)
-
-
-def _block_text(block: Any) -> str:
-    return block.text if getattr(block, "type", None) == "text" else f"[{block.type} content]"
 
 
 def _reason(exc: BaseException) -> str:
