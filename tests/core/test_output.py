@@ -73,17 +73,6 @@ def test_output_is_capped_with_a_marker(twin: Any) -> None:
     assert result.stdout == "x" * 1000 + "\n[output truncated: over the 1000-byte output limit]\n"
 
 
-def test_an_exception_in_on_output_propagates_and_the_session_recovers(twin: Any) -> None:
-    session = twin()
-
-    def on_output(stream: str, text: str) -> None:
-        raise RuntimeError("callback bug")
-
-    with pytest.raises(RuntimeError, match=r"^callback bug$"):
-        session.execute("print('x')\nimport time\ntime.sleep(0.2)\n1", on_output=on_output)
-    assert session.execute("2 + 2").value == 4
-
-
 def test_on_output_raising_after_a_serial_tool_call_does_not_hang(twin: Any) -> None:
     session = twin(tools=[add])
 
@@ -91,7 +80,8 @@ def test_on_output_raising_after_a_serial_tool_call_does_not_hang(twin: Any) -> 
         raise RuntimeError("callback bug")
 
     started = time.monotonic()
-    with pytest.raises(RuntimeError, match=r"^callback bug$"):
-        session.execute("x = add(1, 2)\nprint('hi')\nx", on_output=on_output, timeout=20)
+    # The handler's failure is logged (test_callbacks.py) and the execute goes on.
+    result = session.execute("x = add(1, 2)\nprint('hi')\nx", on_output=on_output, timeout=20)
+    assert result.value == 3
     assert time.monotonic() - started < 10
     assert session.execute("add(2, 2)").value == 4

@@ -3,6 +3,7 @@ conventions with one."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
@@ -102,8 +103,15 @@ def test_code_is_recorded_only_when_asked(spans: Any) -> None:
             "securepy.errors.ResourceLimitError",
         ),
         (KeyboardInterrupt(), "abandoned", None, "builtins.KeyboardInterrupt"),
+        (
+            ExecutionError("KeyboardInterrupt", "stopped"),
+            "interrupted",
+            None,
+            "securepy.errors.ExecutionError",
+        ),
+        (asyncio.CancelledError(), "cancelled", None, "asyncio.exceptions.CancelledError"),
     ],
-    ids=["error", "timeout", "limit", "abandoned"],
+    ids=["error", "timeout", "limit", "abandoned", "interrupted", "cancelled"],
 )
 def test_execute_span_outcome(
     spans: Any, error: BaseException, outcome: str, limit: str | None, error_type: str
@@ -183,3 +191,90 @@ def _sha256(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# -- sessions and pools --------------------------------------------------------------------
+
+
+@securepy.tool
+def lookup(order_id: str) -> str:
+    """Status of an order."""
+    with trace.get_tracer("app").start_as_current_span("orders db"):
+        return f"{order_id}: shipped"
+
+
+def explode() -> None:
+    """Always fails."""
+    raise KeyError("gone")
+
+
+def _check_one_traced_execute(spans: Any, caller: Any) -> None:
+    found = _by_name(spans)
+    execute = found["securepy.execute"]
+    assert execute.parent is not None
+    assert execute.parent.span_id == caller.get_span_context().span_id
+    attributes = dict(execute.attributes or {})
+    assert attributes["securepy.outcome"] == "ok"
+    assert attributes["securepy.tool_calls"] == 1
+    assert attributes["securepy.code.length"] == len(_CODE)
+    call = found["execute_tool lookup"]
+    assert call.parent is not None and call.parent.span_id == execute.context.span_id
+    assert call.attributes["gen_ai.tool.name"] == "lookup"
+    assert call.attributes["securepy.outcome"] == "ok"
+    own = found["orders db"]
+    assert own.parent is not None and own.parent.span_id == call.context.span_id
+
+
+_CODE = "lookup('A-1')"
+
+
+def test_spans_of_a_session_nest_under_the_callers(twin: Any, spans: Any) -> None:
+    with trace.get_tracer("app").start_as_current_span("agent step") as step:
+        session = twin(tools=[lookup])
+        assert session.execute(_CODE).value == "A-1: shipped"
+    _check_one_traced_execute(spans, step)
+    start = _by_name(spans)["securepy.session.start"]
+    assert start.attributes["securepy.session.id"] == session.inner.id
+    assert start.attributes["securepy.sandbox"] is False
+    assert start.parent is not None and start.parent.span_id == step.get_span_context().span_id
+
+
+def test_failures_are_told_on_the_spans(twin: Any, spans: Any) -> None:
+    session = twin(tools=[explode])
+    with pytest.raises(securepy.ExecutionError):
+        session.execute("explode()")
+    with pytest.raises(securepy.ExecutionTimeout):
+        session.execute("while True:\n    pass", timeout=0.3)
+    executes = [s for s in spans.get_finished_spans() if s.name == "securepy.execute"]
+    assert [
+        (s.attributes["securepy.outcome"], s.attributes.get("securepy.limit")) for s in executes
+    ] == [("error", None), ("timeout", "timeout")]
+    call = _by_name(spans)["execute_tool explode"]
+    assert call.attributes["securepy.outcome"] == "error"
+    assert call.attributes["error.type"] == "builtins.KeyError"
+
+
+def test_content_is_traced_only_when_asked(twin: Any, spans: Any) -> None:
+    session = twin(tools=[lookup], trace_content=True)
+    session.execute(_CODE)
+    found = _by_name(spans)
+    assert found["securepy.execute"].attributes["securepy.code"] == _CODE
+    assert found["execute_tool lookup"].attributes["gen_ai.tool.call.arguments"] == (
+        "{'order_id': 'A-1'}"
+    )
+
+
+def test_spans_of_a_pool_execute(spans: Any) -> None:
+    with (
+        securepy.SessionPool(1, tools=[lookup], sandbox=False) as pool,
+        trace.get_tracer("app").start_as_current_span("agent step") as step,
+    ):
+        pool.execute(_CODE)
+    _check_one_traced_execute(spans, step)
+
+
+async def test_spans_of_an_async_pool_execute(spans: Any) -> None:
+    async with securepy.AsyncSessionPool(1, tools=[lookup], sandbox=False) as pool:
+        with trace.get_tracer("app").start_as_current_span("agent step") as step:
+            await pool.execute(_CODE)
+    _check_one_traced_execute(spans, step)

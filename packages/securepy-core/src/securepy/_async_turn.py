@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import inspect
 import time
 from collections.abc import Callable
@@ -18,7 +19,9 @@ from typing import Any
 
 from ._channel import OFF_LOOP_BYTES, DeadlineExceeded
 from ._child import Child
+from ._logging import log_tool_call
 from ._tools import Tool
+from ._tracing import end_tool_span, span_made_current, start_tool_span
 from ._turn import Action, Finish, Interrupt, RunTool, Send, StopTool, Turn
 from .errors import ProtocolError
 
@@ -28,16 +31,20 @@ __all__ = ["AsyncTurnLoop"]
 class AsyncTurnLoop:
     """One execute's I/O on the caller's event loop."""
 
-    __slots__ = ("_channel", "_child", "_executor", "_tasks", "_turn", "after_cancel")
+    __slots__ = ("_channel", "_child", "_done", "_executor", "_session_id", "_tasks", "_turn",
+                 "after_cancel", "finish")
 
-    def __init__(self, child: Child, turn: Turn,
+    def __init__(self, child: Child, turn: Turn, session_id: str,
                  executor: Callable[[], concurrent.futures.ThreadPoolExecutor]) -> None:
         self._child = child
         self._channel = child.async_channel
         self._turn = turn
+        self._session_id = session_id
         self._executor = executor
         self._tasks: dict[int, asyncio.Task[None]] = {}
+        self._done = asyncio.Event()
         self.after_cancel: Finish | None = None
+        self.finish: Finish | None = None  # the turn's outcome, once run() has returned
 
     async def run(self, execute: dict[str, Any]) -> Finish:
         """Send ``execute`` and serve the turn until it finishes. Cancelled, it interrupts the
@@ -51,9 +58,9 @@ class AsyncTurnLoop:
         try:
             try:
                 await self._channel.send(execute, turn.deadline)
-                return await self._serve()
+                self.finish = await self._serve()
             except DeadlineExceeded:  # a send could not finish: the child stopped reading
-                return turn.send_timed_out()
+                self.finish = turn.send_timed_out()
             except asyncio.CancelledError:
                 self.after_cancel = await asyncio.shield(self._stop_after_cancel())
                 raise
@@ -61,6 +68,27 @@ class AsyncTurnLoop:
             turn.end()
             for task in self._tasks.values():
                 task.cancel()
+            self._done.set()
+        return self.finish
+
+    async def interrupt(self) -> bool:
+        """From another task: stop the code as at a timeout, but told as ``interrupt()``;
+        kill the child if it has not stopped by the end of the grace period. True when the
+        turn ended with the child kept."""
+        turn = self._turn
+        for action in turn.interrupt(time.monotonic(), by_caller=True):
+            # The reader reports a child that is gone or stopped reading.
+            with contextlib.suppress(DeadlineExceeded, ProtocolError):
+                await self._act(action)
+        try:
+            await asyncio.wait_for(self._done.wait(), turn.grace + 0.5)
+        except TimeoutError:
+            # The reader sleeps until the code's own deadline: the end of the stream wakes it.
+            self._child.process.kill()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._done.wait(), 30)
+        finish = self.finish
+        return finish is not None and finish.restart is None
 
     async def _serve(self) -> Finish:
         turn = self._turn
@@ -118,16 +146,26 @@ class AsyncTurnLoop:
         if not turn.start(call):
             return  # answered already: its turn's time is up
         started = time.monotonic()
+        span = None if turn.span is None else start_tool_span(
+            turn.span, call.tool, call_id=call.call_id, arguments=call.raw_arguments,
+            record_arguments=turn.trace_arguments)
         value: Any = None
         error: BaseException | None = None
         try:
-            value = await self._call(call.tool, call.arguments)
+            with span_made_current(span):
+                value = await self._call(call.tool, call.arguments)
         except asyncio.CancelledError:
-            raise  # its own timeout (answered by the loop), or the turn ended
+            # Its own timeout (answered by the loop), or the turn ended.
+            duration = time.monotonic() - started
+            end_tool_span(span, timed_out=True, duration=duration)
+            log_tool_call(self._session_id, call.tool.name, duration, None, dropped=True)
+            raise
         except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
-        reply = turn.tool_finished(call, duration=time.monotonic() - started, value=value,
-                                   error=error)
+        duration = time.monotonic() - started
+        reply = turn.tool_finished(call, duration=duration, value=value, error=error)
+        end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
+        log_tool_call(self._session_id, call.tool.name, duration, error, dropped=reply is None)
         if reply is None or turn.ended:
             return  # dropped: answered by its timeout, or its turn ended
         # The child is gone (the reader reports it) or stopped reading (the deadline does).
@@ -138,7 +176,10 @@ class AsyncTurnLoop:
         if tool.is_async:
             return await tool.fn(**arguments)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._executor(), lambda: tool.fn(**arguments))
+        # In a copy of this task's context: a tool's own spans nest under its call's span.
+        context = contextvars.copy_context()
+        result = await loop.run_in_executor(
+            self._executor(), lambda: context.run(tool.fn, **arguments))
         return await result if inspect.isawaitable(result) else result
 
     async def _stop_after_cancel(self) -> Finish:

@@ -24,9 +24,11 @@ START_TIMEOUT = 30.0
 class Child:
     """A started worker: its process and its socket."""
 
-    def __init__(self, process: ChildProcess, sock: Any, max_frame_bytes: int) -> None:
+    def __init__(self, process: ChildProcess, sock: Any, max_frame_bytes: int,
+                 started_ns: int = 0) -> None:
         self.process = process
         self.sock = sock
+        self.started_ns = started_ns  # wall clock when its launch began (for tracing)
         self.send_lock = threading.Lock()
         self.channel = Channel(sock, max_frame_bytes=max_frame_bytes)
         self._async_channel: AsyncChannel | None = None
@@ -53,6 +55,7 @@ def start_child(config: SessionConfig) -> Child:
     Raises:
         securepy.errors.SandboxUnavailableError: the child could not start.
     """
+    started_ns = time.time_ns()
     launcher = config.launcher or select_launcher(sandbox=config.sandbox, wall=config.wall)
     interpreter = probe_interpreter(config.python)
     host_sock, child_sock = open_socketpair()
@@ -75,7 +78,7 @@ def start_child(config: SessionConfig) -> Child:
         raise
     finally:
         child_sock.close()
-    child = Child(process, host_sock, config.max_frame_bytes)
+    child = Child(process, host_sock, config.max_frame_bytes, started_ns)
     try:
         _handshake(child, unsent)
     except BaseException:

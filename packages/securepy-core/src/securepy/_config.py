@@ -16,6 +16,7 @@ from ._tools import Tool, collect_tools
 from ._worker import protocol
 
 __all__ = [
+    "MAX_CODE_LENGTH",
     "USE_SESSION_DEFAULT",
     "OnOutput",
     "SessionConfig",
@@ -37,6 +38,10 @@ class UseSessionDefault:
 USE_SESSION_DEFAULT = UseSessionDefault()
 
 OnOutput = Callable[[str, str], Any]
+
+# Longest code accepted by default, in characters (as securer): far over what a model writes
+# in one go, and it bounds the host's cost of checking and auditing one snippet.
+MAX_CODE_LENGTH = 100_000
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -61,6 +66,7 @@ class SessionConfig:
     launcher: Launcher | None
     preload: tuple[str, ...] = ()
     wall: str = "auto"
+    trace_content: bool = False
 
 
 def make_config(
@@ -74,7 +80,7 @@ def make_config(
     max_output_bytes: int | UseSessionDefault | None = USE_SESSION_DEFAULT,
     max_tool_calls: int | None = None,
     max_executions: int | None = None,
-    max_code_length: int | None = None,
+    max_code_length: int | None = MAX_CODE_LENGTH,
     pre_execute_hook: Callable[[str], Any] | None = None,
     sanitize_errors: bool = False,
     audit_log: str | os.PathLike[str] | None = None,
@@ -83,6 +89,7 @@ def make_config(
     launcher: Launcher | None = None,
     preload: Iterable[str] = (),
     wall: str = "auto",
+    trace_content: bool = False,
 ) -> SessionConfig:
     """Validate and freeze the session options (see :class:`Session`)."""
     if not isinstance(sandbox, bool):
@@ -131,6 +138,7 @@ def make_config(
         launcher=launcher,
         preload=modules,
         wall=wall,
+        trace_content=bool(trace_content),
     )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from ._async_turn import AsyncTurnLoop
 from ._child import Child, kill_quietly, start_child, start_child_in_thread
 from ._config import (
+    MAX_CODE_LENGTH,
     USE_SESSION_DEFAULT,
     OnOutput,
     SessionConfig,
@@ -28,6 +30,8 @@ from ._limits import Limits
 from ._session_base import SessionBase
 from ._sync_turn import SyncTurnLoop
 from ._tools import Tool
+from ._tracing import end_execute_span
+from ._turn import Turn
 from ._worker import protocol
 from .errors import (
     ProtocolError,
@@ -57,8 +61,10 @@ class Session(SessionBase):
         max_output_bytes: stdout+stderr kept per execute; default ``limits.output_bytes``.
         max_tool_calls: tool calls allowed per execute (None: no limit).
         max_executions: executes allowed over the session's life (None: no limit).
-        max_code_length: longest code accepted, in characters (None: no limit).
-        pre_execute_hook: called with the code before each execute; returning False refuses it.
+        max_code_length: longest code accepted, in characters (default 100,000; None: no
+            limit).
+        pre_execute_hook: called with the code before each execute; returning False refuses
+            it, and so does raising (a PolicyError whose ``__cause__`` is the hook's exception).
         sanitize_errors: strip host paths, user names, pids and addresses from error text.
         audit_log: path of a JSON-lines audit log to append to.
         audit: a callable that receives each audit event as a dict.
@@ -71,6 +77,8 @@ class Session(SessionBase):
             logged as a warning and reported by ``session.wall``), "namespaces" or
             "landlock" to pin one: a pinned wall that cannot stand here is a
             SandboxUnavailableError naming why.
+        trace_content: with OpenTelemetry tracing on, put the code and the tool arguments on
+            the spans too (by default only their sizes and the code's hash).
 
     Raises:
         securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
@@ -98,7 +106,7 @@ class Session(SessionBase):
         max_output_bytes: int | UseSessionDefault | None = USE_SESSION_DEFAULT,
         max_tool_calls: int | None = None,
         max_executions: int | None = None,
-        max_code_length: int | None = None,
+        max_code_length: int | None = MAX_CODE_LENGTH,
         pre_execute_hook: Callable[[str], Any] | None = None,
         sanitize_errors: bool = False,
         audit_log: str | os.PathLike[str] | None = None,
@@ -107,6 +115,7 @@ class Session(SessionBase):
         launcher: Launcher | None = None,
         preload: Iterable[str] = (),
         wall: str = "auto",
+        trace_content: bool = False,
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -115,6 +124,7 @@ class Session(SessionBase):
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
             verbose=verbose, launcher=launcher, preload=preload, wall=wall,
+            trace_content=trace_content,
         )
         self._init_from_config(config)
 
@@ -165,7 +175,7 @@ class Session(SessionBase):
             securepy.errors.SessionClosedError: the session is closed.
             securepy.errors.ProtocolError: the child broke the protocol and was restarted.
         """
-        self._check_before_execute(code, validate)
+        self._check_before_execute(code, validate, on_output)
         self._acquire_for_execute()
         try:
             if self._closed:  # closed while this call waited for the checks above
@@ -176,25 +186,53 @@ class Session(SessionBase):
             assert child is not None
             turn, message, started = self._begin_turn(code, timeout, on_output, max_tool_calls)
             try:
-                finish = SyncTurnLoop(child, turn, self.id, self._tool_executor,
-                                      tool_loop=self._tool_loop).run(message)
-            except ProtocolError as exc:
-                error = self._broken_turn(exc, turn)
-                self._restart(str(error))
-                self._record_error(error)
-                raise error from None
-            except BaseException:
-                # An exception from on_output, or Ctrl-C: the turn is abandoned half-way, so
-                # the child (still running it) is replaced before the exception goes on.
-                self._restart("the execute was abandoned by an exception on the host")
+                execution = self._run_turn(child, turn, message, started)
+            except BaseException as exc:
+                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started)
                 raise
-            if finish.restart is not None or child.channel.broken:
-                finish, reason = self._restart_reason(finish, child.channel.broken, child, turn)
-                if reason is not None:
-                    self._restart(reason)
-            return self._outcome(finish, turn, started)
+            end_execute_span(turn.span, execution=execution, duration=execution.duration)
+            return execution
         finally:
+            self._running = None
             self._release_after_execute()
+
+    def _run_turn(self, child: Child, turn: Turn, message: dict[str, Any], started: float
+                  ) -> Execution:
+        loop = self._running = SyncTurnLoop(child, turn, self.id, self._tool_executor,
+                                            tool_loop=self._tool_loop)
+        try:
+            finish = loop.run(message)
+        except ProtocolError as exc:
+            error = self._broken_turn(exc, turn)
+            self._restart(str(error))
+            self._record_error(error)
+            raise error from None
+        except BaseException:
+            # Ctrl-C (or another BaseException) on the host: the turn is abandoned half-way,
+            # so the child (still running it) is replaced before the exception goes on.
+            self._restart("the execute was abandoned by an exception on the host")
+            raise
+        if finish.restart is not None or child.channel.broken:
+            finish, reason = self._restart_reason(finish, child.channel.broken, child, turn)
+            if reason is not None:
+                self._restart(reason)
+        return self._outcome(finish, turn, started)
+
+    def interrupt(self) -> bool:
+        """Stop the code this session is running now (call it from another thread).
+
+        The code gets ``KeyboardInterrupt``, and the running ``execute`` raises
+        :class:`securepy.errors.ExecutionError` (type ``KeyboardInterrupt``). Code that does not
+        stop within a second (it ignores SIGINT, or is stuck in C) has its child killed and a
+        fresh one started. A host tool already running is not stopped (a thread cannot be);
+        its result is dropped. Returns when the execute has ended.
+
+        Returns:
+            True when the session kept its state (the code stopped, or nothing was running);
+            False when the child had to be killed and restarted (the state is lost).
+        """
+        loop = self._running
+        return True if loop is None else loop.interrupt()
 
     def _restart(self, reason: str) -> None:
         self._drop_child()
@@ -283,42 +321,59 @@ class AsyncSession(SessionBase):
         validate: bool = True,
     ) -> Execution:
         """Async counterpart of :meth:`Session.execute`; same arguments."""
-        self._check_before_execute(code, validate)
+        self._check_before_execute(code, validate, on_output)
         self._acquire_for_execute()
         try:
             await self.start()
             child = self._child
             assert child is not None
             turn, message, started = self._begin_turn(code, timeout, on_output, max_tool_calls)
-            loop = AsyncTurnLoop(child, turn, self._tool_executor)
             try:
-                finish = await loop.run(message)
-            except ProtocolError as exc:
-                error = self._broken_turn(exc, turn)
-                await self._restart(str(error))
-                self._record_error(error)
-                raise error from None
-            except asyncio.CancelledError:
-                # The loop has interrupted the code (or it had finished) before this.
-                after = loop.after_cancel
-                if after is not None and after.restart is not None:
-                    await asyncio.shield(self._restart(after.restart))
-                self._emit("execute_timeout", timeout=None, cancelled=True,
-                           state_kept=after is None or after.restart is None)
+                execution = await self._run_turn(child, turn, message, started)
+            except BaseException as exc:
+                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started)
                 raise
-            except BaseException:
-                # An exception from on_output: the turn is abandoned half-way, so the child
-                # (still running it) is replaced before the exception goes on.
-                await self._restart("the execute was abandoned by an exception on the host")
-                raise
-            broken = loop.broken
-            if finish.restart is not None or broken:
-                finish, reason = self._restart_reason(finish, broken, child, turn)
-                if reason is not None:
-                    await self._restart(reason)
-            return self._outcome(finish, turn, started)
+            end_execute_span(turn.span, execution=execution, duration=execution.duration)
+            return execution
         finally:
+            self._running = None
             self._release_after_execute()
+
+    async def _run_turn(self, child: Child, turn: Turn, message: dict[str, Any],
+                        started: float) -> Execution:
+        loop = self._running = AsyncTurnLoop(child, turn, self.id, self._tool_executor)
+        try:
+            finish = await loop.run(message)
+        except ProtocolError as exc:
+            error = self._broken_turn(exc, turn)
+            await self._restart(str(error))
+            self._record_error(error)
+            raise error from None
+        except asyncio.CancelledError:
+            # The loop has interrupted the code (or it had finished) before this.
+            after = loop.after_cancel
+            if after is not None and after.restart is not None:
+                await asyncio.shield(self._restart(after.restart))
+            self._emit("execute_timeout", timeout=None, cancelled=True,
+                       state_kept=after is None or after.restart is None)
+            raise
+        except BaseException:
+            # A BaseException on the host: the turn is abandoned half-way, so the child
+            # (still running it) is replaced before the exception goes on.
+            await self._restart("the execute was abandoned by an exception on the host")
+            raise
+        broken = loop.broken
+        if finish.restart is not None or broken:
+            finish, reason = self._restart_reason(finish, broken, child, turn)
+            if reason is not None:
+                await self._restart(reason)
+        return self._outcome(finish, turn, started)
+
+    async def interrupt(self) -> bool:
+        """Async counterpart of :meth:`Session.interrupt` (call it from another task on the
+        same event loop); the same outcome."""
+        loop = self._running
+        return True if loop is None else await loop.interrupt()
 
     async def _restart(self, reason: str) -> None:
         self._drop_child()

@@ -12,6 +12,7 @@ import time
 import typing
 import uuid
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from ._audit import Auditor, open_auditor
@@ -23,6 +24,7 @@ from ._logging import attach_verbose_handler, logger, warn_unsandboxed
 from ._sanitize import sanitize_text
 from ._tool_loop import ToolLoop
 from ._tools import Tool
+from ._tracing import record_session_start, start_execute_span
 from ._turn import Finish, Turn
 from ._validate import check_syntax
 from .errors import (
@@ -62,6 +64,7 @@ class SessionBase:
         self._busy = threading.Lock()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._tool_loop = ToolLoop(self.id)  # a sync Session's async tools; started on use
+        self._running: Any = None  # the running execute's turn loop (for interrupt())
         self._auditor: Auditor | None = open_auditor(self.id, config.audit_log, config.audit)
         self._handler: logging.Handler | None = None
         self._finalizer = weakref.finalize(self, kill_quietly, None)
@@ -79,8 +82,13 @@ class SessionBase:
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open"
-        return f"<securepy.{type(self).__name__} {self.id} {state} sandbox={self._config.sandbox}>"
+        head = f"<securepy.{type(self).__name__} {self.id}"
+        tools = f"tools={len(self._config.tools)}>"
+        if self._closed:
+            return f"{head} closed sandbox={self._config.sandbox} {tools}"
+        child = self._child
+        pid = "" if child is None else f" pid={child.process.pid}"
+        return f"{head} open sandbox={self._config.sandbox}{pid} {tools}"
 
     @property
     def tools(self) -> dict[str, Tool]:
@@ -131,6 +139,8 @@ class SessionBase:
                         reason, extra={"session_id": self.id})
         if not child.process.sandboxed and reason is None:
             warn_unsandboxed(self.id)
+        record_session_start(self.id, pid=child.process.pid, sandboxed=child.process.sandboxed,
+                             started_ns=child.started_ns, restart_reason=reason)
 
     def _drop_child(self) -> None:
         child, self._child = self._child, None
@@ -149,11 +159,15 @@ class SessionBase:
         if self._closed:
             raise SessionClosedError("the session is closed; create a new one")
 
-    def _check_before_execute(self, code: str, validate: bool) -> None:
+    def _check_before_execute(self, code: str, validate: bool, on_output: OnOutput | None
+                              ) -> None:
         """The guards that need no round trip to the child."""
         self._check_open()
         if not isinstance(code, str):
             raise TypeError(f"code must be a str, not {type(code).__name__}")
+        if on_output is not None and not callable(on_output):
+            raise TypeError(f"on_output must be a callable taking (stream, text), not "
+                            f"{type(on_output).__name__}")
         config = self._config
         if config.max_code_length is not None and len(code) > config.max_code_length:
             self._refuse(f"the code is {len(code)} characters long, over max_code_length="
@@ -161,10 +175,21 @@ class SessionBase:
         if config.max_executions is not None and self._executions >= config.max_executions:
             self._refuse(f"this session already ran max_executions={config.max_executions} "
                          "executions; start a new session")
-        if config.pre_execute_hook is not None and config.pre_execute_hook(code) is False:
-            self._refuse("the pre_execute_hook refused this code")
+        if config.pre_execute_hook is not None:
+            self._ask_pre_execute_hook(config.pre_execute_hook, code)
         if validate:
             check_syntax(code)
+
+    def _ask_pre_execute_hook(self, hook: Callable[[str], Any], code: str) -> None:
+        try:
+            verdict = hook(code)
+        except Exception as exc:  # a hook that fails refuses; its exception is the cause
+            reason = (f"the pre_execute_hook raised {type(exc).__name__}: {str(exc)[:500]}; "
+                      "the code was not run")
+            self._emit("policy_denied", what="execute", reason=reason)
+            raise PolicyError(reason) from exc
+        if verdict is False:
+            self._refuse("the pre_execute_hook refused this code")
 
     def _acquire_for_execute(self) -> None:
         """Hold the session for one execute (then :meth:`_release_after_execute`)."""
@@ -207,13 +232,15 @@ class SessionBase:
             timeout=seconds,
             max_tool_calls=calls,
             max_output_bytes=config.max_output_bytes,
-            on_output=on_output,
+            on_output=None if on_output is None else _tolerant(on_output, self.id),
             emit=self._emit if self._auditor is not None else None,
             sanitize=sanitize_text if config.sanitize_errors else _unchanged,
         )
         self._executions += 1
         if self._auditor is not None:
             self._emit("execute_start", code=code, sha256=_sha256(code))
+        turn.span = start_execute_span(self.id, code, record_code=config.trace_content)
+        turn.trace_arguments = config.trace_content
         message = {"kind": "execute", "code": code, "filename": f"<cell-{self._executions}>"}
         return turn, message, started
 
@@ -321,6 +348,31 @@ class SessionBase:
 
 def _unchanged(text: str) -> str:
     return text
+
+
+def _tolerant(on_output: OnOutput, session_id: str) -> OnOutput:
+    """``on_output`` whose exceptions are logged, not raised: a bug in a display handler must
+    not cost the session its state (the output is kept in the Execution either way)."""
+    failed = False
+
+    def deliver(stream: str, text: str) -> None:
+        nonlocal failed
+        try:
+            on_output(stream, text)
+        except Exception as exc:
+            extra = {"session_id": session_id}
+            if failed:
+                logger.debug("session %s: the on_output handler raised %s again", session_id,
+                             type(exc).__name__, extra=extra)
+                return
+            failed = True
+            logger.warning(
+                "session %s: the on_output handler raised %s: %s; the output is kept in the "
+                "Execution and the code goes on (later failures of this execute are logged at "
+                "DEBUG)", session_id, type(exc).__name__, str(exc)[:500], exc_info=True,
+                extra=extra)
+
+    return deliver
 
 
 def state_lost(finish: Finish, turn: Turn) -> Finish:

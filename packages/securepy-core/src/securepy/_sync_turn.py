@@ -11,9 +11,9 @@ is why a tool call costs less than a raw socket echo. Who reads the socket is a
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import enum
 import inspect
-import logging
 import queue
 import threading
 import time
@@ -22,21 +22,22 @@ from typing import Any
 
 from ._channel import DeadlineExceeded
 from ._child import Child
+from ._logging import log_tool_call
 from ._tool_loop import ToolLoop
 from ._tools import Tool
+from ._tracing import end_tool_span, span_made_current, start_tool_span
 from ._turn import Action, Finish, Interrupt, RunTool, Send, StopTool, Turn
 from ._worker import protocol
 from .errors import ProtocolError
 
 __all__ = ["RelayHolder", "SyncTurnLoop", "call_tool"]
 
-logger = logging.getLogger("securepy")
-
 
 class SyncTurnLoop:
     """One execute's I/O: the caller's thread reads and acts; tool threads run the tools."""
 
-    __slots__ = ("_channel", "_child", "_executor", "_session_id", "_tool_loop", "_turn")
+    __slots__ = ("_channel", "_child", "_done", "_executor", "_relay_in_use", "_session_id",
+                 "_tool_loop", "_turn", "finish")
 
     def __init__(self, child: Child, turn: Turn, session_id: str,
                  executor: Callable[[], concurrent.futures.ThreadPoolExecutor], *,
@@ -47,6 +48,9 @@ class SyncTurnLoop:
         self._turn = turn
         self._session_id = session_id
         self._executor = executor
+        self._relay_in_use: _Relay | None = None
+        self._done = threading.Event()
+        self.finish: Finish | None = None  # the turn's outcome, once run() has returned
 
     def run(self, execute: dict[str, Any]) -> Finish:
         """Send ``execute`` and serve the turn until it finishes.
@@ -59,15 +63,39 @@ class SyncTurnLoop:
         try:
             with self._child.send_lock:
                 self._channel.send_frame(frame, turn.deadline)
-            return self._serve()
+            self.finish = self._serve()
         except DeadlineExceeded:  # a send could not finish: the child stopped reading
-            return turn.send_timed_out()
+            self.finish = turn.send_timed_out()
         finally:
             if turn.made_calls:
                 with self._child.send_lock:  # no reply of this turn is half-sent after this
                     turn.end()
             else:
                 turn.end()
+            self._done.set()
+        return self.finish
+
+    def interrupt(self) -> bool:
+        """From another thread: stop the code as at a timeout, but told as ``interrupt()``;
+        kill the child if it has not stopped by the end of the grace period. True when the
+        turn ended with the child kept."""
+        turn = self._turn
+        for action in turn.interrupt(time.monotonic(), by_caller=True):
+            if isinstance(action, Send | StopTool):
+                # The reader reports a child that is gone or stopped reading.
+                with contextlib.suppress(DeadlineExceeded, ProtocolError):
+                    self.send(action.message, turn.send_deadline)
+            elif isinstance(action, Interrupt):
+                self._child.process.interrupt()
+        relay = self._relay_in_use
+        if relay is not None:  # the caller may be waiting on a tool thread: it reads now
+            relay.wake()
+        if not self._done.wait(turn.grace + 0.5):
+            # The reader sleeps until the code's own deadline: the end of the stream wakes it.
+            self._child.process.kill()
+            self._done.wait(30)
+        finish = self.finish
+        return finish is not None and finish.restart is None
 
     def _serve(self) -> Finish:
         turn = self._turn
@@ -104,11 +132,11 @@ class SyncTurnLoop:
             if isinstance(action, RunTool):
                 if action.relay:
                     if relay is _NO_RELAY:
-                        relay = _Relay()
+                        relay = self._relay_in_use = _Relay()
                     relay.holder = _TOOL_RUNNING
                     self._executor().submit(self._relay, action, relay)
                 else:
-                    self._executor().submit(self._run_logged, action)
+                    self._executor().submit(self._run, action)
                 continue
             finish = self._act(action)
             if finish is not None:
@@ -144,14 +172,23 @@ class SyncTurnLoop:
         if not turn.start(call):
             return True  # answered already: its turn's time is up
         started = time.monotonic()
+        span = None if turn.span is None else start_tool_span(
+            turn.span, call.tool, call_id=call.call_id, arguments=call.raw_arguments,
+            record_arguments=turn.trace_arguments)
         value: Any = None
         error: BaseException | None = None
         try:
-            value = call_tool(call.tool, call.arguments, self._tool_loop)
+            if span is None:
+                value = call_tool(call.tool, call.arguments, self._tool_loop)
+            else:
+                with span_made_current(span):
+                    value = call_tool(call.tool, call.arguments, self._tool_loop)
         except BaseException as exc:  # even SystemExit: the code must get an answer
             error = exc
-        reply = turn.tool_finished(call, duration=time.monotonic() - started, value=value,
-                                   error=error)
+        duration = time.monotonic() - started
+        reply = turn.tool_finished(call, duration=duration, value=value, error=error)
+        end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
+        log_tool_call(self._session_id, call.tool.name, duration, error, dropped=reply is None)
         if reply is None:
             return True  # dropped: answered by its timeout, or its turn ended
         frame = protocol.encode_frame(reply)
@@ -165,15 +202,6 @@ class SyncTurnLoop:
         except ProtocolError:
             pass  # the child is gone; the reader reports it
         return True
-
-    def _run_logged(self, call: RunTool) -> None:
-        session_id, name = self._session_id, call.tool.name
-        logger.info("session %s: tool %s called", session_id, name,
-                    extra={"session_id": session_id})
-        started = time.monotonic()
-        self._run(call)
-        logger.info("session %s: tool %s done in %.3f s", session_id, name,
-                    time.monotonic() - started, extra={"session_id": session_id})
 
     def _relay(self, call: RunTool, relay: _Relay) -> None:
         try:
@@ -254,7 +282,8 @@ class _Relay:
     def __init__(self) -> None:
         self.holder = _CALLER
         self._lock = threading.Lock()
-        self._inbox: queue.SimpleQueue[Finish | BaseException | _HandBack] = queue.SimpleQueue()
+        self._inbox: queue.SimpleQueue[Finish | BaseException | _HandBack | _Wake] = (
+            queue.SimpleQueue())
 
     def start_reading(self) -> bool:
         """Called by the tool thread: False if the caller has taken the socket back."""
@@ -278,12 +307,17 @@ class _Relay:
         self._inbox.put(item)
 
     def wait(self, deadline: float | None) -> Finish | BaseException | _HandBack | None:
-        """The tool thread's news, or None at the deadline."""
+        """The tool thread's news, or None at the deadline (or when woken)."""
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0.01)
         try:
-            return self._inbox.get(timeout=timeout)
+            item = self._inbox.get(timeout=timeout)
         except queue.Empty:
             return None
+        return None if isinstance(item, _Wake) else item
+
+    def wake(self) -> None:
+        """Make the caller's wait return None now, as at a deadline (see ``interrupt``)."""
+        self._inbox.put(_WAKE)
 
     def take_back_from_a_running_tool(self) -> None:
         """At a deadline: a thread stuck in a tool cannot be stopped, so the caller reads (and
@@ -292,6 +326,12 @@ class _Relay:
             if self.holder is _TOOL_RUNNING:
                 self.holder = _CALLER
 
+
+class _Wake:
+    """Put in a relay's inbox to wake the caller (see ``SyncTurnLoop.interrupt``)."""
+
+
+_WAKE = _Wake()
 
 # Most turns call no tool: they share this one, which never leaves the caller.
 _NO_RELAY = _Relay()

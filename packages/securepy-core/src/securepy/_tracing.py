@@ -23,6 +23,7 @@ outcomes), or are truncated, so a hostile child cannot inflate what an exporter 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import sys
@@ -245,6 +246,10 @@ def _outcome(execution: Execution | None, error: BaseException | None) -> tuple[
     if error is None:
         truncated = execution is not None and execution.truncated
         return "ok", "output" if truncated else None
+    if isinstance(error, ExecutionError) and error.type_name == "KeyboardInterrupt":
+        return "interrupted", None  # interrupt() (or code that raised it itself)
+    if isinstance(error, asyncio.CancelledError):
+        return "cancelled", None
     for kind, outcome in _OUTCOMES:
         if isinstance(error, kind):
             limit = getattr(error, "limit", None) if kind is ResourceLimitError else None

@@ -41,11 +41,18 @@ from ._child_text import approximate_size, bounded_arguments, error_from, error_
 from ._execution import Execution, ToolCallRecord
 from ._tools import Tool, ToolCallRequest
 from ._worker import codec
-from .errors import ExecutionTimeout, ProtocolError, SecurePyError
+from .errors import (
+    ExecutionError,
+    ExecutionTimeout,
+    ProtocolError,
+    ResourceLimitError,
+    SecurePyError,
+)
 
 __all__ = [
     "INTERRUPT_GRACE",
     "MAX_CALLS_IN_FLIGHT",
+    "MAX_MESSAGES",
     "MAX_RECORDS",
     "Action",
     "Finish",
@@ -61,6 +68,10 @@ __all__ = [
 MAX_CALLS_IN_FLIGHT = 64
 # Seconds the code gets to stop after SIGINT before the child is killed.
 INTERRUPT_GRACE = 1.0
+# Messages one execute may send (output lines and tool calls): each costs the host a parse and
+# a check, and the output cap alone does not stop a flood of tiny frames when there is no
+# timeout. Far over what real code sends; past it the child is stopped.
+MAX_MESSAGES = 1_000_000
 # Tool-call records one execution keeps (the audit log, if any, has every call).
 MAX_RECORDS = 10_000
 
@@ -134,10 +145,36 @@ class Turn:
     """The state of one execute, from the ``execute`` frame to the result or error."""
 
     __slots__ = (
-        "_calls_made", "_calls_per_tool", "_emit", "_grace", "_grace_deadline", "_ids",
-        "_lock", "_max_in_flight", "_max_output", "_max_tool_calls", "_on_output", "_out",
-        "_output_size", "_outstanding", "_queued", "_records", "_sanitize", "_timed",
-        "_timeout", "_tools", "cancelled", "deadline", "made_calls", "phase", "truncated",
+        "_calls_made",
+        "_calls_per_tool",
+        "_emit",
+        "_grace",
+        "_grace_deadline",
+        "_ids",
+        "_lock",
+        "_max_in_flight",
+        "_max_messages",
+        "_max_output",
+        "_max_tool_calls",
+        "_messages",
+        "_on_output",
+        "_out",
+        "_output_size",
+        "_outstanding",
+        "_queued",
+        "_records",
+        "_sanitize",
+        "_timed",
+        "_timeout",
+        "_tools",
+        "by_caller",
+        "cancelled",
+        "deadline",
+        "made_calls",
+        "phase",
+        "span",
+        "trace_arguments",
+        "truncated",
     )
 
     def __init__(
@@ -166,6 +203,12 @@ class Turn:
         self._grace = grace
         self.phase = _RUNNING
         self.cancelled = False  # the caller gave up (async cancellation), not the clock
+        self.by_caller = False  # interrupt() stopped the code, not the clock
+        self._messages = 0
+        self._max_messages = MAX_MESSAGES
+        # Tracing (opaque to the turn): the execute's span, the parent of its tool calls' spans.
+        self.span: Any = None
+        self.trace_arguments = False
         self._grace_deadline: float | None = None
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size = 0
@@ -189,6 +232,10 @@ class Turn:
             securepy.errors.ProtocolError: the message breaks the turn's rules (the session
                 kills the child and restarts it).
         """
+        self._messages += 1
+        if self._messages > self._max_messages:
+            return self._finish(Finish(error=self._too_many_messages(),
+                                       restart="the code sent too many messages"))
         kind = message["kind"]
         if kind == "output":
             self._take_output(message["stream"], message["text"])
@@ -335,17 +382,19 @@ class Turn:
               and now >= self._grace_deadline):
             actions.append(self._finish(Finish(
                 error=self._timeout_error(state_kept=False),
-                restart="the code did not stop after its "
-                        + ("execute was cancelled" if self.cancelled else "timeout"))))
+                restart=f"the code did not stop after {self._stopped_by()}")))
         return actions
 
-    def interrupt(self, now: float, *, cancelled: bool = False) -> list[Action]:
-        """Time is up (or the caller gave up): no tool starts any more, every outstanding call
-        is answered with a timeout (a tool still running is stopped if the loop can, and its
-        result dropped), the code is interrupted and has the grace period to stop."""
+    def interrupt(self, now: float, *, cancelled: bool = False, by_caller: bool = False
+                  ) -> list[Action]:
+        """Time is up (or the caller gave up, or called ``interrupt()``): no tool starts any
+        more, every outstanding call is answered with a timeout (a tool still running is
+        stopped if the loop can, and its result dropped), the code is interrupted and has the
+        grace period to stop. May be called from another thread than the reader's."""
         if self.phase is not _RUNNING:
             return []
         self.cancelled = cancelled
+        self.by_caller = by_caller
         with self._lock:
             self.phase = _INTERRUPTING
             self._grace_deadline = now + self._grace
@@ -414,7 +463,7 @@ class Turn:
         if self.phase is not _INTERRUPTING:
             raise exc
         return self._finish(Finish(error=self._timeout_error(state_kept=False),
-                                   restart="the code did not stop after its timeout"))
+                                   restart=f"the code did not stop after {self._stopped_by()}"))
 
     def send_timed_out(self) -> Finish:
         """A frame to the child could not be sent by its deadline: the child stopped reading,
@@ -438,6 +487,11 @@ class Turn:
     def ended(self) -> bool:
         """True once the turn is over: nothing of it starts or is sent any more."""
         return self.phase is _ENDED
+
+    @property
+    def grace(self) -> float:
+        """Seconds the code gets to stop after SIGINT."""
+        return self._grace
 
     @property
     def send_deadline(self) -> float | None:
@@ -466,9 +520,27 @@ class Turn:
         return finish
 
 
-    def _timeout_error(self, *, state_kept: bool) -> ExecutionTimeout:
+    def _timeout_error(self, *, state_kept: bool) -> SecurePyError:
+        if self.by_caller:  # what the code saw, and what became of the session
+            how = ("the code was stopped by interrupt(); the session kept its state"
+                   if state_kept else "the code did not stop when interrupted, so the session "
+                   "was killed and restarted; its state is lost")
+            return ExecutionError("KeyboardInterrupt", how, stdout=self.stdout,
+                                  stderr=self.stderr)
         return ExecutionTimeout(self._timeout or 0.0, state_kept=state_kept,
                                 stdout=self.stdout, stderr=self.stderr)
+
+    def _stopped_by(self) -> str:
+        if self.by_caller:
+            return "interrupt()"
+        return "its execute was cancelled" if self.cancelled else "its timeout"
+
+    def _too_many_messages(self) -> ResourceLimitError:
+        return ResourceLimitError(
+            f"the code sent more than {self._max_messages} messages (output lines and tool "
+            "calls) in one execute; the child was stopped and the session restarted with a "
+            "fresh namespace", limit="messages", state_kept=False, stdout=self.stdout,
+            stderr=self.stderr)
 
     def _record(self, name: str, raw: dict[str, Any], duration: float, *, ok: bool,
                 error: str | None = None) -> None:
