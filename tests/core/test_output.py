@@ -7,8 +7,6 @@ import threading
 import time
 from typing import Any
 
-import pytest
-
 
 def echo(x: int) -> int:
     """Its argument."""

@@ -76,11 +76,18 @@ def current_tracer() -> Tracer | None:
     cached = _cached
     if cached is not None and cached[0] is provider:
         return cached[1]
-    from . import __version__
-
-    tracer: Tracer = provider.get_tracer(TRACER_NAME, __version__)
+    tracer: Tracer = provider.get_tracer(TRACER_NAME, _version())
     _cached = (provider, tracer)
     return tracer
+
+
+def _version() -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version("securepy-core")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return None
 
 
 def record_session_start(
