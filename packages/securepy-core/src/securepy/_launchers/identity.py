@@ -26,7 +26,6 @@ sessions then share and how it is bounded.
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import os
 import secrets
@@ -73,6 +72,8 @@ def lease_identity() -> Identity:
     with _cursor_lock:
         start = _cursor[0]
         _cursor[0] = (start + 1) % size
+    import fcntl  # here, not at the top: `import securepy` must work where there is none
+
     taken = _host_ids()
     for step in range(size):
         uid = first + (start + step) % size
