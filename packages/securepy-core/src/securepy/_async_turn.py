@@ -17,12 +17,13 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ._actions import Action, Finish, Interrupt, RunTool, Send, StopTool
 from ._channel import OFF_LOOP_BYTES, DeadlineExceeded
 from ._child import Child
 from ._logging import log_tool_call
 from ._tools import Tool
 from ._tracing import end_tool_span, span_made_current, start_tool_span
-from ._turn import Action, Finish, Interrupt, RunTool, Send, StopTool, Turn
+from ._turn import Turn
 from .errors import ProtocolError
 
 __all__ = ["AsyncTurnLoop"]

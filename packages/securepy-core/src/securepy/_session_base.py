@@ -15,6 +15,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from ._actions import Finish
 from ._audit import Auditor, open_auditor
 from ._child import Child, kill_quietly
 from ._config import OnOutput, SessionConfig, UseSessionDefault, check_timeout
@@ -25,7 +26,7 @@ from ._sanitize import sanitize_text
 from ._tool_loop import ToolLoop
 from ._tools import Tool
 from ._tracing import record_session_start, start_execute_span
-from ._turn import Finish, Turn
+from ._turn import Turn
 from ._validate import check_syntax
 from .errors import (
     ExecutionTimeout,
