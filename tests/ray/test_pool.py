@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -190,6 +191,10 @@ def test_bad_pool_options_fail_at_construction(ray_cluster: LocalCluster) -> Non
         securepy_ray.RayPool(nodes=["nope"])
     with pytest.raises(TypeError, match=r"^on_output is not supported across Ray"):
         securepy_ray.RayPool(on_output=print)
+    with pytest.raises(ValueError, match=r"num_cpuz"):
+        securepy_ray.RayPool(actor_options={"num_cpuz": 1}, audit=print)
+    # Nothing made before the bad option was found is left running: the driver's relay thread.
+    assert not [t for t in threading.enumerate() if t.name == "securepy-ray-driver"]
     with pytest.raises(TypeError, match=r"unexpected keyword argument 'limts'"):
         securepy_ray.RayPool(nodes=1, sessions_per_node=1, limts=LIMITS)
 

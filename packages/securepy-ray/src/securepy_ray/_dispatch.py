@@ -57,6 +57,8 @@ class RayNode:
 
 @dataclasses.dataclass(eq=False)
 class Member:
+    """One node actor: its handle, where it runs, its calls in flight, whether it lives."""
+
     handle: Any
     info: dict[str, Any] = dataclasses.field(default_factory=dict)
     in_flight: int = 0
@@ -102,26 +104,51 @@ class PoolCore:
             ray.init()  # as any Ray call does: RAY_ADDRESS, else a local cluster
         node_tools, driver_tools = split_tools(tools)
         placements = _placements(nodes)
+        if not placements:
+            raise ValueError(f"nodes={nodes!r} leaves no place for a node actor")
         self.driver: DriverServer | None = None
         if driver_tools or audit is not None:
             self.driver = DriverServer(driver_tools, audit, workers=driver_threads)
+        self.members: list[Member] = []
+        try:
+            self._start_actors(
+                placements,
+                pool_options,
+                node_tools,
+                driver_tools,
+                actor_options,
+                gather_audit=audit is not None,
+            )
+        except BaseException:
+            self.close_quietly()  # the driver's relay and any actor already made
+            raise
+        self.start_refs = [m.handle.describe.remote() for m in self.members]
+
+    def _start_actors(
+        self,
+        placements: list[Any],
+        pool_options: dict[str, Any],
+        node_tools: list[securepy.Tool],
+        driver_tools: dict[str, securepy.Tool],
+        actor_options: dict[str, Any] | None,
+        *,
+        gather_audit: bool,
+    ) -> None:
         relay = self.driver.relay if self.driver is not None else None
         options = {"num_cpus": 0, "max_concurrency": 2, **(actor_options or {})}
-        actor_class = node_worker_class(sessions_per_node)
+        actor_class = node_worker_class(self.sessions_per_node)
         specs = [tool_spec(t) for t in driver_tools.values()]
-        self.members = [
-            Member(
-                actor_class.options(scheduling_strategy=strategy, **options).remote(
-                    sessions_per_node,
-                    {**pool_options, "tools": node_tools},
-                    specs,
-                    relay,
-                    audit is not None,
-                )
-            )
-            for strategy in placements
-        ]
-        self.start_refs = [m.handle.describe.remote() for m in self.members]
+        arguments = (
+            self.sessions_per_node,
+            {**pool_options, "tools": node_tools},
+            specs,
+            relay,
+            gather_audit,
+        )
+        for strategy in placements:
+            # Ray raises here for a bad actor option, or options that do not pickle.
+            handle = actor_class.options(scheduling_strategy=strategy, **options).remote(*arguments)
+            self.members.append(Member(handle))
 
     def finish_start(self, outcomes: list[Any]) -> None:
         """Record each actor's node, or close everything and raise the first start error."""
