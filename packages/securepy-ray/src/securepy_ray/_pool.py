@@ -380,17 +380,20 @@ class AsyncRayPool:
         await self.start()
         batch = Batch(self._core, codes, options)
         waiting: dict[asyncio.Future[Any], Any] = {}
+        watched: set[Any] = set()  # refs already in waiting
         try:
             while True:
                 batch.fill()
                 for ref in batch.pending:
-                    if ref not in waiting.values():
+                    if ref not in watched:
+                        watched.add(ref)
                         waiting[asyncio.wrap_future(ref.future())] = ref
                 if not waiting:
                     break
                 ready, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 for future in ready:
                     ref = waiting.pop(future)
+                    watched.discard(ref)
                     exc = future.exception()
                     outcome = (
                         exc if isinstance(exc, ray.exceptions.RayActorError) else (future.result())
