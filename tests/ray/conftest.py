@@ -43,19 +43,21 @@ class LocalCluster:
         import ray
         from ray.cluster_utils import Cluster
 
-        self.cluster = Cluster(
-            initialize_head=True,
-            head_node_args={**_NODE, "include_dashboard": False, "_system_config": _SYSTEM_CONFIG},
-        )
-        self.worker = self.cluster.add_node(**_NODE)
-        ray.init(
-            address=self.cluster.address,
-            _node_ip_address="127.0.0.1",
-            logging_level="WARNING",
-            log_to_driver=False,
-        )
-        self.head_id = ray.get_runtime_context().get_node_id()
+        self.cluster = Cluster(initialize_head=False)
         self._stopped = False
+        try:
+            self.cluster.add_node(**_NODE, include_dashboard=False, _system_config=_SYSTEM_CONFIG)
+            self.worker = self.cluster.add_node(**_NODE)
+            ray.init(
+                address=self.cluster.address,
+                _node_ip_address="127.0.0.1",
+                logging_level="WARNING",
+                log_to_driver=False,
+            )
+        except BaseException:
+            self.stop()
+            raise
+        self.head_id = ray.get_runtime_context().get_node_id()
 
     def add_node(self) -> Any:
         """One more node (the caller removes it)."""
@@ -69,16 +71,17 @@ class LocalCluster:
         import ray
 
         started = descendants(os.getpid())
-        ray.shutdown()
-        self.cluster.shutdown()
-        wait_until(lambda: not [p for p in started if _alive(p)], timeout=30)
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-        for key, value in self._saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        try:
+            ray.shutdown()
+            self.cluster.shutdown()
+            wait_until(lambda: not [p for p in started if _alive(p)], timeout=30)
+        finally:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            for key, value in self._saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def descendants(pid: int) -> set[int]:
