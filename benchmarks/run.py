@@ -103,7 +103,8 @@ def main() -> None:
     rows: list[Row] = []
     for measure in (bench.warm_execute, bench.tool_call, bench.snippet, bench.compute,
                     bench.pool_checkout, bench.cold_start, bench.sustained_checkouts,
-                    bench.throughput, bench.idle_rss):
+                    bench.throughput, bench.idle_rss, bench.first_plot,
+                    bench.file_round_trip):
         rows.extend(measure())
         bench.close_peers()
     print_table(rows, sandbox=sandbox, quick=args.quick)
@@ -289,6 +290,49 @@ class Bench:
             cases["smolagents LocalPythonExecutor (no OS sandbox)"] = _at_most(3, smol)
             rows += round_robin(title, cases, self.reps(20), warmup=1)
             self.close_peers()
+        return rows
+
+    def first_plot(self) -> list[Row]:
+        """A chart from a fresh session: pyplot imported, one line plotted, the PNG back."""
+        code = ("import matplotlib.pyplot as plt\n"
+                "plt.plot([1, 3, 2]); plt.title('first plot')\n")
+        try:
+            import matplotlib  # noqa: F401  (the sandbox uses the host's environment)
+        except ImportError as exc:
+            return round_robin("first plot in a fresh session", {"securepy": _skipped(exc)}, 1)
+        preloaded = securepy.SessionPool(2, sandbox=self.sandbox,
+                                         preload=["numpy", "pandas", "matplotlib.pyplot"])
+        self._closers.append(preloaded.close)
+        preloaded.execute("1")
+
+        def from_pool() -> None:
+            with preloaded.session() as session:
+                assert session.execute(code).outputs
+
+        def cold() -> None:
+            with securepy.Session(sandbox=self.sandbox) as session:
+                assert session.execute(code).outputs
+
+        cases: dict[str, Case] = {
+            "securepy fresh pool session (preload numpy, pandas, pyplot)": from_pool,
+            "securepy cold Session(), importing pyplot": _at_most(5, cold),
+        }
+        return round_robin("first plot (PNG back) in a fresh session", cases, self.reps(20),
+                           warmup=2)
+
+    def file_round_trip(self) -> list[Row]:
+        session = self.session()
+        rows = []
+        for size in (1, 50):
+            data = os.urandom(size * 1024 * 1024)
+
+            def trip(data: bytes = data) -> None:
+                session.files.write("payload.bin", data)
+                assert len(session.files.read("payload.bin")) == len(data)
+
+            rows += round_robin(f"session.files write + read of {size} MiB",
+                                {"securepy Session.files": trip}, self.reps(10 if size == 1
+                                                                            else 3), warmup=1)
         return rows
 
     def pool_checkout(self) -> list[Row]:

@@ -197,6 +197,13 @@ class TwinSession:
             return self._runner.run(self.inner.execute(code, **kwargs))  # type: ignore[no-any-return]
         return self.inner.execute(code, **kwargs)  # type: ignore[no-any-return]
 
+    def files(self, op: str, *args: Any) -> Any:
+        """``session.files.<op>(*args)``, awaited for the async twin."""
+        method = getattr(self.inner.files, op)
+        if self._runner is not None:
+            return self._runner.run(method(*args))
+        return method(*args)
+
     def restart(self) -> None:
         if self._runner is not None:
             self._runner.run(self.inner.restart())

@@ -7,7 +7,8 @@ from securepy import errors
 
 CONTRACT = {
     "execute_python", "tool", "Tool", "Session", "AsyncSession", "SessionPool",
-    "AsyncSessionPool", "Execution", "Limits", "validate_code", "errors", "__version__",
+    "AsyncSessionPool", "Execution", "Limits", "Mount", "Output", "validate_code", "errors",
+    "__version__",
 }
 ERRORS = {
     "SecurePyError", "ExecutionError", "ExecutionTimeout", "CodeValidationError", "ToolError",
@@ -61,6 +62,10 @@ def test_worker_imports_only_the_standard_library() -> None:
 
     worker = Path(securepy.__file__).parent / "_worker"
     for path in worker.glob("*.py"):
+        if path.name == "inline_backend.py":
+            # matplotlib's backend for the sandbox: only matplotlib imports it, when the code
+            # uses pyplot (test_worker_modules: a fresh child loads nothing outside stdlib).
+            continue
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):

@@ -104,8 +104,9 @@ def test_check_depth_is_iterative_and_exact() -> None:
 
 
 def test_every_child_message_kind_has_a_schema() -> None:
-    assert set(protocol.CHILD_MESSAGES) == {"ready", "output", "tool_call", "result", "error"}
-    assert set(protocol.HOST_MESSAGES) == {"configure", "execute", "tool_result"}
+    assert set(protocol.CHILD_MESSAGES) == {"ready", "output", "display", "tool_call", "result",
+                                            "error", "file_chunk", "file_reply"}
+    assert set(protocol.HOST_MESSAGES) == {"configure", "execute", "tool_result", "files"}
 
 
 def test_frames_are_compact_utf8_json() -> None:

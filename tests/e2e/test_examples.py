@@ -15,6 +15,7 @@ EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 # The start of one line each example must print (others must still exit 0 with output).
 KEY_LINES = {
     "quickstart.py": "value: Fiat 128",
+    "data_analysis.py": "top region: north 345.92 EUR",
     "pool.py": "basket total: 1.25",
     "governance.py": "refused: refunds over 50 need a human approver",
     "llamaindex_agent.py": "answer: Ann's orders total 27.5 euros.",

@@ -211,7 +211,8 @@ def test_fork_bomb_is_bounded(sandboxes: Any, host: Any) -> None:
     session = sandboxes(limits=securepy.Limits(processes=16))
     assert host.value(session, FORK_CODE.replace("COUNT", "4")) == ("forked", 4)  # control
     kind, count = host.value(session, FORK_CODE.replace("COUNT", "10000"))
-    assert kind == "EAGAIN" and count < 16
+    # Limits.processes counts what the code starts, besides the worker's own two threads.
+    assert kind == "EAGAIN" and count <= 16
     # The real thing: every child forks forever; the session and the host survive it, and
     # closing the session leaves nothing (checked by the fixture through the pid namespace).
     bomb = """
@@ -254,7 +255,7 @@ r
 """
     assert host.value(session, code.replace("COUNT", "4")) == ("started", 4)  # control
     kind, count = host.value(session, code.replace("COUNT", "10000"))
-    assert kind == "refused" and count < 16
+    assert kind == "refused" and count <= 16
     assert host.value(session, "6 * 7") == 42
 
 

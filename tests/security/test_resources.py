@@ -17,7 +17,7 @@ MiB = 1024 * 1024
 
 
 def test_memory_limit_raises_and_the_session_recovers(sandboxes: Any, host: Any) -> None:
-    session = sandboxes(limits=securepy.Limits(memory_bytes=256 * MiB))
+    session = sandboxes(limits=securepy.Limits(memory_bytes=128 * MiB))
     assert host.value(session, "x = bytearray(16 * 2**20); len(x)") == 16 * MiB  # control
     outcome = host.run(session, "y = bytearray(2**30)")
     assert outcome.error_type == "ResourceLimitError" and outcome.limit == "memory"
@@ -127,7 +127,9 @@ def test_output_flood_is_truncated_and_bounded(how: str, sandboxes: Any, host: A
 
 
 def test_deep_recursion_does_not_break_the_host(sandboxes: Any, host: Any) -> None:
-    session = sandboxes()
+    # A small memory limit: the frames fill it sooner (the default's address space, with its
+    # allowance for thread stacks, took over 30 s to fill on a loaded machine).
+    session = sandboxes(limits=securepy.Limits(memory_bytes=128 * MiB))
     code = "import sys\nsys.setrecursionlimit(LIMIT)\ndef f(n): return f(n + 1) + 1\nf(0)"
     control = host.run(session, code.replace("LIMIT", "1000"))
     assert control.error_type == "ExecutionError" and "RecursionError" in str(control.error)

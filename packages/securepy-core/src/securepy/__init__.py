@@ -18,6 +18,8 @@ from . import errors as errors
 from ._api import execute_python as execute_python
 from ._execution import Execution as Execution
 from ._limits import Limits as Limits
+from ._mounts import Mount as Mount
+from ._outputs import Output as Output
 from ._pool import AsyncSessionPool as AsyncSessionPool
 from ._pool import SessionPool as SessionPool
 from ._session import AsyncSession as AsyncSession
@@ -48,6 +50,8 @@ __all__ = [
     "ExecutionError",
     "ExecutionTimeout",
     "Limits",
+    "Mount",
+    "Output",
     "PolicyError",
     "PoolTimeout",
     "ProtocolError",
@@ -67,7 +71,8 @@ __all__ = [
     "validate_code",
 ]
 
-for _name in ("AsyncSession", "AsyncSessionPool", "Execution", "Limits", "Session",
+for _name in ("AsyncSession", "AsyncSessionPool", "Execution", "Limits", "Mount", "Output",
+              "Session",
               "SessionPool", "Tool", "tool", "execute_python", "validate_code"):
     globals()[_name].__module__ = "securepy"
 del _name

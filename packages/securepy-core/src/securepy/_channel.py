@@ -167,7 +167,10 @@ class AsyncChannel:
 
     async def send(self, message: dict[str, Any], deadline: float | None = None) -> None:
         """Async counterpart of :meth:`Channel.send`; same arguments."""
-        frame = protocol.encode_frame(message)
+        await self.send_frame(protocol.encode_frame(message), deadline)
+
+    async def send_frame(self, frame: bytes, deadline: float | None = None) -> None:
+        """Async counterpart of :meth:`Channel.send_frame`; same arguments."""
         timeout = None if deadline is None else max(deadline - time.monotonic(), 0)
         try:
             async with asyncio.timeout(timeout):

@@ -11,8 +11,10 @@ from typing import Any
 
 from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
 from ._config import SessionConfig
+from ._fontcache import SANDBOX_FONT_CACHE, font_cache
 from ._interpreter import Interpreter, probe_interpreter
 from ._launchers import ChildProcess, LaunchSpec, select_launcher
+from ._limits import THREAD_STACK_BYTES, address_space_bytes
 from ._worker import BOOTSTRAP, WORKER_DIR, protocol
 from .errors import ProtocolError, SandboxUnavailableError
 
@@ -63,7 +65,8 @@ def start_child(config: SessionConfig) -> Child:
         # Sent before the launch: the socket holds it until the worker reads it, so a worker
         # that starts fast (a fork of a template) finds it waiting.
         unsent = _send_what_fits(host_sock, protocol.encode_frame(
-            _configure_message(config, interpreter, sandboxed=launcher.sandboxed)))
+            _configure_message(config, interpreter, sandboxed=launcher.sandboxed,
+                               pids_cgroup=getattr(launcher, "pids_cgroup", False))))
         fd = child_sock.fileno()
         spec = LaunchSpec(
             interpreter=interpreter,
@@ -71,6 +74,7 @@ def start_child(config: SessionConfig) -> Child:
             child_fd=fd,
             limits=config.limits,
             env=_child_environment(),
+            mounts=config.mounts,
         )
         process = launcher.launch(spec)
     except BaseException:
@@ -97,21 +101,32 @@ def _child_environment() -> dict[str, str]:
         "LOGNAME": "sandbox",
         "PYTHONUNBUFFERED": "1",
         "OPENBLAS_NUM_THREADS": "1",
+        # glibc reserves 64 MiB of address space per thread's malloc arena (up to 8 per CPU),
+        # which RLIMIT_AS counts: two arenas serve Python (it holds the GIL) as well.
+        "MALLOC_ARENA_MAX": "2",
     }
 
 
 def _configure_message(config: SessionConfig, interpreter: Interpreter, *,
-                       sandboxed: bool) -> dict[str, Any]:
-    return {
+                       sandboxed: bool, pids_cgroup: bool = False) -> dict[str, Any]:
+    message = {
         "kind": "configure",
         "version": protocol.PROTOCOL_VERSION,
         "tools": [tool.to_wire() for tool in config.tools.values()],
         "limits": config.limits.to_wire(),
         "path": list(interpreter.path),
-        "nproc": sandboxed,
+        # RLIMIT_NPROC counts every process of the uid, other sandboxes' too: only where no
+        # pids cgroup bounds the session itself.
+        "nproc": sandboxed and not pids_cgroup,
+        "address_space": address_space_bytes(config.limits),
+        "thread_stack": THREAD_STACK_BYTES,
         "preload": list(config.preload),
         "max_frame_bytes": config.max_frame_bytes,
     }
+    cache = font_cache(interpreter)
+    if cache is not None:  # the walls bind it at SANDBOX_FONT_CACHE
+        message["font_cache"] = SANDBOX_FONT_CACHE if sandboxed else cache
+    return message
 
 
 def _send_what_fits(sock: socket.socket, frame: bytes) -> bytes:

@@ -12,6 +12,7 @@ from typing import Any
 from ._audit import check_audit_path
 from ._launchers import WALLS, Launcher
 from ._limits import Limits, resolve_limits
+from ._mounts import Mount, check_mounts
 from ._tools import Tool, collect_tools
 from ._worker import protocol
 
@@ -67,6 +68,7 @@ class SessionConfig:
     preload: tuple[str, ...] = ()
     wall: str = "auto"
     trace_content: bool = False
+    mounts: tuple[Mount, ...] = ()
 
 
 def make_config(
@@ -90,6 +92,7 @@ def make_config(
     preload: Iterable[str] = (),
     wall: str = "auto",
     trace_content: bool = False,
+    mounts: Iterable[Mount] = (),
 ) -> SessionConfig:
     """Validate and freeze the session options (see :class:`Session`)."""
     if not isinstance(sandbox, bool):
@@ -119,6 +122,10 @@ def make_config(
     for module in modules:
         if not isinstance(module, str) or not all(p.isidentifier() for p in module.split(".")):
             raise ValueError(f"preload: {module!r} is not a module name")
+    checked_mounts = check_mounts(mounts)
+    if checked_mounts and not sandbox:
+        raise ValueError("mounts need the sandbox (sandbox=True): without it the code sees the "
+                         "host's files as they are")
     return SessionConfig(
         tools=collect_tools(tools),
         sandbox=sandbox,
@@ -139,6 +146,7 @@ def make_config(
         preload=modules,
         wall=wall,
         trace_content=bool(trace_content),
+        mounts=checked_mounts,
     )
 
 

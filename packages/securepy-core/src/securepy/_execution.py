@@ -6,6 +6,8 @@ import dataclasses
 import typing
 from typing import Any
 
+from ._outputs import Output
+
 __all__ = ["Execution", "ToolCall", "ToolCallRecord", "render_for_model"]
 
 TRUNCATION_MARKER = "\n...[output truncated: {dropped} more characters]...\n"
@@ -48,7 +50,10 @@ class Execution:
         stderr: everything printed to stderr (capped likewise).
         tool_calls: the host tool calls made, in the order they finished (at most 10,000).
         duration: wall-clock seconds, measured on the host.
-        truncated: True when output went past the output limit and was cut.
+        truncated: True when output went past the output limit and was cut (display outputs
+            included).
+        outputs: the display outputs (``display(obj)``, matplotlib figures), in the order
+            produced; each a :class:`securepy.Output` whose ``.data`` is a MIME bundle.
     """
 
     value: Any
@@ -57,6 +62,7 @@ class Execution:
     tool_calls: tuple[ToolCallRecord, ...]
     duration: float
     truncated: bool = False
+    outputs: tuple[Output, ...] = ()
 
     @property
     def text(self) -> str:
@@ -65,16 +71,21 @@ class Execution:
 
     def render_text(self, max_chars: int = DEFAULT_TEXT_CHARS) -> str:
         """Like :attr:`text`, bounded to ``max_chars`` characters with a visible note."""
-        return render_for_model(self.stdout, self.stderr, self.value, max_chars=max_chars)
+        return render_for_model(self.stdout, self.stderr, self.value, max_chars=max_chars,
+                                outputs=self.outputs)
 
 
-def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int) -> str:
-    """Output, error output and the value's repr, bounded to ``max_chars`` characters."""
+def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int,
+                     outputs: tuple[Output, ...] = ()) -> str:
+    """Output, error output, display outputs (as text, images as a note) and the value's
+    repr, bounded to ``max_chars`` characters."""
     parts = []
     if stdout:
         parts.append(stdout.rstrip("\n"))
     if stderr:
         parts.append("[stderr]\n" + stderr.rstrip("\n"))
+    for output in outputs:
+        parts.append(_describe_output(output))
     if value is not None:
         try:
             shown = repr(value)
@@ -83,6 +94,15 @@ def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int) ->
         parts.append(shown)
     text = "\n".join(parts) if parts else "(no output)"
     return truncate_middle(text, max_chars)
+
+
+def _describe_output(output: Output) -> str:
+    images = [mime for mime in output.data if mime.startswith("image/")]
+    note = f"[display: {', '.join(images)}]" if images else ""
+    text = output.data.get("text/markdown") or output.text or ""
+    if not isinstance(text, str):
+        text = ""
+    return "\n".join(part for part in (note, text.rstrip("\n")) if part) or "[display]"
 
 
 def truncate_middle(text: str, max_chars: int) -> str:

@@ -7,7 +7,7 @@ import math
 import typing
 from typing import Any
 
-__all__ = ["Limits"]
+__all__ = ["THREAD_STACK_BYTES", "Limits", "address_space_bytes"]
 
 MiB = 1024 * 1024
 
@@ -25,11 +25,12 @@ class Limits:
     Attributes:
         cpu_seconds: CPU time of the child process, in seconds, over the session's life
             (RLIMIT_CPU). Reaching it kills the child; the session restarts with a fresh budget.
-        memory_bytes: address space of the child (RLIMIT_AS), and the memory cgroup's limit
-            where one is available.
+        memory_bytes: the memory cgroup's limit where the host has one; and the child's
+            address space (RLIMIT_AS), plus an allowance for what threads reserve without
+            using it (a stack each, one malloc arena), so many threads still start.
         file_size_bytes: largest file the code may write (RLIMIT_FSIZE).
-        processes: processes and threads the sandbox may run at once (pids cgroup where
-            available, otherwise RLIMIT_NPROC).
+        processes: processes and threads the code may run at once, besides the worker's own
+            two (pids cgroup where available, otherwise RLIMIT_NPROC).
         open_files: file descriptors per process (RLIMIT_NOFILE).
         workspace_bytes: size of the private tmpfs that is the workspace and /tmp (sandbox only).
         output_bytes: stdout plus stderr kept per execution; the rest is dropped behind a
@@ -69,6 +70,24 @@ class Limits:
     def to_wire(self) -> dict[str, Any]:
         """The limits as a plain dict, for the child's bootstrap and the audit log."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+# What threads reserve without using it, which RLIMIT_AS counts (it held 13 threads in 512 MiB):
+# a stack each (the worker gives Python threads THREAD_STACK_BYTES; glibc's default is 8 MiB) and
+# glibc's malloc arenas (64 MiB of reservation each; the child runs with MALLOC_ARENA_MAX=2, so
+# one more). The memory cgroup counts only what is used: it gets the same allowance on top, so
+# the address space still runs out first (a MemoryError, state kept) and not the cgroup.
+THREAD_STACK_BYTES = 2 * MiB
+_ARENA_RESERVE = 64 * MiB
+_THREADS_WHEN_UNLIMITED = 64
+
+
+def address_space_bytes(limits: Limits) -> int | None:
+    """RLIMIT_AS for ``limits``: the memory limit plus what its threads may reserve."""
+    if limits.memory_bytes is None:
+        return None
+    threads = limits.processes if limits.processes is not None else _THREADS_WHEN_UNLIMITED
+    return limits.memory_bytes + threads * (THREAD_STACK_BYTES + 4096) + _ARENA_RESERVE
 
 
 def resolve_limits(limits: Limits | None) -> Limits:

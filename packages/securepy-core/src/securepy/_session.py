@@ -25,8 +25,10 @@ from ._config import (
     make_config,
 )
 from ._execution import Execution
+from ._files import AsyncFiles, Files
 from ._launchers import Launcher
 from ._limits import Limits
+from ._mounts import Mount
 from ._session_base import SessionBase
 from ._sync_turn import SyncTurnLoop
 from ._tools import Tool
@@ -79,6 +81,8 @@ class Session(SessionBase):
             SandboxUnavailableError naming why.
         trace_content: with OpenTelemetry tracing on, put the code and the tool arguments on
             the spans too (by default only their sizes and the code's hash).
+        mounts: host directories to expose, each a :class:`securepy.Mount` (read-only unless
+            ``writable=True``). Needs the sandbox.
 
     Raises:
         securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
@@ -116,6 +120,7 @@ class Session(SessionBase):
         preload: Iterable[str] = (),
         wall: str = "auto",
         trace_content: bool = False,
+        mounts: Iterable[Mount] = (),
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -124,7 +129,7 @@ class Session(SessionBase):
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
             verbose=verbose, launcher=launcher, preload=preload, wall=wall,
-            trace_content=trace_content,
+            trace_content=trace_content, mounts=mounts,
         )
         self._init_from_config(config)
 
@@ -141,6 +146,12 @@ class Session(SessionBase):
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    @property
+    def files(self) -> Files:
+        """The session's workspace: ``write(path, data)``, ``read(path)``, ``list(path)``,
+        ``remove(path)`` (see :class:`securepy._files.Files`)."""
+        return Files(self)
 
     def execute(
         self,
@@ -295,6 +306,11 @@ class AsyncSession(SessionBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+    @property
+    def files(self) -> AsyncFiles:
+        """The session's workspace, as coroutines: ``await session.files.read(path)``."""
+        return AsyncFiles(self)
 
     async def start(self) -> None:
         """Start the child now rather than on first use.

@@ -38,6 +38,7 @@ from typing import Any
 from ._actions import Action, Finish, Interrupt, Phase, RunTool, Send, StopTool
 from ._child_text import approximate_size, bounded_arguments, error_from, error_reply
 from ._execution import Execution, ToolCallRecord
+from ._outputs import MAX_OUTPUTS, Output, decode_bundle
 from ._tools import Tool, ToolCallRequest
 from ._worker import codec
 from .errors import (
@@ -104,6 +105,7 @@ class Turn:
         "_on_output",
         "_out",
         "_output_size",
+        "_outputs",
         "_outstanding",
         "_queued",
         "_records",
@@ -156,6 +158,7 @@ class Turn:
         self._grace_deadline: float | None = None
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size = 0
+        self._outputs: list[Output] = []
         self.truncated = False
         self._calls_made = 0
         self._calls_per_tool: dict[str, int] = {}
@@ -186,9 +189,25 @@ class Turn:
             return None
         if kind == "tool_call":
             return self._take_tool_call(message, now)
+        if kind == "display":
+            self._take_display(message["data"])
+            return None
         if kind == "result" or kind == "error":
             return self._take_end(message)
         raise ProtocolError(f"the child sent an unexpected {kind!r} message during a turn")
+
+    def _take_display(self, data: dict[str, Any]) -> None:
+        output, size = decode_bundle(data)
+        if output is None:
+            self.truncated = self.truncated or size > 0
+            return
+        if len(self._outputs) >= MAX_OUTPUTS or (
+            self._max_output is not None and self._output_size + size > self._max_output
+        ):
+            self.truncated = True
+            return
+        self._output_size += size
+        self._outputs.append(output)
 
     def _take_output(self, stream: str, text: str) -> None:
         if stream not in self._out:
@@ -455,7 +474,8 @@ class Turn:
 
     def build_execution(self, value: Any, *, duration: float) -> Execution:
         records = tuple(self._records)
-        return Execution(value, self.stdout, self.stderr, records, duration, self.truncated)
+        return Execution(value, self.stdout, self.stderr, records, duration, self.truncated,
+                         tuple(self._outputs))
 
     def _finish(self, finish: Finish) -> Finish:
         # No lock: nothing is outstanding when a turn finishes (a result needs none, and the

@@ -15,6 +15,7 @@ from typing import Protocol
 
 from .._interpreter import Interpreter
 from .._limits import Limits
+from .._mounts import Mount
 
 __all__ = ["ChildProcess", "LaunchSpec", "Launcher", "PopenChild", "describe_signal_exit"]
 
@@ -32,6 +33,9 @@ class LaunchSpec:
         limits: resource limits; the worker's bootstrap applies the rlimits itself, the
             launcher adds what it can enforce from outside (tmpfs sizes, cgroups).
         env: the complete environment for the child (already an allowlist).
+        mounts: host directories to expose (checked :class:`securepy.Mount` objects); a
+            launcher that cannot honour them must refuse to start (``mounts.target_inside``
+            gives each one's absolute place inside).
     """
 
     interpreter: Interpreter
@@ -39,6 +43,7 @@ class LaunchSpec:
     child_fd: int
     limits: Limits
     env: dict[str, str]
+    mounts: tuple[Mount, ...] = ()
 
 
 class ChildProcess(Protocol):

@@ -59,7 +59,10 @@ import signal
 import subprocess
 from collections.abc import Iterable
 
+from .._fontcache import SANDBOX_FONT_CACHE, font_cache
 from .._interpreter import Interpreter
+from .._limits import address_space_bytes
+from .._mounts import target_inside
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
@@ -140,6 +143,12 @@ class BubblewrapLauncher:
 
     sandboxed = True
     wall = "namespaces"
+
+    @property
+    def pids_cgroup(self) -> bool:
+        """Each child gets a pids cgroup here, so the worker need not set RLIMIT_NPROC (which
+        counts every process of the sandbox's uid, other sessions' too)."""
+        return "pids" in _cgroup_support().parents
 
     def launch(self, spec: LaunchSpec) -> BubblewrapChild:
         """Start the worker described by ``spec`` inside the sandbox.
@@ -301,6 +310,7 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
         *(["--perms", "01777", "--size", str(_OWN_TMP_BYTES), "--tmpfs", "/tmp"]
           if own_tmp else []),
         *_bind_read_only(sources, made={"/etc", "/tmp"} if own_tmp else {"/etc"}),
+        *_font_cache_bind(interpreter),
         *_proc_mounts(),
         "--chdir", workspace,
     ]  # fmt: skip
@@ -310,6 +320,15 @@ def build_wall_config(interpreter: Interpreter) -> WallConfig:
         bwrap, "root-drop" if root else "user", uid, gid, tuple(options), caps, prefix,
         seccomp, own_tmp, workspace,
     )
+
+
+def _font_cache_bind(interpreter: Interpreter) -> list[str]:
+    """matplotlib's font cache, read-only, where the worker looks for it (see _fontcache)."""
+    cache = font_cache(interpreter)
+    if cache is None:
+        return []
+    parent = os.path.dirname(SANDBOX_FONT_CACHE)  # made 0755: bubblewrap's default is 0700
+    return ["--perms", "0755", "--dir", parent, "--ro-bind", cache, SANDBOX_FONT_CACHE]
 
 
 def find_bwrap() -> str:
@@ -562,6 +581,9 @@ def _spec_options(config: WallConfig, spec: LaunchSpec) -> list[str]:
     options += ["--perms", "01777", "--dir", f"{workspace}/.tmp"]
     if not config.own_tmp:
         options += ["--symlink", f"{workspace}/.tmp", "/tmp"]
+    for mount in spec.mounts:  # after the workspace tmpfs, which would hide them
+        options += ["--bind" if mount.writable else "--ro-bind", mount.host_path,
+                    target_inside(mount, workspace)]
     options += ["--clearenv"]
     env = {**spec.env, "HOME": workspace, "TMPDIR": "/tmp"}
     for key, value in env.items():
@@ -645,12 +667,17 @@ def _nul_join(options: Iterable[str]) -> bytes:
     return b"".join(os.fsencode(option) + b"\0" for option in options)
 
 
+# The worker's main thread and its output forwarder: Limits.processes counts what the code
+# starts, so these two come on top (with 64, the code can start 64 threads).
+WORKER_THREADS = 2
+
+
 def create_cgroup(spec: LaunchSpec, *, own_processes: int = 2) -> ChildCgroup | None:
     """The child's memory and pids cgroup, or None where the host offers none.
     ``own_processes``: processes of the sandbox itself that count against the pids limit (the
     outer bubblewrap and its pid 1)."""
     limits = spec.limits
-    memory = limits.memory_bytes
+    memory = address_space_bytes(limits)  # the worker's RLIMIT_AS, reached first
     if memory is not None:
         # The tmpfs pages the code writes are charged to the cgroup too: give them their own
         # room on top of the processes' memory.
@@ -658,7 +685,7 @@ def create_cgroup(spec: LaunchSpec, *, own_processes: int = 2) -> ChildCgroup | 
         memory += workspace + min(SANDBOX_SHM_BYTES, workspace or SANDBOX_SHM_BYTES)
     processes = limits.processes
     if processes is not None:
-        processes += own_processes
+        processes += own_processes + WORKER_THREADS
     return create_child_cgroup(_cgroup_support(), memory_bytes=memory, processes=processes)
 
 

@@ -31,8 +31,10 @@ import subprocess
 import threading
 from typing import Any
 
+from .._fontcache import SANDBOX_FONT_CACHE, font_cache
 from .._interpreter import Interpreter
 from .._limits import Limits
+from .._mounts import Mount, target_inside
 from .._worker import BOOTSTRAP, WORKER_DIR
 from .._worker.control import receive_control, send_control
 from ..errors import SandboxUnavailableError
@@ -96,6 +98,14 @@ class TemplateLauncher:
     """
 
     sandboxed = True
+
+    @property
+    def pids_cgroup(self) -> bool:
+        """Each child gets a pids cgroup here, so the worker need not set RLIMIT_NPROC (which
+        counts every process of the sandbox's uid, other sessions' too)."""
+        from .bubblewrap import _cgroup_support
+
+        return "pids" in _cgroup_support().parents
 
     def __init__(self, *, preload: tuple[str, ...] = (), fall_back: bool = False,
                  wall: str = "namespaces") -> None:
@@ -251,6 +261,7 @@ class _Template:
     def __init__(self, sandbox: BubblewrapChild, control: socket.socket) -> None:
         self._sandbox = sandbox
         self._control = control
+        self.mounts: tuple[Mount, ...] = ()
         self._spawn_lock = threading.Lock()
         self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
         self._children: dict[int, TemplateChild] = {}
@@ -285,7 +296,7 @@ class _Template:
                 limits=Limits(),
                 env=session_spec.env,
             )
-            template_config = _template_wall(config)
+            template_config = _template_wall(config, session_spec.mounts)
             sandbox = start_sandbox(template_config, spec, None, extra_fds=(seccomp_fd,))
         except BaseException:
             host.close()
@@ -294,6 +305,7 @@ class _Template:
             inside.close()
             os.close(seccomp_fd)
         template = cls(sandbox, host)
+        template.mounts = session_spec.mounts
         try:
             template._configure(config, interpreter, preload)
         except BaseException:
@@ -314,6 +326,11 @@ class _Template:
             "proc_masked_dirs": list(PROC_MASKED_DIRS),
             "uid": config.uid,
             "gid": config.gid,
+            # Each session binds the template's staged mounts at their places in its own
+            # workspace (which hides the template's).
+            "font_cache": SANDBOX_FONT_CACHE if font_cache(interpreter) else None,
+            "mounts": [[_staging(index), target_inside(mount, config.workspace), mount.writable]
+                       for index, mount in enumerate(self.mounts)],
         }
         send_control(self._control, {"kind": "configure", "plan": plan,
                                      "path": list(interpreter.path), "preload": list(preload)})
@@ -449,13 +466,25 @@ class _Template:
 
 
 
-def _template_wall(config: WallConfig) -> WallConfig:
+def _template_wall(config: WallConfig, mounts: tuple[Mount, ...] = ()) -> WallConfig:
     """The template's bubblewrap: the sandbox's mounts and namespaces, the capabilities it
     needs to build sessions, no setpriv (it stays root) and no seccomp (each session installs
-    it on itself)."""
+    it on itself). The sessions' mounts are staged under /securepy (and their places outside the
+    workspace made, while the root is still writable)."""
     import dataclasses
 
-    return dataclasses.replace(config, caps=_TEMPLATE_CAPS, prefix=(), seccomp=False)
+    options = list(config.options)
+    for index, mount in enumerate(mounts):
+        options += ["--bind" if mount.writable else "--ro-bind", mount.host_path,
+                    _staging(index)]
+        if mount.path_inside.startswith("/"):
+            options += ["--perms", "0755", "--dir", mount.path_inside]
+    return dataclasses.replace(config, options=tuple(options), caps=_TEMPLATE_CAPS, prefix=(),
+                               seccomp=False)
+
+
+def _staging(index: int) -> str:
+    return f"/securepy/mounts/{index}"
 
 
 def _shm_bytes(limits: Limits) -> int | None:

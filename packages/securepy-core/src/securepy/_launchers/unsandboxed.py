@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 
+from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .procfs import read_process_usage
 
@@ -26,6 +27,8 @@ class UnsandboxedLauncher:
 
     def launch(self, spec: LaunchSpec) -> UnsandboxedChild:
         """Start the worker as a direct child process."""
+        if spec.mounts:
+            raise SandboxUnavailableError("mounts need the sandbox; this launcher has none")
         workdir = tempfile.mkdtemp(prefix="securepy-")
         try:
             popen = subprocess.Popen(

@@ -143,11 +143,12 @@ class ToolBroker:
 
 
 def _key_of(message: dict[str, Any]) -> int | None:
-    """Where a message is filed: its call id, EXECUTE, or nowhere (None)."""
+    """Where a message is filed: its call id, EXECUTE (an execute or a files request), or
+    nowhere (None)."""
     kind = message["kind"]
     if kind == "tool_result":
         return message["call_id"]  # type: ignore[no-any-return]
-    if kind == "execute":
+    if kind == "execute" or kind == "files":  # the main loop's: between executes
         return EXECUTE
     return None
 

@@ -39,7 +39,10 @@ class Connection:
         Raises:
             MessageTooLarge: the encoded message is over the host's cap (nothing is sent).
         """
-        frame = protocol.encode_frame(message)
+        self.send_frame(protocol.encode_frame(message))
+
+    def send_frame(self, frame: bytes) -> None:
+        """Send one encoded frame whole (see :meth:`send`)."""
         if len(frame) - protocol.HEADER.size > self.max_frame_bytes:
             raise MessageTooLarge(
                 f"the message is {len(frame)} bytes, over the host's {self.max_frame_bytes}-byte"

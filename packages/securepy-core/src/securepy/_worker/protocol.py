@@ -13,10 +13,15 @@ A session's life:
     then, per execute (one turn at a time):
     host -> child   execute     (code, filename)
     child -> host   output*     (stream, text)                 streamed while the code runs
+    child -> host   display*    (data: MIME bundle)            display() and figures, in order
     child -> host   tool_call   (call_id, name, args, solo)    each answered by the host with
     host -> child   tool_result (call_id, ok, value | error)   a tool_result for that call_id;
                                                                several may be in flight at once
     child -> host   result (value) | error (type, message, traceback, limit)   exactly one
+    between executes, for session.files (one request at a time):
+    host -> child   files       (op, path, data?, offset?, max?)
+    child -> host   file_chunk* (data: base64)                 a read's content
+    child -> host   file_reply  (ok, error?, detail?, size?, entries?)   exactly one
 
 The host interrupts a running turn with SIGINT from outside, never with a frame: the worker
 runs user code on its only reading thread.
@@ -41,6 +46,7 @@ __all__ = [
     "HEADER",
     "HOST_MESSAGES",
     "MAX_DEPTH",
+    "MAX_FILE_ENTRIES",
     "MAX_FRAME_BYTES",
     "PROTOCOL_VERSION",
     "SPIN_BACKOFF_MAX",
@@ -51,6 +57,7 @@ __all__ = [
     "Spinner",
     "check_depth",
     "encode_frame",
+    "encode_frame_with_data",
     "parse_body",
 ]
 
@@ -60,6 +67,8 @@ MAX_FRAME_BYTES = 64 * 1024 * 1024
 # JSON nesting allowed in one frame: the codec's value depth plus the envelope.
 MAX_DEPTH = 256
 HEADER = struct.Struct(">I")
+# Entries a files "list" reply holds at most (the worker stops there; the host refuses more).
+MAX_FILE_ENTRIES = 10_000
 
 _ANY = object()
 
@@ -71,6 +80,15 @@ CHILD_MESSAGES: dict[str, _Schema] = {
         "name": (str, True),
         "args": (dict, True),
         "solo": (bool, False),
+    },
+    "display": {"data": (dict, True)},
+    "file_chunk": {"data": (str, True)},
+    "file_reply": {
+        "ok": (bool, True),
+        "error": (str, False),
+        "detail": (str, False),
+        "size": (int, False),
+        "entries": (list, False),
     },
     "result": {"value": (_ANY, True)},
     "error": {
@@ -90,8 +108,18 @@ HOST_MESSAGES: dict[str, _Schema] = {
         "nproc": (bool, True),
         "preload": (list, False),
         "max_frame_bytes": (int, False),
+        "font_cache": (str, False),
+        "address_space": ((int, type(None)), False),
+        "thread_stack": (int, False),
     },
     "execute": {"code": (str, True), "filename": (str, True)},
+    "files": {
+        "op": (str, True),
+        "path": (str, True),
+        "data": (str, False),
+        "offset": (int, False),
+        "max": (int, False),
+    },
     "tool_result": {
         "call_id": (int, True),
         "ok": (bool, True),
@@ -155,6 +183,17 @@ else:
         if end != len(text) and text[end:].strip(" \t\n\r"):
             raise ValueError(f"extra data after the JSON value at {end}")
         return value
+
+
+def encode_frame_with_data(message: dict[str, Any], data: bytes) -> bytes:
+    """``message`` plus ``"data"``: ``data`` as base64, as one frame. The base64 text needs no
+    JSON escaping, so it is spliced in rather than run through the encoder (for the megabytes
+    a file carries, that halves the cost)."""
+    import binascii
+
+    head = _dumps(message).encode("utf-8", "surrogatepass")
+    body = b"".join((head[:-1], b',"data":"', binascii.b2a_base64(data, newline=False), b'"}'))
+    return HEADER.pack(len(body)) + body
 
 
 def encode_frame(message: dict[str, Any]) -> bytes:

@@ -137,7 +137,9 @@ def describe_limit(exc: BaseException) -> str | None:
     if isinstance(exc, MemoryError):
         return "memory"
     if isinstance(exc, RuntimeError) and "can't start new thread" in str(exc):
-        return "processes"
+        from .rlimits import thread_refused_by
+
+        return thread_refused_by()
     if isinstance(exc, OSError):
         return {
             errno.EFBIG: "file_size",

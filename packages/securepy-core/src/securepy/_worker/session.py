@@ -14,6 +14,8 @@ import types
 from . import codec, protocol
 from .broker import ToolBroker
 from .connection import Connection, MessageTooLarge
+from .display import Display, configure_matplotlib
+from .files import Files
 from .output import Outputs, capture_output
 from .rlimits import apply_limits
 from .runner import Runner, describe_limit, format_user_traceback
@@ -34,9 +36,12 @@ def serve(fd: int, *, warmed: bool = False) -> None:
     if config.get("kind") != "configure":
         raise SystemExit("securepy worker: expected a configure message first")
     connection.max_frame_bytes = config.get("max_frame_bytes") or protocol.MAX_FRAME_BYTES
-    apply_limits(config["limits"], nproc=config["nproc"])
+    apply_limits(config["limits"], nproc=config["nproc"],
+                 address_space=config.get("address_space"),
+                 thread_stack=config.get("thread_stack"))
     sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
     _install_interactive_builtins()
+    configure_matplotlib(config.get("font_cache"))
     broker = ToolBroker(connection)
     namespace = build_namespace(config["tools"], broker.call)
     for module in config.get("preload") or ():
@@ -55,6 +60,12 @@ def serve(fd: int, *, warmed: bool = False) -> None:
     state = _TurnState()
     _signal.signal(_signal.SIGINT, state.on_interrupt)
     outputs = capture_output(connection)
+    display = Display(connection.send, outputs.flush, connection.max_frame_bytes // 2)
+    import builtins
+
+    builtins.display = display.display  # type: ignore[attr-defined]
+    files = Files(connection.send, connection.send_frame, os.getcwd(),
+                  connection.max_frame_bytes)
     broker.own_threads = threading.active_count()
     runner = Runner(namespace)
     if not warmed:
@@ -64,7 +75,10 @@ def serve(fd: int, *, warmed: bool = False) -> None:
         # Through the broker: a thread the code left running may be waiting on a tool reply,
         # and only one thread may read the socket at a time.
         message = broker.next_execute()
-        _run_turn(message, runner, state, broker, outputs, connection)
+        if message["kind"] == "files":
+            files.handle(message)
+            continue
+        _run_turn(message, runner, state, broker, outputs, connection, display)
 
 
 def _install_interactive_builtins() -> None:
@@ -95,13 +109,18 @@ def _run_turn(
     broker: ToolBroker,
     outputs: Outputs,
     connection: Connection,
+    display: Display,
 ) -> None:
     broker.reset()
     end: dict[str, Any]
     try:
         state.in_user_code = True
         try:
-            value = runner.run(message["code"], message["filename"])
+            try:
+                value = runner.run(message["code"], message["filename"])
+            finally:
+                if "matplotlib.pyplot" in sys.modules:  # open figures come back, as in Jupyter
+                    display.show_figures()
         finally:
             state.in_user_code = False
         outputs.flush()

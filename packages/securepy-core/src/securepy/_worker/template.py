@@ -124,11 +124,20 @@ class _Template:
         self.control = control
         self.plan = config["plan"]
         sys.path[:] = [p for p in config["path"] if isinstance(p, str)]
+        if config.get("preload"):
+            from .display import configure_matplotlib
+
+            # Before the preloads: matplotlib reads its backend and font cache at import.
+            configure_matplotlib(self.plan.get("font_cache"))
         for module in config.get("preload") or ():
             try:
                 __import__(module)
             except BaseException as exc:
                 raise ImportError(f"preload of {module!r} failed: {exc}") from None
+        if config.get("preload"):
+            from .display import warm_matplotlib
+
+            warm_matplotlib()  # once here rather than at each session's first figure
         if len(os.listdir("/proc/self/task")) > 1:
             # A fork keeps only the forking thread: a lock another thread held stays locked
             # forever in every session.
@@ -409,6 +418,12 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
     os.chmod(f"{workspace}/.tmp", 0o1777)
     if plan["own_tmp"]:
         _fresh_tmp(workspace, plan["tmp_binds"])
+    for staged, target, writable in plan.get("mounts") or ():
+        os.makedirs(target, mode=0o755, exist_ok=True)
+        _mount(staged, target, None, _MS_BIND | _MS_REC)
+        if not writable:
+            _mount(None, target, None,
+                   _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"))
     os.chdir(workspace)
 
