@@ -83,6 +83,12 @@ class LandlockLauncher:
             securepy.errors.SandboxUnavailableError: Landlock, seccomp or no-new-privs are
                 missing here (the message names which).
         """
+        if spec.mounts:
+            # Landlock cannot place a host directory elsewhere; granting its path as it is
+            # (and a link to it in the workspace) is not built yet.
+            raise SandboxUnavailableError(
+                "the Landlock wall does not support mounts yet; use the namespaces wall "
+                "(wall='namespaces') for sessions with mounts")
         problem = landlock_problem_for(spec.interpreter)
         if problem is not None:
             raise SandboxUnavailableError(f"the Landlock wall cannot stand here: {problem}")
