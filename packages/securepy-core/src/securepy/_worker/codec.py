@@ -240,6 +240,7 @@ MAX_SHARED_HASH = 8
 # Containers larger than this are built a slice at a time, with the thread's CPU time checked
 # between slices: a last defence against probe sequences crafted from distinct hashes.
 _GUARD_FROM = 4096
+_HASH_SLICE = 4096
 _GUARD_SLICE = 256
 _GUARD_SECONDS = 0.005
 _GUARD_SECONDS_PER_ITEM = 2e-6
@@ -341,10 +342,11 @@ def _decode_map(tree: dict[str, Any], depth: int) -> dict[Any, Any]:
     for pair in pairs:
         if type(pair) is not list or len(pair) != 2:
             raise CodecError("malformed 'map' entry")
-        keys.append(_decode(pair[0], depth))
-        values.append(_decode(pair[1], depth))
+        keys.append(pair[0])
+        values.append(pair[1])
     pairs.clear()
-    _refuse_shared_hashes(keys, "map")
+    _decode_hashed(keys, depth, "map")
+    _decode_list(values, depth)
     if len(keys) <= _GUARD_FROM:
         return dict(zip(keys, values, strict=True))
     result: dict[Any, Any] = {}
@@ -354,10 +356,10 @@ def _decode_map(tree: dict[str, Any], depth: int) -> dict[Any, Any]:
 
 def _decode_items(build: Any) -> Any:
     def decoder(tree: dict[str, Any], depth: int) -> Any:
-        items = _decode_list(_field(tree, "v", list), depth)
+        items = _field(tree, "v", list)
         if build is tuple:
-            return tuple(items)
-        _refuse_shared_hashes(items, tree["$"])
+            return tuple(_decode_list(items, depth))
+        _decode_hashed(items, depth, tree["$"])
         if len(items) <= _GUARD_FROM:
             return build(items)
         result: set[Any] = set()
@@ -367,23 +369,40 @@ def _decode_items(build: Any) -> Any:
     return decoder
 
 
-def _refuse_shared_hashes(items: list[Any], what: str) -> None:
-    """Refuse items that share hashes (more than MAX_SHARED_HASH collisions in all), or an
-    unhashable item.
+def _decode_hashed(items: list[Any], depth: int, what: str) -> None:
+    """Decode set items or map keys in place, refusing them as soon as more than
+    MAX_SHARED_HASH share a hash with another (or one is unhashable).
 
-    The distinct hashes are counted in a set of each hash XOR a secret random salt: a set of
-    the bare hashes, which the child chooses, could itself be given crafted probe sequences."""
-    try:
-        hashes = set(map(_salt().__xor__, map(hash, items)))
-    except TypeError:
-        for item in items:
-            _hash(item)
-        raise
-    if len(items) - len(hashes) > MAX_SHARED_HASH:
-        raise CodecError(
-            f"a {what!r} value has {len(items) - len(hashes)} items whose hashes collide (hash"
-            f" flooding; at most {MAX_SHARED_HASH} may); the host refuses to build it"
-        )
+    A slice at a time: a colliding set is refused after its first slice, not after decoding
+    all of it, and no single step holds the interpreter for long. The hashes are kept XOR a
+    secret random salt: kept bare (the child chooses them), this set could itself be given
+    crafted probe sequences."""
+    salted = _salt().__xor__
+    seen: set[int] = set()
+    collisions = 0
+    for start in range(0, len(items), _HASH_SLICE):
+        end = min(start + _HASH_SLICE, len(items))
+        chunk = items[start:end]
+        kinds = set(map(type, chunk))
+        if list in kinds or dict in kinds:  # tags to decode (scalars stand for themselves)
+            for index in range(start, end):
+                kind = type(items[index])
+                if kind is list or kind is dict:
+                    items[index] = _decode(items[index], depth)
+            chunk = items[start:end]
+        before = len(seen)
+        try:
+            seen.update(map(salted, map(hash, chunk)))
+        except TypeError:
+            for item in chunk:
+                _hash(item)
+            raise
+        collisions += end - start - (len(seen) - before)
+        if collisions > MAX_SHARED_HASH:
+            raise CodecError(
+                f"a {what!r} value has more than {MAX_SHARED_HASH} items whose hashes collide "
+                "(hash flooding); the host refuses to build it"
+            )
 
 
 def _hash(item: Any) -> int:
