@@ -68,11 +68,11 @@ def _big_ints(size: int) -> bytes:
 def _array(size: int) -> bytes:
     import numpy as np
 
-    return _value(np.arange(size * 3 // 4 // 8, dtype=np.float64))
+    return _value(np.arange((size - 4096) * 3 // 4 // 8, dtype=np.float64))
 
 
 def _records(size: int) -> bytes:
-    count = size // 42
+    count = size // 47
     return _value([{"id": i, "name": f"n{i % 1000}"} for i in range(count)])
 
 

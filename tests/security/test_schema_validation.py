@@ -230,3 +230,44 @@ except ToolError as e:
         refused, ran = session.execute(code).value
     assert refused == "search(): argument 'limit' breaks 'maximum': 100 (got 500)"
     assert ran == "ran" and calls == [{"limit": 5, "mode": "fast"}]
+
+
+SIMPLE = {
+    "type": "object",
+    "properties": {
+        "city": {"type": "string", "description": "where"},
+        "unit": {"anyOf": [{"enum": ["C", "F", 1]}, {"type": "null"}]},
+        "days": {"type": "array", "items": {"type": "integer"}},
+        "extra": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+    "required": ["city"],
+    "additionalProperties": False,
+}
+SAMPLES = [
+    {"city": "Oslo"},
+    {"city": 1},
+    {},
+    {"city": "x", "unit": "C"},
+    {"city": "x", "unit": "K"},
+    {"city": "x", "unit": None},
+    {"city": "x", "unit": 1.0},
+    {"city": "x", "unit": True},
+    {"city": "x", "days": [1, 2.0]},
+    {"city": "x", "days": [1.5]},
+    {"city": "x", "days": (1,)},
+    {"city": "x", "days": [True]},
+    {"city": "x", "extra": {"a": 1, "b": 2.5}},
+    {"city": "x", "extra": {"a": "no"}},
+    {"city": "x", "extra": []},
+    {"city": None},
+]
+
+
+@pytest.mark.parametrize("arguments", SAMPLES, ids=[str(i) for i in range(len(SAMPLES))])
+def test_the_fast_path_agrees_with_the_library(arguments: dict[str, Any]) -> None:
+    from securepy._schema import ArgumentChecker
+
+    checker = ArgumentChecker("t", SIMPLE)
+    assert checker._fast is not None
+    library = next(checker._validator.iter_errors(arguments), None) is None
+    assert checker._fast(arguments) == library

@@ -50,6 +50,8 @@ _ARRAY = 1024
 _PANDAS = 64 * 1024
 
 _LONG_STRINGS = 32
+# The quotes of a message's own keys and kind: a frame with no more has no strings to remove.
+_ENVELOPE_QUOTES = 16
 # A JSON string: the unrolled form has no nested quantifier over the same characters, so the
 # match is linear in the text (no backtracking to speak of).
 _JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
@@ -70,7 +72,8 @@ def check_frame_cost(body: bytes) -> None:
     # Strings full of brackets (JSON or code as text) overstate the first estimate; count
     # again without them, but only when strings are few and long: removing many short ones
     # would cost as much memory as the frame could, and change the estimate little.
-    if cost > budget and body.count(b'"') * _LONG_STRINGS <= size:
+    quotes = body.count(b'"')
+    if cost > budget and quotes > _ENVELOPE_QUOTES and quotes * _LONG_STRINGS <= size:
         cost = estimate_frame_cost(body, exact=True)
     if cost > budget:
         raise FrameError(
