@@ -238,8 +238,9 @@ def _compile_keyword(
 ) -> _Check | None:
     if keyword == "type":
         kinds = argument if type(argument) is list else [argument]
-        tests = [_TYPES.get(kind) for kind in kinds if type(kind) is str]
-        if len(tests) != len(kinds) or None in tests:
+        found = [_TYPES.get(kind) for kind in kinds if type(kind) is str]
+        tests = [test for test in found if test is not None]
+        if len(tests) != len(kinds):
             return None
         return lambda value: any(test(value) for test in tests)
     if (
@@ -254,13 +255,15 @@ def _compile_keyword(
         }
         return lambda value: type(value) in _SCALARS and (type(value) is bool, value) in allowed
     if keyword == "anyOf" and type(argument) is list and argument:
-        options = [_compile(option, depth + 1) for option in argument]
-        if None in options:
+        compiled = [_compile(option, depth + 1) for option in argument]
+        options = [option for option in compiled if option is not None]
+        if len(options) != len(argument):
             return None
         return lambda value: any(option(value) for option in options)
     if keyword == "properties" and type(argument) is dict:
-        properties = {name: _compile(sub, depth + 1) for name, sub in argument.items()}
-        if None in properties.values():
+        found_checks = {name: _compile(sub, depth + 1) for name, sub in argument.items()}
+        properties = {name: check for name, check in found_checks.items() if check is not None}
+        if len(properties) != len(found_checks):
             return None
         return lambda value: (
             type(value) is not dict
