@@ -31,6 +31,11 @@ from typing import Any
 # Ray reads these when it is imported: loopback addresses, no usage stats, a private temp dir.
 os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
 os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
+# Ray starts its workers at niceness 15 and the sandboxes inherit it; the local pool runs at
+# 0. On a shared machine that alone would decide the race, so both run at the same priority
+# here (set RAY_worker_niceness=15 in the environment to see Ray's default).
+NICENESS = "RAY_worker_niceness"  # Ray's own spelling
+os.environ.setdefault(NICENESS, "0")
 TEMP_DIR = tempfile.mkdtemp(prefix="ray-bench-")
 os.environ["RAY_TMPDIR"] = TEMP_DIR
 
@@ -60,7 +65,8 @@ def main() -> None:
     size = args.sessions_per_node
     print(
         f"{args.snippets} snippets, {size} sessions per node, sandbox={options['sandbox']}, "
-        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}"
+        f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+        f"{NICENESS}={os.environ[NICENESS]}"
     )
 
     with securepy.SessionPool(size, **options) as pool:
