@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import securepy
 from securepy._launchers.base import LaunchSpec
+from securepy._launchers.cgroups import detect_cgroup_support
 from securepy._launchers.identity import lease_identity
 from securepy._launchers.template import TemplateLauncher
 from securepy._launchers.unsandboxed import UnsandboxedLauncher
@@ -289,3 +290,35 @@ def test_a_worker_that_cannot_start_a_thread_names_the_limit(host: Any) -> None:
     message = str(refused.value)
     assert "processes limit" in message and "per-uid budget" in message, message
     assert "reinstall" not in message and "protocol" not in message
+
+
+FILES = """
+import errno, os
+def make(count):
+    n = 0
+    try:
+        while n < count:
+            open(f"{os.getcwd()}/f{n}", "w").close()
+            n += 1
+        return ("made", n)
+    except OSError as e:
+        return (errno.errorcode[e.errno], n)
+make(COUNT)
+"""
+
+
+def test_empty_files_cannot_exhaust_kernel_memory(sandboxes: Any, host: Any) -> None:
+    """A tmpfs size bounds pages, not inodes: empty files cost kernel memory only. A template
+    session's tmpfs has nr_inodes (one per 4 KiB of workspace); bubblewrap cannot set it, and
+    there the memory cgroup, which the kernel charges for inodes, stops the flood."""
+    session = sandboxes(limits=securepy.Limits(memory_bytes=64 * 2**20, workspace_bytes=2**24))
+    assert host.value(session, FILES.replace("COUNT", "100")) == ("made", 100)  # control
+    outcome = host.run(session, FILES.replace("COUNT", "400000"), timeout=120)
+    if forked_from_template(session):
+        assert outcome.ok and outcome.value[0] == "ENOSPC"
+        assert outcome.value[1] <= 2**24 // 4096
+    elif not detect_cgroup_support().version:
+        pytest.xfail("without a memory cgroup a bubblewrap workspace's inodes are unbounded")
+    else:
+        assert outcome.error_type == "ResourceLimitError" and outcome.limit == "memory", outcome
+    assert host.value(session, "6 * 7") == 42

@@ -95,8 +95,13 @@ _CAPABILITY_VERSION_3 = 0x20080522
 _libc = ctypes.CDLL(None, use_errno=True)
 # prctl reads its arguments as unsigned longs, and some options insist the unused ones are
 # zero: full-width arguments, not ctypes' default 32-bit ints.
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]
+_libc.prctl.argtypes = [
+    ctypes.c_int,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+    ctypes.c_ulong,
+]
 
 
 class _SockFprog(ctypes.Structure):
@@ -141,9 +146,11 @@ class _Template:
         if len(os.listdir("/proc/self/task")) > 1:
             # A fork keeps only the forking thread: a lock another thread held stays locked
             # forever in every session.
-            raise ImportError("a preload module started a thread, and a template that runs "
-                              "threads cannot fork sessions safely; preload it in the code "
-                              "instead, or use SessionPool(template=False)")
+            raise ImportError(
+                "a preload module started a thread, and a template that runs "
+                "threads cannot fork sessions safely; preload it in the code "
+                "instead, or use SessionPool(template=False)"
+            )
         import _sitebuiltins  # noqa: F401  # what every session would load for itself
 
         from .runner import Runner
@@ -172,8 +179,13 @@ class _Template:
         _signal.set_wakeup_fd(wake_write)
         _signal.signal(_signal.SIGCHLD, lambda signum, frame: None)
         # What a session must not keep of the template.
-        self.private_fds = (control.fileno(), self.wake_read, wake_write, self.own_pid_namespace,
-                            self.own_net_namespace)
+        self.private_fds = (
+            control.fileno(),
+            self.wake_read,
+            wake_write,
+            self.own_pid_namespace,
+            self.own_net_namespace,
+        )
         self._prove_isolation()
 
     def serve_forever(self) -> None:
@@ -237,17 +249,21 @@ class _Template:
                 _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
                 _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             pidfds = [os.pidfd_open(pid), os.pidfd_open(reaper)]
-            send_control(self.control, {"kind": "spawned", "pid": pid, "reaper": reaper},
-                         pidfds)
+            send_control(self.control, {"kind": "spawned", "pid": pid, "reaper": reaper}, pidfds)
         except OSError as exc:
             if reaper:
                 os.kill(reaper, _signal.SIGKILL)  # its pid namespace, and anything in it, ends
                 self.silent_exits.add(reaper)
-            send_control(self.control,
-                  {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"})
+            send_control(
+                self.control, {"kind": "spawn_failed", "message": f"{type(exc).__name__}: {exc}"}
+            )
         finally:
-            for fd in (session_fd, *cgroup_fds, *pidfds,
-                       *(fd for fd in (net, reaper_namespace) if fd >= 0)):
+            for fd in (
+                session_fd,
+                *cgroup_fds,
+                *pidfds,
+                *(fd for fd in (net, reaper_namespace) if fd >= 0),
+            ):
                 os.close(fd)
 
     def _make_reaper(self) -> tuple[int, int]:
@@ -305,8 +321,14 @@ class _Template:
         finally:
             _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
 
-    def _become_session(self, message: dict[str, Any], session_fd: int,
-                        cgroup_fds: list[int], net: int, reaper_namespace: int) -> None:
+    def _become_session(
+        self,
+        message: dict[str, Any],
+        session_fd: int,
+        cgroup_fds: list[int],
+        net: int,
+        reaper_namespace: int,
+    ) -> None:
         """In the fork: join the session's cgroups, forget the template's fds and signals, take
         the namespaces the fork did not bring, isolate, drop privileges, then serve. Never
         returns."""
@@ -348,8 +370,9 @@ class _Template:
             # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
             _check(_libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
         _isolate(message, self.plan)
-        self.privileges.apply(int(message.get("uid", self.plan["uid"])),
-                              int(message.get("gid", self.plan["gid"])))
+        self.privileges.apply(
+            int(message.get("uid", self.plan["uid"])), int(message.get("gid", self.plan["gid"]))
+        )
 
     def _prove_isolation(self) -> None:
         """Fork one session that isolates itself and leaves, before serving any: a host that
@@ -389,8 +412,15 @@ class _Template:
             if pid in self.silent_exits:
                 self.silent_exits.discard(pid)
                 continue
-            send_control(self.control, {"kind": "exited", "pid": pid, "status": status,
-                                 "cpu_seconds": usage.ru_utime + usage.ru_stime})
+            send_control(
+                self.control,
+                {
+                    "kind": "exited",
+                    "pid": pid,
+                    "status": status,
+                    "cpu_seconds": usage.ru_utime + usage.ru_stime,
+                },
+            )
 
 
 def _reseed() -> None:
@@ -413,7 +443,7 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
     _fresh_proc(plan)  # before the workspace tmpfs hides the template's read-only null file
     workspace = plan["workspace"]
     workspace_bytes = message.get("workspace_bytes")
-    _tmpfs(workspace, 0o777, workspace_bytes)
+    _tmpfs(workspace, 0o777, workspace_bytes, _inodes(workspace_bytes))
     os.mkdir(f"{workspace}/.tmp")
     os.chmod(f"{workspace}/.tmp", 0o1777)
     if plan["own_tmp"]:
@@ -422,16 +452,22 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
         os.makedirs(target, mode=0o755, exist_ok=True)
         _mount(staged, target, None, _MS_BIND | _MS_REC)
         if not writable:
-            _mount(None, target, None,
-                   _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-    _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"))
+            _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+    _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"), _inodes(message.get("shm_bytes")))
     os.chdir(workspace)
 
 
-def _tmpfs(path: str, mode: int, size: int | None) -> None:
+def _inodes(size: int | None) -> int:
+    """How many files a tmpfs of ``size`` bytes may hold: one per 4 KiB, at least 1024. A
+    tmpfs ``size`` bounds pages, not inodes: empty files would otherwise cost kernel memory
+    (about 1 KiB each) without end."""
+    return 65536 if size is None else max(1024, size // 4096)
+
+
+def _tmpfs(path: str, mode: int, size: int | None, inodes: int) -> None:
     """A new tmpfs over ``path``. The template's mount below it stays hidden: nothing inside
     can unmount (no capability, and seccomp refuses umount2)."""
-    options = f"mode={mode:o}" + (f",size={size}" if size is not None else "")
+    options = f"mode={mode:o},nr_inodes={inodes}" + (f",size={size}" if size is not None else "")
     _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
 
 
@@ -440,9 +476,9 @@ def _fresh_tmp(workspace: str, binds: list[str]) -> None:
     interpreter, when it is installed under /tmp)."""
     stage = f"{workspace}/.securepy-tmp"
     os.mkdir(stage)
-    _mount("tmpfs", stage, "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=1777")
+    _mount("tmpfs", stage, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,nr_inodes={_inodes(None)}")
     for source in binds:
-        target = stage + source[len("/tmp"):]
+        target = stage + source[len("/tmp") :]
         os.makedirs(target, mode=0o755, exist_ok=True)
         _mount(source, target, None, _MS_BIND | _MS_REC)
         _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
@@ -456,17 +492,18 @@ def _prepare_proc_masks(plan: dict[str, Any]) -> None:
     each (a bind inherits its source's flags). It lives in the template's workspace, which each
     session's own workspace hides."""
     plan["proc_read_only"] = [n for n in plan["proc_read_only"] if os.path.isdir(f"/proc/{n}")]
-    plan["proc_masked_files"] = [n for n in plan["proc_masked_files"]
-                                 if os.path.exists(f"/proc/{n}")]
-    plan["proc_masked_dirs"] = [n for n in plan["proc_masked_dirs"]
-                                if os.path.isdir(f"/proc/{n}")]
+    plan["proc_masked_files"] = [
+        n for n in plan["proc_masked_files"] if os.path.exists(f"/proc/{n}")
+    ]
+    plan["proc_masked_dirs"] = [n for n in plan["proc_masked_dirs"] if os.path.isdir(f"/proc/{n}")]
     null = plan["read_only_null"] = f"{plan['workspace']}/.securepy-null"
     os.close(os.open(null, os.O_CREAT | os.O_WRONLY, 0o444))
     _mount("/dev/null", null, None, _MS_BIND)
     # nodev as well: a device node cannot be opened at all there (EACCES), as in bubblewrap's
     # masks, rather than read as empty.
-    _mount(None, null, None,
-           _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NODEV | _MS_NOSUID | _MS_NOEXEC)
+    _mount(
+        None, null, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NODEV | _MS_NOSUID | _MS_NOEXEC
+    )
 
 
 def _fresh_proc(plan: dict[str, Any]) -> None:
@@ -475,8 +512,12 @@ def _fresh_proc(plan: dict[str, Any]) -> None:
     for name in plan["proc_read_only"]:
         path = f"/proc/{name}"
         _mount(path, path, None, _MS_BIND | _MS_REC)
-        _mount(None, path, None,
-               _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+        _mount(
+            None,
+            path,
+            None,
+            _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+        )
     for name in plan["proc_masked_files"]:
         _mount(plan["read_only_null"], f"/proc/{name}", None, _MS_BIND)
     for name in plan["proc_masked_dirs"]:
@@ -494,7 +535,8 @@ class _PrivilegeDrop:
         # Only what the template still has: each drop is a credential change costing microseconds.
         self.bounding_set = _capability_set(_status(), "CapBnd")
         self.cap_header = ctypes.create_string_buffer(
-            struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8)
+            struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8
+        )
         self.cap_data = ctypes.create_string_buffer(24)  # {effective, permitted, inheritable} x2
         self.program = ctypes.create_string_buffer(seccomp, len(seccomp))
         self.fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
@@ -526,8 +568,9 @@ class _PrivilegeDrop:
         # root's; the exec in bubblewrap's path (setpriv) resets this the same way.
         _check(_prctl(_PR_SET_DUMPABLE, 1), "prctl(SET_DUMPABLE)")
         _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(NO_NEW_PRIVS)")
-        _check(_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)),
-               "seccomp")
+        _check(
+            _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)), "seccomp"
+        )
 
 
 def _capability_set(status: str, name: str) -> list[int]:
@@ -545,9 +588,14 @@ def _status() -> str:
 
 
 def _report_start_failure(session_fd: int, exc: BaseException) -> None:
-    frame = protocol.encode_frame({
-        "kind": "error", "type": type(exc).__name__, "traceback": "",
-        "message": f"the session could not isolate itself: {exc}"[:2000]})
+    frame = protocol.encode_frame(
+        {
+            "kind": "error",
+            "type": type(exc).__name__,
+            "traceback": "",
+            "message": f"the session could not isolate itself: {exc}"[:2000],
+        }
+    )
     with contextlib.suppress(OSError):
         os.write(session_fd, frame)
 
@@ -556,8 +604,9 @@ def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int =
     return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
 
 
-def _mount(source: str | None, target: str, fstype: str | None, flags: int,
-           data: str | None = None) -> None:
+def _mount(
+    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
+) -> None:
     result = _libc.mount(
         None if source is None else source.encode(),
         target.encode(),
