@@ -34,6 +34,7 @@ from typing import Any
 import pytest
 import securepy
 from securepy._interpreter import probe_interpreter
+from securepy._launchers.landlock import landlock_problem, landlock_problem_for
 from securepy._launchers.template import TemplateChild, TemplateLauncher, template_problem
 
 from ..conftest import wait_until
@@ -150,8 +151,7 @@ class Host:
 
     def record_namespace(self, session: securepy.Session) -> str:
         """Remember the sandbox's pid namespace, to prove later nothing of it survived."""
-        namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
-        assert isinstance(namespace, str) and namespace.startswith("pid:[")
+        namespace = namespace_of(session)
         self.namespaces.append(namespace)
         _RECORDED.setdefault(namespace, _boot_ticks())
         return str(namespace)
@@ -225,14 +225,37 @@ def _boot_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
+def namespace_of(session: securepy.Session) -> str:
+    """What holds a session's processes: its pid namespace, or (Landlock wall, no pid namespace
+    and no /proc inside) its uid as "uid:N", checked from the host."""
+    if session.wall == "landlock":
+        uid = session.execute("__import__('os').getuid()").value
+        return f"uid:{uid}"
+    namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
+    assert isinstance(namespace, str) and namespace.startswith("pid:[")
+    return namespace
+
+
+def landlock_python() -> str | None:
+    """The interpreter the Landlock wall runs here: this one, or where a session uid cannot
+    reach it (pyenv under /root), the system's."""
+    if landlock_problem_for(probe_interpreter(None)) is None:
+        return None
+    return "/usr/bin/python3"
+
+
 def _processes_in(namespaces: set[str]) -> list[int]:
     """Host processes in these pid namespaces. The kernel reuses a freed namespace's number:
     the pid 1 of a namespace made after one was recorded (a template's next session's reaper,
     made ahead of time) is a newcomer, not a survivor. Anything else is: only pid 1 is
     exempt, and only if it started after the namespace was recorded."""
     found = []
+    uids = {int(n[4:]) for n in namespaces if n.startswith("uid:")}
     for pid in _host_pids():
         with contextlib.suppress(OSError, ValueError, IndexError):
+            if uids and os.stat(f"/proc/{pid}").st_uid in uids and os.geteuid() == 0:
+                found.append(pid)
+                continue
             namespace = os.readlink(f"/proc/{pid}/ns/pid")
             if namespace not in namespaces:
                 continue
@@ -320,7 +343,7 @@ def host(
 
 # Every attack runs against both ways a sandboxed session starts: its own bubblewrap, and a
 # fork of a pool's template (which builds the same wall itself; see _launchers/template.py).
-WALLS = ["bubblewrap", "template"]
+WALLS = ["bubblewrap", "template", "landlock"]
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -346,6 +369,11 @@ def forked_from_template(session: securepy.Session) -> bool:
 
 
 def _wall_options(wall: str, request: pytest.FixtureRequest) -> dict[str, Any]:
+    if wall == "landlock":
+        problem = landlock_problem()
+        if problem is not None:
+            pytest.fail(f"the Landlock wall cannot stand here: {problem}")
+        return {"wall": "landlock", "python": landlock_python()}
     if wall != "template":
         return {}
     launcher = request.getfixturevalue("template_launcher")
@@ -390,7 +418,7 @@ def shared_sandbox(
     """One sandboxed session per module and wall, for attacks that leave it intact (reads,
     refused calls). A test that kills it fails the leak guard, as its restarted child is new."""
     with securepy.Session(timeout=30, **_wall_options(request.param, request)) as session:
-        namespace = session.execute("__import__('os').readlink('/proc/self/ns/pid')").value
+        namespace = namespace_of(session)
         shared_namespaces.append(namespace)
         _RECORDED.setdefault(namespace, _boot_ticks())
         yield session
@@ -418,3 +446,56 @@ def shared(shared_sandbox: securepy.Session, host: Host) -> Iterator[securepy.Se
     assert host.value(shared_sandbox, "6 * 7") == 42
     after = shared_sandbox._child.process.pid if shared_sandbox._child else None
     assert after == before, "the attack killed the shared sandbox (use a fresh one)"
+
+
+# The attack suite runs against the Landlock wall too. These tests assert what the namespace
+# wall does in its own way (a path that is not mounted is FileNotFoundError, /proc is the
+# sandbox's own, pid 1 is bubblewrap, /workspace and /tmp are tmpfs paths): against the
+# Landlock wall the same attacks fail differently (PermissionError, no /proc at all), and
+# tests/security/test_landlock_wall.py asserts how, attack by attack. The last group are the
+# documented differences of docs/threat-model.md (the Landlock wall's table).
+_LANDLOCK_ASSERTS_DIFFERENTLY = (
+    "test_fds_sent_with_scm_rights_never_reach_the_host",  # writes to /workspace by path
+    "test_docker_dbus_and_other_system_sockets_are_absent",  # /run exists (unreadable)
+    "test_signals_to_host_pids_are_impossible",  # EPERM (scoped), not ESRCH (no pid)
+    "test_pid_namespace_cannot_be_left",  # there is none; unshare is EPERM all the same
+    "test_no_privilege_can_be_gained",  # reads /proc/self/status: no /proc
+    "test_frame_walking_and_gc_find_no_host_secret",  # reads /proc
+    "test_canary_files_are_unreadable",  # PermissionError, not FileNotFoundError
+    "test_etc_shadow_and_root_home_are_absent",  # present but unreadable
+    "test_host_environment_is_not_readable_through_proc",  # no /proc at all
+    "test_other_processes_are_invisible_in_proc",  # no /proc at all
+    "test_inherited_host_file_descriptors_do_not_reach_the_sandbox",  # lists /proc/self/fd
+    "test_writes_outside_the_workspace_are_refused",  # PermissionError, not EROFS
+    "test_tmp_is_private_to_the_sandbox",  # /tmp is refused, not private
+    "test_device_nodes_cannot_be_made",  # refused by Landlock, not by nodev
+)
+_LANDLOCK_DIFFERENCES = (
+    "test_disk_fill_of_the_workspace_is_bounded",  # a host directory: workspace_bytes unenforced
+    "test_empty_files_cannot_exhaust_kernel_memory",  # the same: no tmpfs nr_inodes
+    "test_dev_shm_has_its_own_size_limit",  # /dev/shm is refused, there is no own one
+    "test_orphans_are_reaped_and_own_children_are_kept",  # the subreaper does not reap
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None or "landlock" not in callspec.id.split("-"):
+            continue
+        name = item.name.split("[")[0]
+        if name in _LANDLOCK_ASSERTS_DIFFERENTLY:
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason="asserts the namespace wall's way of refusing; the Landlock wall's is "
+                    "tested in test_landlock_wall.py",
+                    strict=False,
+                )
+            )
+        elif name in _LANDLOCK_DIFFERENCES:
+            item.add_marker(
+                pytest.mark.xfail(
+                    reason="a documented difference of the Landlock wall (docs/threat-model.md)",
+                    run=False,
+                )
+            )
