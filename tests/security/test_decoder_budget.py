@@ -333,3 +333,32 @@ def test_forged_hostile_frames_end_the_child_not_the_host(
     assert outcome.error_type == "ProtocolError", outcome
     assert time.monotonic() - started < 15
     assert host.value(session, "{1 + i * (2**61 - 1) for i in range(8)} and 42") == 42
+
+
+# -- validators must not rebuild what the decoder refused ---------------------------------------
+
+
+def test_a_typed_tool_refuses_lists_and_keys_it_would_hash_into_a_flood() -> None:
+    from securepy._tools import Tool
+
+    def take(ids: set[int], names: dict[int, str] | None = None) -> int:
+        """Take."""
+        return len(ids)
+
+    tool = Tool("take", "Take.", take)
+    colliding = [1 + i * P for i in range(1, 20_000)]
+    started = time.perf_counter()
+    with pytest.raises(
+        ValueError,
+        match=r"^take\(\): argument 'ids' holds many values that "
+        r"share one hash \(hash flooding\); the call was refused$",
+    ):
+        tool.validate_arguments({"ids": colliding})
+    with pytest.raises(ValueError, match="argument 'names' holds many values"):
+        tool.validate_arguments({"ids": [1], "names": {str(n): "x" for n in colliding}})
+    assert time.perf_counter() - started < 2
+    # Control: the same sizes of distinct values validate.
+    distinct = list(range(20_000))
+    assert len(tool.validate_arguments({"ids": distinct})["ids"]) == 20_000
+    names = tool.validate_arguments({"ids": [1], "names": {str(n): "x" for n in distinct}})
+    assert len(names["names"]) == 20_000

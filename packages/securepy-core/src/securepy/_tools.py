@@ -13,7 +13,7 @@ from typing import Any, overload
 
 import pydantic
 
-from ._schema import ArgumentChecker
+from ._schema import ArgumentChecker, refuse_hash_flooding
 
 __all__ = ["Tool", "ToolCallRequest", "tool"]
 
@@ -160,6 +160,7 @@ class Tool:
                 return checked
         if self._model is not None:
             try:
+                refuse_hash_flooding(arguments, self.name)
                 model = self._model.model_validate(dict(arguments))
             except pydantic.ValidationError as exc:
                 raise ValueError(_describe_validation_error(self.name, exc)) from None
