@@ -174,6 +174,8 @@ class TemplateChild:
         self._identity = identity
         self._exited = threading.Event()
         self._namespace_gone = threading.Event()
+        self._identity_lock = threading.Lock()
+        self._killed = False
         if reaper_pidfd < 0:
             self._namespace_gone.set()
         self._status: int | None = None
@@ -196,15 +198,18 @@ class TemplateChild:
         self._signal(signal.SIGINT)
 
     def kill(self) -> None:
-        """SIGKILL the session's reaper (its pid namespace, worker included, dies with it),
-        wait for the template to reap both, remove its cgroup, give its uid back. Idempotent."""
+        """SIGKILL the session's worker and its reaper (the pid namespace, and everything in
+        it, dies with the reaper), wait for the template to reap the worker, remove its
+        cgroup. Idempotent. The uid is given back once the template reports the reaper reaped
+        too (then nothing of the namespace can run): at once if it already has, else from the
+        template's reader when it does, so a kill does not wait for that last step."""
+        if not self._exited.is_set():
+            self._signal(signal.SIGKILL)
         if not self._namespace_gone.is_set() and self._reaper_pidfd >= 0:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(self._reaper_pidfd, signal.SIGKILL)
-        if not self._exited.is_set():
-            self._signal(signal.SIGKILL)
-        self._exited.wait(_EXIT_TIMEOUT)
-        self._namespace_gone.wait(_EXIT_TIMEOUT)
+        if not self._exited.wait(_EXIT_TIMEOUT):
+            logger.warning("session %d did not end in %.0f s", self._pid, _EXIT_TIMEOUT)
         for name in ("_pidfd", "_reaper_pidfd"):
             fd = getattr(self, name)
             if fd >= 0:
@@ -213,13 +218,10 @@ class TemplateChild:
         if self._cgroup is not None:
             self._cgroup.kill_and_remove()
             self._cgroup = None
-        if self._identity is not None:
-            if self._exited.is_set() and self._namespace_gone.is_set():
-                self._identity.release()
-            else:  # not proven gone: the uid stays leased until this process exits
-                logger.warning("session %d did not end in %.0f s; its uid %d stays reserved",
-                               self._pid, _EXIT_TIMEOUT, self._identity.uid)
-            self._identity = None
+        with self._identity_lock:
+            self._killed = True
+            if self._namespace_gone.is_set():
+                self._release_identity()
 
     def read_startup_error(self) -> str:
         return ""  # a session that cannot isolate itself says why on its socket
@@ -246,8 +248,16 @@ class TemplateChild:
 
     def reaper_exited(self) -> None:
         """Called by the template's reader: the session's pid 1 was reaped, so nothing of its
-        namespace lives."""
-        self._namespace_gone.set()
+        namespace lives (its uid is free once the session was killed)."""
+        with self._identity_lock:
+            self._namespace_gone.set()
+            if self._killed:
+                self._release_identity()
+
+    def _release_identity(self) -> None:
+        if self._identity is not None:
+            self._identity.release()
+            self._identity = None
 
     def _signal(self, signum: int) -> None:
         if self._pidfd >= 0 and not self._exited.is_set():
