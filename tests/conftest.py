@@ -11,8 +11,19 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import hypothesis
 import pytest
 import securepy
+
+# Property tests judge behaviour, not speed: on a loaded 2-core CI machine a single example can
+# take longer than hypothesis's default deadline, and its too-slow health check then fails a
+# test whose property holds.
+hypothesis.settings.register_profile(
+    "securepy",
+    deadline=None,
+    suppress_health_check=[hypothesis.HealthCheck.too_slow],
+)
+hypothesis.settings.load_profile("securepy")
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 

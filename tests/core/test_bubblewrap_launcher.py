@@ -557,7 +557,8 @@ def test_user_mode_for_an_unprivileged_host_user() -> None:
                 source = os.path.dirname(source)
             target = os.path.join(packages, os.path.basename(source))
             subprocess.run(["cp", "-r", source, target], check=True)
-        for name in ("annotated_types", "typing_inspection"):
+        for name in ("annotated_types", "typing_inspection", "jsonschema",
+                     "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
             found = __import__(name).__file__ or ""
             subprocess.run(["cp", "-r", os.path.dirname(found), packages], check=True)
         subprocess.run(["chmod", "-R", "a+rX", packages], check=True)

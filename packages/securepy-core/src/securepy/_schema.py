@@ -21,13 +21,14 @@ from __future__ import annotations
 import os
 import reprlib
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# jsonschema ships no type information (nor does the workspace pin types-jsonschema).
-import jsonschema  # type: ignore[import-untyped]
-import jsonschema.exceptions  # type: ignore[import-untyped]
-import jsonschema.validators  # type: ignore[import-untyped]
-import referencing.exceptions
+if TYPE_CHECKING:
+    # jsonschema ships no type information (nor does the workspace pin types-jsonschema).
+    import jsonschema  # type: ignore[import-untyped]
+    import jsonschema.exceptions  # type: ignore[import-untyped]
+    import jsonschema.validators  # type: ignore[import-untyped]
+    import referencing.exceptions
 
 __all__ = ["ArgumentChecker", "SchemaProblem", "refuse_hash_flooding"]
 
@@ -58,8 +59,9 @@ class ArgumentChecker:
         SchemaProblem: the schema is not a valid JSON Schema.
         """
         self._name = tool_name
-        base = jsonschema.validators.validator_for(schema, default=_Draft)
-        if base is not _Draft:
+        draft = _load_library()
+        base = jsonschema.validators.validator_for(schema, default=draft)
+        if base is not draft:
             base = _extend(base)
         try:
             base.check_schema(schema)
@@ -73,7 +75,7 @@ class ArgumentChecker:
         # Most tool schemas use a small subset of JSON Schema: for those, a compiled check
         # that can only say "valid" spares the library's machinery on every call (it is
         # about five times slower). Anything it does not accept goes to the library.
-        self._fast = _compile(schema, 0) if base is _Draft else None
+        self._fast = _compile(schema, 0) if base is draft else None
         properties = schema.get("properties") or {}
         # Tools are called with keyword arguments: at the top level a name the schema does
         # not declare is refused unless the schema itself allows extra properties.
@@ -443,4 +445,21 @@ def _extend(base: Any) -> Any:
     )
 
 
-_Draft = _extend(jsonschema.Draft202012Validator)
+_Draft: Any = None
+
+
+def _load_library() -> Any:
+    """The draft 2020-12 validator class, importing jsonschema on first use.
+
+    The library is about a third of ``import securepy`` and only tools declared with
+    ``parameters=`` need it. Every other function here that names it runs only after an
+    :class:`ArgumentChecker` was built, so the module-level names are bound by then."""
+    global _Draft
+    if _Draft is None:
+        import jsonschema.exceptions
+        import jsonschema.validators
+        import referencing.exceptions
+
+        globals().update(jsonschema=jsonschema, referencing=referencing)
+        _Draft = _extend(jsonschema.Draft202012Validator)
+    return _Draft
