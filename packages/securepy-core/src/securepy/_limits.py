@@ -75,8 +75,7 @@ class Limits:
 # What threads reserve without using it, which RLIMIT_AS counts (it held 13 threads in 512 MiB):
 # a stack each (the worker gives Python threads THREAD_STACK_BYTES; glibc's default is 8 MiB) and
 # glibc's malloc arenas (64 MiB of reservation each; the child runs with MALLOC_ARENA_MAX=2, so
-# one more). The memory cgroup counts only what is used: it gets the same allowance on top, so
-# the address space still runs out first (a MemoryError, state kept) and not the cgroup.
+# one more). The memory cgroup counts only what is used, so it needs no allowance.
 THREAD_STACK_BYTES = 2 * MiB
 _ARENA_RESERVE = 64 * MiB
 _THREADS_WHEN_UNLIMITED = 64

@@ -61,7 +61,6 @@ from collections.abc import Iterable
 
 from .._fontcache import SANDBOX_FONT_CACHE, font_cache
 from .._interpreter import Interpreter
-from .._limits import address_space_bytes
 from .._mounts import target_inside
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
@@ -677,7 +676,7 @@ def create_cgroup(spec: LaunchSpec, *, own_processes: int = 2) -> ChildCgroup | 
     ``own_processes``: processes of the sandbox itself that count against the pids limit (the
     outer bubblewrap and its pid 1)."""
     limits = spec.limits
-    memory = address_space_bytes(limits)  # the worker's RLIMIT_AS, reached first
+    memory = limits.memory_bytes
     if memory is not None:
         # The tmpfs pages the code writes are charged to the cgroup too: give them their own
         # room on top of the processes' memory.
