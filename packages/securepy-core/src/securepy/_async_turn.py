@@ -32,8 +32,8 @@ __all__ = ["AsyncTurnLoop"]
 class AsyncTurnLoop:
     """One execute's I/O on the caller's event loop."""
 
-    __slots__ = ("_channel", "_child", "_done", "_executor", "_session_id", "_tasks", "_turn",
-                 "after_cancel", "finish")
+    __slots__ = ("_channel", "_child", "_done", "_ended", "_executor", "_session_id", "_tasks",
+                 "_turn", "after_cancel", "finish")
 
     def __init__(self, child: Child, turn: Turn, session_id: str,
                  executor: Callable[[], concurrent.futures.ThreadPoolExecutor]) -> None:
@@ -43,7 +43,8 @@ class AsyncTurnLoop:
         self._session_id = session_id
         self._executor = executor
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._done = asyncio.Event()
+        self._done: asyncio.Event | None = None  # made by interrupt() only (hot path)
+        self._ended = False
         self.after_cancel: Finish | None = None
         self.finish: Finish | None = None  # the turn's outcome, once run() has returned
 
@@ -69,7 +70,9 @@ class AsyncTurnLoop:
             turn.end()
             for task in self._tasks.values():
                 task.cancel()
-            self._done.set()
+            self._ended = True
+            if self._done is not None:
+                self._done.set()
         return self.finish
 
     async def interrupt(self) -> bool:
@@ -81,13 +84,16 @@ class AsyncTurnLoop:
             # The reader reports a child that is gone or stopped reading.
             with contextlib.suppress(DeadlineExceeded, ProtocolError):
                 await self._act(action)
+        done = self._done = asyncio.Event()
+        if self._ended:
+            done.set()
         try:
-            await asyncio.wait_for(self._done.wait(), turn.grace + 0.5)
+            await asyncio.wait_for(done.wait(), turn.grace + 0.5)
         except TimeoutError:
             # The reader sleeps until the code's own deadline: the end of the stream wakes it.
             self._child.process.kill()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._done.wait(), 30)
+                await asyncio.wait_for(done.wait(), 30)
         finish = self.finish
         return finish is not None and finish.restart is None
 
@@ -165,7 +171,8 @@ class AsyncTurnLoop:
             error = exc
         duration = time.monotonic() - started
         reply = turn.tool_finished(call, duration=duration, value=value, error=error)
-        end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
+        if span is not None:
+            end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
         log_tool_call(self._session_id, call.tool.name, duration, error, dropped=reply is None)
         if reply is None or turn.ended:
             return  # dropped: answered by its timeout, or its turn ended

@@ -37,8 +37,8 @@ __all__ = ["RelayHolder", "SyncTurnLoop", "call_tool"]
 class SyncTurnLoop:
     """One execute's I/O: the caller's thread reads and acts; tool threads run the tools."""
 
-    __slots__ = ("_channel", "_child", "_done", "_executor", "_relay_in_use", "_session_id",
-                 "_tool_loop", "_turn", "finish")
+    __slots__ = ("_channel", "_child", "_done", "_executor", "_relay_in_use",
+                 "_session_id", "_tool_loop", "_turn", "finish")
 
     def __init__(self, child: Child, turn: Turn, session_id: str,
                  executor: Callable[[], concurrent.futures.ThreadPoolExecutor], *,
@@ -196,7 +196,8 @@ class SyncTurnLoop:
             error = exc
         duration = time.monotonic() - started
         reply = turn.tool_finished(call, duration=duration, value=value, error=error)
-        end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
+        if span is not None:
+            end_tool_span(span, error=error, timed_out=reply is None, duration=duration)
         log_tool_call(self._session_id, call.tool.name, duration, error, dropped=reply is None)
         if reply is None:
             return True  # dropped: answered by its timeout, or its turn ended
