@@ -8,6 +8,8 @@
     results = [run_python.handle(block) for block in reply.content if block.type == "tool_use"]
 
 or ``client.beta.messages.tool_runner(..., tools=[run_python.beta_tool])``.
+``from_anthropic_tool`` turns ``@beta_tool`` objects and ``(definition, fn)`` pairs into securepy
+tools; ``securepy_tool(tools=...)`` takes them directly.
 """
 
 from __future__ import annotations

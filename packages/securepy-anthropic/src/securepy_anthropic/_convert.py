@@ -7,8 +7,9 @@ from typing import Any
 
 import securepy
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool
+from securepy.adapters import host_tool
 
-__all__ = ["from_anthropic_tool"]
+__all__ = ["convert", "from_anthropic_tool"]
 
 
 def from_anthropic_tool(
@@ -57,9 +58,9 @@ def from_anthropic_tool(
         if fn is not None:
             raise TypeError(f"from_anthropic_tool: {definition.name!r} is a beta tool object "
                             "and brings its own function; do not pass fn")
-        return securepy.Tool(name or definition.name, definition.description,
-                             _call_through(definition),
-                             parameters=dict(definition.input_schema), **tool_options)
+        return host_tool(name or definition.name, definition.description,
+                         _call_through(definition), parameters=dict(definition.input_schema),
+                         returns_like=definition.func, **tool_options)
     if not isinstance(definition, Mapping):
         raise TypeError("from_anthropic_tool takes a tool definition dict or a @beta_tool "
                         f"object, not {type(definition).__name__}")
@@ -73,8 +74,18 @@ def from_anthropic_tool(
     if fn is None:
         raise TypeError(f"from_anthropic_tool: pass fn, the host function that implements "
                         f"{tool_name!r}")
-    return securepy.Tool(name or tool_name, definition.get("description") or "", fn,
-                         parameters=dict(schema), **tool_options)
+    return host_tool(name or tool_name, definition.get("description") or "", fn,
+                     parameters=dict(schema), returns_like=fn, **tool_options)
+
+
+def convert(item: Any) -> securepy.Tool | None:
+    """The converter ``securepy_tool(tools=...)`` applies: a ``@beta_tool`` object, or a
+    ``(definition, fn)`` pair, through :func:`from_anthropic_tool`; None for anything else."""
+    if isinstance(item, BetaFunctionTool | BetaAsyncFunctionTool):
+        return from_anthropic_tool(item)
+    if isinstance(item, tuple) and len(item) == 2 and callable(item[1]):
+        return from_anthropic_tool(item[0], item[1])
+    return None
 
 
 def _call_through(

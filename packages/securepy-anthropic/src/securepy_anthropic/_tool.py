@@ -10,25 +10,32 @@ from typing import Any
 import securepy
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool, ToolError
 from anthropic.types import ToolParam, ToolResultBlockParam
-from securepy.adapters import DEFAULT_TEXT_CHARS, RunOutcome, SandboxRunner
+from securepy.adapters import (
+    DEFAULT_TEXT_CHARS,
+    RunOutcome,
+    SandboxRunner,
+    SandboxToolMixin,
+    code_problem,
+    code_schema,
+    field_of,
+)
 
-from ._convert import from_anthropic_tool
+from ._convert import convert
 
 __all__ = ["SecurePyTool", "securepy_tool"]
-
-_CODE_DESCRIPTION = "Python source to run; the last expression's value is shown."
 
 
 def securepy_tool(
     *,
-    tools: Iterable[securepy.Tool | Callable[..., Any] | BetaFunctionTool[Any]
-                    | BetaAsyncFunctionTool[Any]] = (),
+    tools: Iterable[Any] = (),
     session: securepy.Session | securepy.AsyncSession | None = None,
     pool: securepy.SessionPool | securepy.AsyncSessionPool | None = None,
     name: str = "run_python",
     description: str | None = None,
     timeout: float | None = 30,
     max_output_chars: int = DEFAULT_TEXT_CHARS,
+    cache_control: Mapping[str, Any] | None = None,
+    strict: bool | None = None,
     **session_options: Any,
 ) -> SecurePyTool:
     """The sandbox as an Anthropic tool that runs one ``code`` string per call.
@@ -45,8 +52,8 @@ def securepy_tool(
 
     Args:
         tools: host functions callable from the code: securepy Tools, plain typed functions,
-            or ``@beta_tool`` / ``@beta_async_tool`` objects (converted with
-            :func:`from_anthropic_tool`).
+            ``@beta_tool`` / ``@beta_async_tool`` objects and ``(definition, fn)`` pairs,
+            mixed (the native ones converted with :func:`from_anthropic_tool`).
         session: a ``securepy.Session`` or ``AsyncSession`` to run in; it is left open.
         pool: a ``securepy.SessionPool`` or ``AsyncSessionPool`` to run in; it is left open.
         name: the tool's name as the model sees it.
@@ -54,8 +61,13 @@ def securepy_tool(
             the host functions as Python signatures.
         timeout: seconds per call; None for none.
         max_output_chars: bound on the text the model reads back.
+        cache_control: the definition's ``cache_control`` (e.g. ``{"type": "ephemeral"}``):
+            the run_python description grows with every host tool, so it is the natural
+            prompt-cache breakpoint.
+        strict: the definition's ``strict`` flag (the schema is strict-ready).
         **session_options: options for the session the tool creates when given neither
-            ``session`` nor ``pool`` (see ``securepy.Session``), e.g. ``sandbox=False``.
+            ``session`` nor ``pool`` (see ``securepy.Session``), e.g. ``sandbox=False``;
+            ``sanitize_errors`` defaults to True here.
 
     Returns:
         A :class:`SecurePyTool`; close it (or use it as a context manager) to stop the
@@ -66,19 +78,16 @@ def securepy_tool(
             unknown session option.
         ValueError: ``max_output_chars`` is not positive, or two tools share a name.
     """
-    converted = [
-        from_anthropic_tool(item) if isinstance(item, BetaFunctionTool | BetaAsyncFunctionTool)
-        else item
-        for item in tools
-    ]
-    runner = SandboxRunner(tools=converted, session=session, pool=pool, name=name,
+    runner = SandboxRunner(tools=tools, session=session, pool=pool, name=name,
                            description=description, timeout=timeout,
-                           max_output_chars=max_output_chars, **session_options)
-    return SecurePyTool(runner)
+                           max_output_chars=max_output_chars, convert=convert,
+                           framework="Anthropic", **session_options)
+    options: dict[str, Any] = {"cache_control": cache_control, "strict": strict}
+    return SecurePyTool(runner, **{k: v for k, v in options.items() if v is not None})
 
 
 @typing.final
-class SecurePyTool:
+class SecurePyTool(SandboxToolMixin):
     """A "run Python" tool for the Anthropic Messages API, made by :func:`securepy_tool`.
 
     Use :attr:`definition` in ``tools=[...]`` and :meth:`handle` (or :meth:`ahandle`) on each
@@ -88,40 +97,20 @@ class SecurePyTool:
 
     Args:
         runner: the shared ``securepy.adapters.SandboxRunner`` this tool wraps.
+        **definition_options: extra definition fields (``cache_control``, ``strict``), also
+            given to the beta tools.
     """
 
-    def __init__(self, runner: SandboxRunner) -> None:
+    def __init__(self, runner: SandboxRunner, **definition_options: Any) -> None:
         self._runner = runner
-
-    def __repr__(self) -> str:
-        return f"<securepy_anthropic.SecurePyTool name={self.name!r}>"
-
-    def __enter__(self) -> SecurePyTool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    @property
-    def name(self) -> str:
-        """The tool's name as the model sees it."""
-        return self._runner.name
-
-    @property
-    def description(self) -> str:
-        """The tool's description, listing the host functions available inside."""
-        return self._runner.description
-
-    @property
-    def tools(self) -> dict[str, securepy.Tool]:
-        """The host tools callable from the code, by name."""
-        return dict(self._runner.tools)
+        self._options = definition_options
 
     @property
     def definition(self) -> ToolParam:
         """The tool definition (``name``, ``description``, ``input_schema``) for ``tools=``."""
-        return {"name": self.name, "description": self.description,
-                "input_schema": _input_schema()}
+        definition: dict[str, Any] = {"name": self.name, "description": self.description,
+                                      "input_schema": code_schema(), **self._options}
+        return typing.cast(ToolParam, definition)
 
     @functools.cached_property
     def beta_tool(self) -> BetaFunctionTool[Callable[[str], str]]:
@@ -132,14 +121,14 @@ class SecurePyTool:
         """
         return _with_close(BetaFunctionTool(
             _sync_beta_function(self._runner), name=self.name, description=self.description,
-            input_schema=_input_schema()), self._runner)
+            input_schema=code_schema(), **self._options), self._runner)
 
     @functools.cached_property
     def beta_async_tool(self) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, str]]]:
         """Async counterpart of :attr:`beta_tool`, for the ``AsyncAnthropic`` tool runner."""
         return _with_close(BetaAsyncFunctionTool(
             _async_beta_function(self._runner), name=self.name, description=self.description,
-            input_schema=_input_schema()), self._runner)
+            input_schema=code_schema(), **self._options), self._runner)
 
     def handle(self, block: Any) -> ToolResultBlockParam:
         """Run the code of one ``tool_use`` block and return its ``tool_result`` block.
@@ -167,26 +156,20 @@ class SecurePyTool:
             return _tool_result(tool_use_id, problem, is_error=True)
         return _result_of(tool_use_id, await self._runner.arun(code))
 
-    def close(self) -> None:
-        """Close the session this tool created; a session or pool passed in stays open."""
-        self._runner.close()
-
     def _read_block(self, block: Any) -> tuple[str, str, str | None]:
         """The block's id and code, or a problem the model can read instead of the code."""
-        kind, name, arguments = (_field(block, key) for key in ("type", "name", "input"))
-        tool_use_id = _field(block, "id")
+        kind, name, arguments = (field_of(block, key) for key in ("type", "name", "input"))
+        tool_use_id = field_of(block, "id")
         tool_use_id = tool_use_id if isinstance(tool_use_id, str) else ""
         if kind != "tool_use" or not tool_use_id:
             return tool_use_id, "", (
                 f"Error: expected a tool_use block with an id, got {_shorten(block)}")
         if name != self.name:
             return tool_use_id, "", f"Error: this handler runs {self.name!r}, not {name!r}."
-        code = arguments.get("code") if isinstance(arguments, Mapping) else None
-        if not isinstance(code, str):
-            return tool_use_id, "", (
-                f"Error: {self.name} takes an input object with a 'code' string, got "
-                f"{_shorten(arguments)}.")
-        return tool_use_id, code, None
+        problem = code_problem(self.name, arguments)
+        if problem is not None:
+            return tool_use_id, "", problem
+        return tool_use_id, str(arguments["code"]), None
 
 
 _BetaToolT = typing.TypeVar("_BetaToolT", bound=BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any])
@@ -212,17 +195,6 @@ def _async_beta_function(runner: SandboxRunner) -> Callable[[str], Coroutine[Any
         return _text_or_raise(await runner.arun(code))
 
     return run_python
-
-
-def _field(block: Any, key: str) -> Any:
-    return block.get(key) if isinstance(block, Mapping) else getattr(block, key, None)
-
-
-def _input_schema() -> dict[str, Any]:
-    # A fresh dict each time: callers and the SDK may mutate what they are given.
-    return {"type": "object",
-            "properties": {"code": {"type": "string", "description": _CODE_DESCRIPTION}},
-            "required": ["code"], "additionalProperties": False}
 
 
 def _result_of(tool_use_id: str, outcome: RunOutcome) -> ToolResultBlockParam:

@@ -1,10 +1,18 @@
-"""What every framework adapter shares: the sandbox as a "run Python" tool.
+"""What every framework adapter shares: the sandbox as a "run Python" tool, in one shape.
 
-An adapter (securepy-langchain, -openai, -anthropic, -llamaindex) converts its framework's tools
-into :class:`securepy.Tool` objects, builds one :class:`SandboxRunner`, and wraps it in the
-framework's own tool type. The runner owns a session it creates (lazily, on first use) or uses a
-session or pool the caller passes, and turns every result and every failure into text a model
-can read, so an agent loop never breaks on an error in the code.
+An adapter (securepy-langchain, -openai, -anthropic, -llamaindex) is a thin layer over this
+module. It builds one :class:`SandboxRunner` (passing ``convert=`` so its framework's native
+tools can go straight into ``tools=``), offers the runner as its framework's own tool type with
+the one argument described by :func:`code_schema`, and converts native tools into
+:class:`securepy.Tool` objects with :func:`host_tool`. The runner owns a session it creates
+(lazily, on first use; with ``sanitize_errors=True`` unless told otherwise, since its errors are
+read by a model) or uses a session or pool the caller passes, and turns every result and every
+failure into text a model can read, so an agent loop never breaks on an error in the code.
+
+The run_python description lists each host tool as a Python stub: its signature with the return
+type, its docstring, and an ``Args:`` section built from the argument descriptions in its schema
+(when the docstring has none). Each stub is cut to :data:`TOOL_DESCRIPTION_CHARS`; once the
+listing passes :data:`DESCRIPTION_BUDGET_CHARS`, the remaining tools are listed by signature only.
 """
 
 from __future__ import annotations
@@ -12,13 +20,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
+import re
 import threading
 import typing
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ._config import make_config
+from ._config import OnOutput, make_config
 from ._execution import DEFAULT_TEXT_CHARS, truncate_middle
 from ._pool import AsyncSessionPool, SessionPool
 from ._session import AsyncSession, Session
@@ -26,11 +36,21 @@ from ._tools import Tool, collect_tools
 from .errors import ExecutionError, ExecutionTimeout, SandboxUnavailableError, SecurePyError
 
 __all__ = [
+    "CODE_DESCRIPTION",
     "DEFAULT_DESCRIPTION",
     "DEFAULT_TEXT_CHARS",
+    "DESCRIPTION_BUDGET_CHARS",
+    "TOOL_DESCRIPTION_CHARS",
     "RunOutcome",
     "SandboxRunner",
+    "SandboxToolMixin",
+    "code_problem",
+    "code_schema",
     "describe_error",
+    "describe_sandbox",
+    "describe_tool",
+    "field_of",
+    "host_tool",
 ]
 
 DEFAULT_DESCRIPTION = (
@@ -38,6 +58,40 @@ DEFAULT_DESCRIPTION = (
     "kept between calls, like a notebook. The sandbox has no network access and cannot read "
     "host files. Anything printed is returned, followed by the value of the last expression."
 )
+CODE_DESCRIPTION = (
+    "Python source to run in the persistent sandboxed session; what it prints is returned, "
+    "then the value of its last expression."
+)
+#: Most characters of one host tool's stub in the run_python description.
+TOOL_DESCRIPTION_CHARS = 2000
+#: Past this many characters of stubs, further host tools are listed by signature only.
+DESCRIPTION_BUDGET_CHARS = 16000
+
+Convert = Callable[[Any], "Tool | None"]
+
+
+def code_schema() -> dict[str, Any]:
+    """The run_python argument schema every adapter sends: one required ``code`` string.
+
+    A fresh dict each call (callers and SDKs may mutate what they are given); strict-mode
+    ready (no optional properties, ``additionalProperties: false``).
+    """
+    return {"type": "object",
+            "properties": {"code": {"type": "string", "description": CODE_DESCRIPTION}},
+            "required": ["code"], "additionalProperties": False}
+
+
+def code_problem(name: str, arguments: Any) -> str | None:
+    """None when ``arguments`` is ``{"code": <str>}``; else the text telling the model why not.
+
+    Args:
+        name: the tool's name as the model sees it.
+        arguments: the decoded arguments the model sent.
+    """
+    if isinstance(arguments, Mapping) and isinstance(arguments.get("code"), str):
+        return None
+    return (f'Error: {name} takes one argument, a "code" string, e.g. '
+            f'{{"code": "print(1 + 1)"}}; got {_shorten(arguments)}.')
 
 
 @typing.final
@@ -65,32 +119,39 @@ class SandboxRunner:
     """Runs model-written code for an adapter and renders the outcome for the model.
 
     Args:
-        tools: securepy Tools or plain typed functions (already converted by the adapter).
+        tools: securepy Tools, plain typed functions, and (with ``convert``) native tools.
         session: a Session or AsyncSession to use; it is left open.
         pool: a SessionPool or AsyncSessionPool to use instead; it is left open.
         name: the tool's name as the model sees it.
-        description: the tool's description; default: :data:`DEFAULT_DESCRIPTION` plus the
-            list of host tools.
+        description: the tool's description; default: :data:`DEFAULT_DESCRIPTION` plus a
+            stub of each host tool (:func:`describe_sandbox`).
         timeout: seconds per run; None for none.
         max_output_chars: bound on the text the model sees.
+        convert: the adapter's converter: returns a securepy Tool for one of its framework's
+            native tools, None for anything else (kept as it is).
+        framework: the framework's name, for the error naming what ``tools=`` accepts.
         **session_options: options for the session the runner creates when given neither
-            ``session`` nor ``pool`` (see :class:`securepy.Session`).
+            ``session`` nor ``pool`` (see :class:`securepy.Session`). ``sanitize_errors``
+            defaults to True here: the errors are read by a model.
 
     Raises:
-        TypeError: both ``session`` and ``pool`` given, or an unknown session option.
+        TypeError: both ``session`` and ``pool`` given, an unknown session option, or an item
+            of ``tools`` that is none of the accepted kinds.
         ValueError: ``max_output_chars`` is not positive.
     """
 
     def __init__(
         self,
         *,
-        tools: Iterable[Tool | Callable[..., Any]] = (),
+        tools: Iterable[Any] = (),
         session: Session | AsyncSession | None = None,
         pool: SessionPool | AsyncSessionPool | None = None,
         name: str = "run_python",
         description: str | None = None,
         timeout: float | None = 30,
         max_output_chars: int = DEFAULT_TEXT_CHARS,
+        convert: Convert | None = None,
+        framework: str | None = None,
         **session_options: Any,
     ) -> None:
         if session is not None and pool is not None:
@@ -98,7 +159,7 @@ class SandboxRunner:
         if not isinstance(max_output_chars, int) or max_output_chars <= 0:
             raise ValueError(f"max_output_chars must be a positive integer, got "
                              f"{max_output_chars!r}")
-        owned_tools = collect_tools(list(tools))
+        owned_tools = collect_tools(convert_tools(tools, convert, framework))
         if (session is not None or pool is not None) and session_options:
             raise TypeError(
                 f"session options ({', '.join(sorted(session_options))}) apply only to a "
@@ -108,8 +169,9 @@ class SandboxRunner:
             if owned_tools:
                 raise TypeError("tools= cannot be added to a session or pool you pass; give "
                                 "the tools to that session or pool")
-            self.tools = dict(target.tools) if hasattr(target, "tools") else {}
+            self.tools: dict[str, Tool] = dict(target.tools) if hasattr(target, "tools") else {}
         else:
+            session_options.setdefault("sanitize_errors", True)
             # Checks the options now, so a typo fails here rather than at the first run.
             make_config(list(owned_tools.values()), timeout=timeout, **session_options)
             self.tools = owned_tools
@@ -119,7 +181,6 @@ class SandboxRunner:
         self.timeout = timeout
         self.max_output_chars = max_output_chars
         self._target: AnySession | None = session if session is not None else pool
-        self._owns_target = self._target is None
         self._session_options = session_options
         self._lock = threading.Lock()
         self._finalizer: weakref.finalize[Any, Any] | None = None
@@ -129,8 +190,12 @@ class SandboxRunner:
         """The session or pool in use (None until an owned session is first needed)."""
         return self._target
 
-    def run(self, code: str) -> RunOutcome:
+    def run(self, code: str, *, on_output: OnOutput | None = None) -> RunOutcome:
         """Run ``code`` and return the outcome; never raises for a failure of the code.
+
+        Args:
+            code: the Python source.
+            on_output: called as ``on_output(stream, text)`` while the code prints.
 
         Raises:
             securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host (a
@@ -143,25 +208,26 @@ class SandboxRunner:
         guard = self._lock if isinstance(target, Session) else contextlib.nullcontext()
         with guard:
             try:
-                execution = target.execute(code, timeout=self.timeout)
+                execution = target.execute(code, timeout=self.timeout, on_output=on_output)
             except SandboxUnavailableError:
                 raise  # a setup problem for the developer, not something the model can fix
             except SecurePyError as exc:
                 return self._failed(exc)
         return self._succeeded(execution)
 
-    async def arun(self, code: str) -> RunOutcome:
+    async def arun(self, code: str, *, on_output: OnOutput | None = None) -> RunOutcome:
         """Async counterpart of :meth:`run`; never blocks the event loop."""
         target = self._target
         if isinstance(target, AsyncSession | AsyncSessionPool):
             try:
-                execution = await target.execute(code, timeout=self.timeout)
+                execution = await target.execute(code, timeout=self.timeout,
+                                                 on_output=on_output)
             except SandboxUnavailableError:
                 raise
             except SecurePyError as exc:
                 return self._failed(exc)
             return self._succeeded(execution)
-        return await asyncio.to_thread(self.run, code)
+        return await asyncio.to_thread(self.run, code, on_output=on_output)
 
     def close(self) -> None:
         """Close the session this runner created (a session or pool passed in stays open)."""
@@ -186,17 +252,179 @@ class SandboxRunner:
         return RunOutcome(describe_error(error, self.max_output_chars), True, error=error)
 
 
+class SandboxToolMixin:
+    """The face every adapter's ``SecurePyTool`` shares, over its ``_runner``: ``name``,
+    ``description``, ``tools``, ``session``, ``close()`` and use as a context manager."""
+
+    _runner: SandboxRunner
+
+    @property
+    def name(self) -> str:
+        """The tool's name as the model sees it."""
+        return self._runner.name
+
+    @property
+    def description(self) -> str:
+        """The description the model sees, with a stub of each host tool."""
+        return self._runner.description
+
+    @property
+    def tools(self) -> dict[str, Tool]:
+        """The host tools callable from the code, by name."""
+        return dict(self._runner.tools)
+
+    @property
+    def session(self) -> AnySession | None:
+        """The session or pool in use (None until an owned session is first needed)."""
+        return self._runner.session
+
+    def close(self) -> None:
+        """Close the session this tool created; a session or pool passed in stays open."""
+        self._runner.close()
+
+    def __enter__(self) -> typing.Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__module__}.SecurePyTool {self.name!r} tools={sorted(self.tools)}>"
+
+
+def convert_tools(items: Iterable[Any], convert: Convert | None,
+                  framework: str | None = None) -> list[Tool | Callable[..., Any]]:
+    """``items`` with each native tool converted; securepy Tools and functions as they are.
+
+    Raises:
+        TypeError: an item is neither a securepy Tool, a function with a name that is a
+            Python identifier, nor a native tool ``convert`` accepts.
+    """
+    if isinstance(items, Tool) or callable(items):
+        items = [items]
+    result: list[Tool | Callable[..., Any]] = []
+    for item in items:
+        converted = convert(item) if convert is not None and not isinstance(item, Tool) else None
+        if converted is not None:
+            result.append(converted)
+        elif isinstance(item, Tool) or (callable(item)
+                                        and str(getattr(item, "__name__", "")).isidentifier()):
+            result.append(item)
+        else:
+            native = f", {framework} tools" if framework else ""
+            raise TypeError(f"tools= takes securepy Tools, typed functions{native}; got "
+                            f"{type(item).__module__}.{type(item).__qualname__} "
+                            f"{_shorten(item, 80)}")
+    return result
+
+
+def host_tool(
+    name: str,
+    description: str,
+    fn: Callable[..., Any],
+    *,
+    parameters: Mapping[str, Any],
+    returns_like: Callable[..., Any] | None = None,
+    **tool_options: Any,
+) -> Tool:
+    """A securepy Tool calling a native tool on the host, as every ``from_<fw>_tool`` builds it.
+
+    Args:
+        name: the function's name inside the sandbox.
+        description: the native tool's description, kept as it is.
+        fn: the host function (sync or async) taking the arguments as keywords.
+        parameters: the native tool's argument schema, as the model would see it.
+        returns_like: the native tool's own function, whose return annotation the stub in
+            the run_python description shows.
+        **tool_options: ``timeout``, ``max_calls``, ``approve`` (see :class:`securepy.Tool`).
+    """
+    returns = _return_annotation(returns_like) if returns_like is not None else _EMPTY
+    if returns_like is not fn:  # never rewrite the caller's own function
+        annotations = dict(getattr(fn, "__annotations__", {}))
+        annotations.pop("return", None)
+        if returns is not _EMPTY:
+            annotations["return"] = returns
+        with contextlib.suppress(AttributeError, TypeError):
+            fn.__annotations__ = annotations
+    return Tool(name, description, fn, parameters=dict(parameters), **tool_options)
+
+
 def describe_sandbox(tools: Iterable[Tool]) -> str:
-    """:data:`DEFAULT_DESCRIPTION`, plus each host tool as a Python signature."""
-    listed = [f"- {tool.summary()}" for tool in tools]
+    """:data:`DEFAULT_DESCRIPTION`, plus a Python stub of each host tool (within the budget)."""
+    listed: list[str] = []
+    used = 0
+    for tool in tools:
+        stub = describe_tool(tool) if used < DESCRIPTION_BUDGET_CHARS else _header(tool) + " ..."
+        used += len(stub)
+        listed.append(stub)
     if not listed:
         return DEFAULT_DESCRIPTION
     return (
         DEFAULT_DESCRIPTION
         + "\nThese host functions are defined inside the session; call them like normal "
-        "Python functions (they block until the host answers; a failure raises ToolError):\n"
-        + "\n".join(listed)
+        "Python functions (they block until the host answers; a failure raises ToolError):\n\n"
+        + "\n\n".join(listed)
     )
+
+
+def describe_tool(tool: Tool, max_chars: int = TOOL_DESCRIPTION_CHARS) -> str:
+    """One host tool as the model reads it: a ``def`` line with the return type, then a
+    docstring with the description and an ``Args:`` section from the schema's argument
+    descriptions (unless the description already documents its arguments)."""
+    doc = inspect.cleandoc(tool.description) if tool.description.strip() else ""
+    args = _argument_lines(tool.parameters)
+    if args and not _DOCUMENTS_ARGS.search(doc):
+        doc = (doc + "\n\n" if doc else "") + "Args:\n" + "\n".join(args)
+    if len(doc) > max_chars:
+        doc = doc[:max_chars].rstrip() + " [...]"
+    if not doc:
+        return _header(tool) + " ..."
+    first, *rest = doc.replace('"' * 3, "'" * 3).splitlines()
+    body = "".join("\n" + ("    " + line).rstrip() for line in rest)
+    quotes = '"' * 3
+    closing = f"\n    {quotes}" if rest else quotes
+    return f"{_header(tool)}\n    {quotes}{first}{body}{closing}"
+
+
+_EMPTY = inspect.Signature.empty
+_DOCUMENTS_ARGS = re.compile(r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s",
+                             re.MULTILINE)
+
+
+def _header(tool: Tool) -> str:
+    returns = _return_annotation(tool.fn)
+    return f"def {tool.signature()}" + (f" -> {_type_name(returns)}:" if returns is not _EMPTY
+                                         else ":")
+
+
+def _argument_lines(parameters: Mapping[str, Any]) -> list[str]:
+    properties = parameters.get("properties")
+    if not isinstance(properties, Mapping):
+        return []
+    lines = []
+    for name, prop in properties.items():
+        text = prop.get("description") if isinstance(prop, Mapping) else None
+        if isinstance(text, str) and text.strip():
+            lines.append(f"    {name}: {' '.join(text.split())}")
+    return lines
+
+
+def _return_annotation(fn: Any) -> Any:
+    try:
+        returns = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return _EMPTY
+    return returns
+
+
+def _type_name(annotation: Any) -> str:
+    if isinstance(annotation, str):
+        return annotation
+    if annotation is None or annotation is type(None):
+        return "None"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__qualname__
+    return re.sub(r"\btyping\.|\bcollections\.abc\.", "", repr(annotation))
 
 
 def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) -> str:
@@ -214,3 +442,16 @@ def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) ->
     else:
         parts.append(f"Error ({type(error).__name__}): {error}")
     return truncate_middle("\n".join(parts), max_chars)
+
+
+def field_of(item: Any, key: str) -> Any:
+    """``item[key]`` for a mapping, else ``item.key``; None when absent (SDK objects and the
+    dicts users write for them read alike)."""
+    if isinstance(item, Mapping):
+        return item.get(key)
+    return getattr(item, key, None)
+
+
+def _shorten(value: Any, limit: int = 200) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

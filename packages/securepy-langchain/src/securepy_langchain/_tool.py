@@ -1,23 +1,167 @@
-"""The sandbox as a LangChain tool: ``securepy_tool`` returns a BaseTool taking one ``code``."""
+"""The sandbox as a LangChain tool: ``SecurePyTool``, a BaseTool taking one ``code`` string."""
 
 from __future__ import annotations
 
+import asyncio
 import typing
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, Literal
 
 import securepy
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
 from langchain_core.tools import BaseTool, ToolException
-from pydantic import BaseModel, Field, PrivateAttr
-from securepy.adapters import DEFAULT_TEXT_CHARS, RunOutcome, SandboxRunner
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
+from pydantic.v1 import ValidationError as ValidationErrorV1
+from securepy.adapters import (
+    CODE_DESCRIPTION,
+    DEFAULT_TEXT_CHARS,
+    RunOutcome,
+    SandboxRunner,
+    code_problem,
+)
 
-from ._convert import convert_tools
+from ._convert import convert
 
 __all__ = ["RunPythonInput", "SecurePyTool", "securepy_tool"]
 
 _SessionOrPool = (securepy.Session | securepy.AsyncSession | securepy.SessionPool
                   | securepy.AsyncSessionPool)
+
+
+@typing.final
+class RunPythonInput(BaseModel):
+    """The one argument of the sandbox tool (``securepy.adapters.code_schema()``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    code: str = Field(description=CODE_DESCRIPTION)
+
+
+class SecurePyTool(BaseTool):
+    """The sandbox as a LangChain tool: a persistent Python session the model writes code for.
+
+    Construct it directly or through :func:`securepy_tool` (same arguments). It takes one
+    argument, ``code``, and answers in LangChain's ``content_and_artifact`` form: the text the
+    model reads (the output, then the last expression's value), with the
+    :class:`securepy.Execution` as the ``ToolMessage``'s artifact. An exception in the code, a
+    timeout, a refused host call and malformed arguments all come back as text with
+    ``status="error"``, never as an exception in the agent loop. What the code prints is
+    streamed to the run's callbacks (``on_text``) as it is printed.
+
+    Args:
+        tools: host functions callable from the code: LangChain tools (converted with
+            :func:`from_langchain_tool`), securepy Tools and plain typed functions, mixed.
+        session: a Session or AsyncSession to run the code in; it is left open.
+        pool: a SessionPool or AsyncSessionPool instead; it is left open.
+        name: the tool's name as the model sees it (default ``"run_python"``).
+        description: replaces the generated description (which lists each host tool as a
+            Python stub).
+        timeout: seconds each run may take; None for no limit.
+        max_output_chars: bound on the text the model sees; longer output is cut in the
+            middle, with a visible note.
+        **options: other BaseTool fields (``tags``, ``callbacks``, ...) and options for the
+            session the tool creates (see :class:`securepy.Session`: ``sandbox=``,
+            ``limits=``, ``sanitize_errors=`` (default True here), ...).
+
+    Raises:
+        TypeError: both ``session`` and ``pool``, ``tools=`` or session options with a
+            session or pool, an unknown session option, or a tool of an unknown kind.
+        ValueError: a tool cannot be converted, or ``max_output_chars`` is not positive.
+    """
+
+    name: str = "run_python"
+    description: str = ""
+    args_schema: type[BaseModel] = RunPythonInput
+    response_format: Literal["content", "content_and_artifact"] = "content_and_artifact"
+    # Failed runs raise ToolException; LangChain turns it into the result, status="error".
+    handle_tool_error: bool = True
+    timeout: float | None = 30
+    max_output_chars: int = DEFAULT_TEXT_CHARS
+    _runner: SandboxRunner = PrivateAttr()
+
+    def __init__(
+        self,
+        *,
+        tools: Iterable[BaseTool | securepy.Tool | Callable[..., Any]] = (),
+        session: securepy.Session | securepy.AsyncSession | None = None,
+        pool: securepy.SessionPool | securepy.AsyncSessionPool | None = None,
+        **options: Any,
+    ) -> None:
+        fields = {key: options.pop(key) for key in list(options) if key in type(self).model_fields}
+        super().__init__(**fields)
+        self._runner = SandboxRunner(
+            tools=tools, session=session, pool=pool, name=self.name,
+            description=self.description or None, timeout=self.timeout,
+            max_output_chars=self.max_output_chars, convert=convert, framework="LangChain",
+            **options)
+        self.description = self._runner.description
+        # Malformed arguments (no "code", not a string) go back to the model as text.
+        self.handle_validation_error = self._argument_error
+
+    @property
+    def tools(self) -> dict[str, securepy.Tool]:
+        """The host tools callable from the code, by name."""
+        return dict(self._runner.tools)
+
+    @property
+    def session(self) -> _SessionOrPool | None:
+        """The session or pool in use (None until an owned session is first needed)."""
+        return self._runner.session
+
+    def close(self) -> None:
+        """Stop the session this tool created; a session or pool passed in stays open."""
+        self._runner.close()
+
+    def __enter__(self) -> SecurePyTool:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(
+        self, code: str, run_manager: CallbackManagerForToolRun | None = None
+    ) -> tuple[str, securepy.Execution]:
+        on_output = None
+        if run_manager is not None:
+            manager = run_manager
+
+            def on_output(stream: str, text: str) -> None:
+                manager.on_text(text, stream=stream)
+
+        return _content_and_artifact(self._runner.run(code, on_output=on_output))
+
+    async def _arun(
+        self, code: str, run_manager: AsyncCallbackManagerForToolRun | None = None
+    ) -> tuple[str, securepy.Execution]:
+        if run_manager is None:
+            return _content_and_artifact(await self._runner.arun(code))
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[Any]] = []
+        manager = run_manager
+
+        def on_output(stream: str, text: str) -> None:
+            # Called on the loop (an async session) or on the runner's thread (a sync one).
+            coroutine = manager.on_text(text, stream=stream)
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                pending.append(asyncio.ensure_future(coroutine))
+            else:
+                pending.append(asyncio.wrap_future(
+                    asyncio.run_coroutine_threadsafe(coroutine, loop), loop=loop))
+
+        try:
+            outcome = await self._runner.arun(code, on_output=on_output)
+        finally:
+            await asyncio.gather(*pending, return_exceptions=True)
+        return _content_and_artifact(outcome)
+
+    def _argument_error(self, error: ValidationError | ValidationErrorV1) -> str:
+        problems = error.errors()
+        given = problems[0].get("input") if problems else None
+        return code_problem(self.name, given) or f"Error: {error}"
 
 
 def securepy_tool(
@@ -31,14 +175,7 @@ def securepy_tool(
     max_output_chars: int = DEFAULT_TEXT_CHARS,
     **session_options: Any,
 ) -> SecurePyTool:
-    """The sandbox as a LangChain tool: a persistent Python session the model writes code for.
-
-    The tool takes one argument, ``code``. Its description lists every host tool available
-    inside as a Python signature, so the model can call them without another round trip.
-    It returns the code's output and the value of its last expression; an exception in the
-    code, a timeout, a denied tool call or a dead session is raised as a ``ToolException``
-    that LangChain turns into the tool's result (a ``ToolMessage`` with ``status="error"``
-    when invoked with a tool call), so the agent loop carries on.
+    """The sandbox as a LangChain tool; the arguments are those of :class:`SecurePyTool`.
 
     Example:
         >>> from securepy_langchain import securepy_tool
@@ -50,73 +187,19 @@ def securepy_tool(
         '85.0'
         >>> sandbox.close()
 
-    Args:
-        tools: host functions callable from the code: LangChain tools (converted with
-            :func:`from_langchain`), securepy Tools and plain typed functions, mixed.
-        session: a Session or AsyncSession to run the code in; it is left open.
-        pool: a SessionPool or AsyncSessionPool instead; it is left open.
-        name: the tool's name as the model sees it.
-        description: replaces the generated description.
-        timeout: seconds each run may take; None for no limit.
-        max_output_chars: bound on the text the model sees; longer output is cut in the
-            middle, with a visible note.
-        **session_options: options for the session the tool creates when given neither
-            ``session`` nor ``pool`` (see :class:`securepy.Session`, e.g. ``sandbox=``,
-            ``limits=``).
-
     Returns:
-        A :class:`SecurePyTool`. Close it (``tool.close()``) to stop a session it created;
-        it is also stopped when the tool is garbage collected.
+        A :class:`SecurePyTool`. Close it (``tool.close()``, or use it as a context manager)
+        to stop a session it created; it is also stopped when the tool is garbage collected.
 
     Raises:
-        TypeError: both ``session`` and ``pool`` given, ``tools=`` or session options given
-            with a session or pool, or an unknown session option.
-        ValueError: a tool cannot be converted, or ``max_output_chars`` is not positive.
+        TypeError, ValueError: as :class:`SecurePyTool`.
     """
-    runner = SandboxRunner(tools=convert_tools(tools), session=session, pool=pool, name=name,
-                           description=description, timeout=timeout,
-                           max_output_chars=max_output_chars, **session_options)
-    sandbox = SecurePyTool(name=runner.name, description=runner.description)
-    sandbox._runner = runner
-    return sandbox
+    return SecurePyTool(tools=tools, session=session, pool=pool, name=name,
+                        description=description or "", timeout=timeout,
+                        max_output_chars=max_output_chars, **session_options)
 
 
-@typing.final
-class RunPythonInput(BaseModel):
-    """The one argument of the sandbox tool."""
-
-    code: str = Field(description="Python source to run in the persistent sandboxed session.")
-
-
-@typing.final
-class SecurePyTool(BaseTool):
-    """A LangChain tool that runs Python code in a securepy session; make it with
-    :func:`securepy_tool`."""
-
-    args_schema: type[BaseModel] = RunPythonInput
-    # Turns the ToolException every failed run raises into the tool's result.
-    handle_tool_error: bool = True
-    _runner: SandboxRunner = PrivateAttr()
-
-    @property
-    def session(self) -> _SessionOrPool | None:
-        """The session or pool in use (None until an owned session is first needed)."""
-        return self._runner.session
-
-    def close(self) -> None:
-        """Stop the session this tool created; a session or pool passed in stays open."""
-        self._runner.close()
-
-    def _run(self, code: str, run_manager: CallbackManagerForToolRun | None = None) -> str:
-        return _text_or_raise(self._runner.run(code))
-
-    async def _arun(
-        self, code: str, run_manager: AsyncCallbackManagerForToolRun | None = None
-    ) -> str:
-        return _text_or_raise(await self._runner.arun(code))
-
-
-def _text_or_raise(outcome: RunOutcome) -> str:
+def _content_and_artifact(outcome: RunOutcome) -> tuple[str, securepy.Execution]:
     if outcome.is_error:
         raise ToolException(outcome.text)
-    return outcome.text
+    return outcome.text, outcome.execution

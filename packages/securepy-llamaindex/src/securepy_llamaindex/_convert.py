@@ -7,11 +7,13 @@ from typing import Any
 
 import securepy
 from llama_index.core.tools import AsyncBaseTool, BaseTool, FunctionTool, ToolOutput
+from securepy.adapters import host_tool
 
-__all__ = ["from_llamaindex"]
+__all__ = ["convert", "from_llamaindex", "from_llamaindex_tool"]
 
 
-def from_llamaindex(tool: BaseTool, *, name: str | None = None) -> securepy.Tool:
+def from_llamaindex_tool(tool: BaseTool, *, name: str | None = None,
+                         **tool_options: Any) -> securepy.Tool:
     """Make a LlamaIndex tool callable from sandboxed code.
 
     Name, description and argument schema come from the tool's metadata
@@ -26,6 +28,7 @@ def from_llamaindex(tool: BaseTool, *, name: str | None = None) -> securepy.Tool
         tool: a ``FunctionTool``, ``AsyncBaseTool`` or ``BaseTool``.
         name: the function's name inside the sandbox; default: the tool's metadata name
             (which must then be a Python identifier).
+        **tool_options: ``timeout``, ``max_calls``, ``approve`` (see :class:`securepy.Tool`).
 
     Returns:
         A :class:`securepy.Tool` to pass to a session, a pool or ``securepy_tool(tools=...)``.
@@ -36,7 +39,7 @@ def from_llamaindex(tool: BaseTool, *, name: str | None = None) -> securepy.Tool
         ValueError: the tool has no name, or its name is not a valid Python identifier.
     """
     if not isinstance(tool, BaseTool):
-        raise TypeError(f"from_llamaindex() takes a LlamaIndex BaseTool, not "
+        raise TypeError(f"from_llamaindex_tool() takes a LlamaIndex BaseTool, not "
                         f"{type(tool).__name__}")
     metadata = tool.metadata
     tool_name = name if name is not None else metadata.name
@@ -45,8 +48,20 @@ def from_llamaindex(tool: BaseTool, *, name: str | None = None) -> securepy.Tool
     if isinstance(tool, FunctionTool) and tool.requires_context:
         raise TypeError(f"tool {tool_name!r} takes a workflow Context, which code in the "
                         "sandbox cannot supply; wrap a function without it")
-    return securepy.Tool(tool_name, _description_of(metadata.description, metadata.name),
-                         _host_function(tool), parameters=metadata.get_parameters_dict())
+    returns_like = tool.real_fn if isinstance(tool, FunctionTool) else None
+    return host_tool(tool_name, _description_of(metadata.description, metadata.name),
+                     _host_function(tool), parameters=metadata.get_parameters_dict(),
+                     returns_like=returns_like, **tool_options)
+
+
+def convert(item: Any) -> securepy.Tool | None:
+    """The converter ``securepy_tool(tools=...)`` applies: a LlamaIndex tool through
+    :func:`from_llamaindex_tool`; None for anything else."""
+    return from_llamaindex_tool(item) if isinstance(item, BaseTool) else None
+
+
+#: The earlier name of :func:`from_llamaindex_tool`; prefer the new one.
+from_llamaindex = from_llamaindex_tool
 
 
 def _description_of(description: str, native_name: str | None) -> str:

@@ -1,4 +1,5 @@
-"""The sandbox as a LlamaIndex tool: securepy_tool, SecurePyToolSpec and code_execute_fn."""
+"""The sandbox as a LlamaIndex tool: SecurePyTool (a FunctionTool), SecurePyToolSpec and
+code_execute_fn."""
 
 from __future__ import annotations
 
@@ -9,47 +10,52 @@ import securepy
 from llama_index.core.bridge.pydantic import BaseModel, Field
 from llama_index.core.tools import FunctionTool, ToolMetadata, ToolOutput
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
-from securepy.adapters import RunOutcome, SandboxRunner
+from securepy.adapters import (
+    CODE_DESCRIPTION,
+    DEFAULT_TEXT_CHARS,
+    RunOutcome,
+    SandboxRunner,
+    SandboxToolMixin,
+)
 
-__all__ = ["SecurePyToolSpec", "code_execute_fn", "securepy_tool"]
+from ._convert import convert
 
-# Mirrors securepy's own default (securepy._execution.DEFAULT_TEXT_CHARS), which is private.
-DEFAULT_MAX_OUTPUT_CHARS = 8000
+__all__ = ["SecurePyTool", "SecurePyToolSpec", "code_execute_fn", "securepy_tool"]
 
 AnySession = securepy.Session | securepy.AsyncSession
 AnyPool = securepy.SessionPool | securepy.AsyncSessionPool
 
 
 class RunPythonArguments(BaseModel):
-    """The one argument of the ``run_python`` tool."""
+    """The one argument of the ``run_python`` tool (``securepy.adapters.code_schema()``)."""
 
-    code: str = Field(description="Python source to run in the persistent sandboxed session.")
+    code: str = Field(description=CODE_DESCRIPTION)
 
 
 def securepy_tool(
     *,
-    tools: Iterable[securepy.Tool | Callable[..., Any]] = (),
+    tools: Iterable[Any] = (),
     session: AnySession | None = None,
     pool: AnyPool | None = None,
     name: str = "run_python",
     description: str | None = None,
     timeout: float | None = 30,
-    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    max_output_chars: int = DEFAULT_TEXT_CHARS,
     **session_options: Any,
-) -> FunctionTool:
-    """The sandbox as a LlamaIndex ``FunctionTool`` taking one ``code`` string.
+) -> SecurePyTool:
+    """The sandbox as a LlamaIndex tool taking one ``code`` string.
 
-    The tool has a sync and an async function, so it works with ``call`` and ``acall`` (as
-    agents use it). Its description lists the host ``tools`` available inside as Python
-    signatures. An exception in the code, a timeout or a refused call comes back as a
-    ``ToolOutput`` with ``is_error=True`` whose content the model reads, so the agent run
-    continues. Without ``session`` or ``pool`` the tool starts its own session on first use
-    and closes it when the tool is garbage-collected (or at exit); for a lifetime you control,
-    pass a session, or use :class:`SecurePyToolSpec` and its ``close()``.
+    The tool is a ``FunctionTool`` with a sync and an async function, so it works with
+    ``call`` and ``acall`` (as agents use it). Its description lists the host ``tools``
+    available inside as Python stubs. An exception in the code, a timeout or a refused call
+    comes back as a ``ToolOutput`` with ``is_error=True`` whose content the model reads, so the
+    agent run continues. Without ``session`` or ``pool`` the tool starts its own session on
+    first use; ``close()`` it (or use it as a context manager) to stop that session, which is
+    otherwise stopped when the tool is garbage-collected.
 
     Args:
-        tools: host tools callable inside: securepy Tools, plain typed functions, or LlamaIndex
-            tools converted with :func:`from_llamaindex`.
+        tools: host tools callable inside: securepy Tools, plain typed functions and LlamaIndex
+            tools (converted with :func:`from_llamaindex_tool`), mixed.
         session: a ``securepy.Session`` or ``AsyncSession`` to use; it is left open.
         pool: a ``securepy.SessionPool`` or ``AsyncSessionPool`` to use; it is left open.
         name: the tool's name as the model sees it.
@@ -57,35 +63,49 @@ def securepy_tool(
         timeout: seconds per run; None for none.
         max_output_chars: bound on the text the model reads per run.
         **session_options: options for the session the tool creates (see
-            ``securepy.Session``), e.g. ``sandbox=False`` or ``limits=``.
+            ``securepy.Session``), e.g. ``sandbox=False`` or ``limits=``;
+            ``sanitize_errors`` defaults to True here.
 
     Returns:
-        A ``FunctionTool`` for ``FunctionAgent(tools=[...])``, ``ReActAgent`` and the like.
+        A :class:`SecurePyTool` for ``FunctionAgent(tools=[...])``, ``ReActAgent`` and the like.
 
     Raises:
         TypeError: both ``session`` and ``pool``, ``tools`` or options with a session you
-            pass, or an unknown session option.
+            pass, an unknown session option, or a tool of an unknown kind.
         ValueError: ``max_output_chars`` is not positive.
     """
-    runner = SandboxRunner(tools=tools, session=session, pool=pool, name=name,
-                           description=description, timeout=timeout,
-                           max_output_chars=max_output_chars, **session_options)
-    return _function_tool(runner)
+    return SecurePyTool(SandboxRunner(
+        tools=tools, session=session, pool=pool, name=name, description=description,
+        timeout=timeout, max_output_chars=max_output_chars, convert=convert,
+        framework="LlamaIndex", **session_options))
 
 
-def _function_tool(runner: SandboxRunner) -> FunctionTool:
-    def run_python(code: str) -> ToolOutput:
-        return _tool_output(runner.name, code, runner.run(code))
+class SecurePyTool(SandboxToolMixin, FunctionTool):
+    """The sandbox as a LlamaIndex ``FunctionTool``; made by :func:`securepy_tool`.
 
-    async def arun_python(code: str) -> ToolOutput:
-        return _tool_output(runner.name, code, await runner.arun(code))
+    Has ``name``, ``description``, ``tools``, ``close()``, and is usable as a context manager.
 
-    metadata = ToolMetadata(description=runner.description, name=runner.name,
-                            fn_schema=RunPythonArguments)
-    # FunctionTool turns whatever the function returns into text content; a callback that
-    # returns a ToolOutput replaces that result outright, which keeps is_error for the agent.
-    return FunctionTool(fn=run_python, async_fn=arun_python, metadata=metadata,
-                        callback=_keep_tool_output, async_callback=_akeep_tool_output)
+    Args:
+        runner: the shared ``securepy.adapters.SandboxRunner`` this tool wraps.
+        metadata: replaces the tool's metadata (name, description, schema).
+    """
+
+    def __init__(self, runner: SandboxRunner, metadata: ToolMetadata | None = None) -> None:
+        self._runner = runner
+
+        def run_python(code: str) -> ToolOutput:
+            return _tool_output(runner.name, code, runner.run(code))
+
+        async def arun_python(code: str) -> ToolOutput:
+            return _tool_output(runner.name, code, await runner.arun(code))
+
+        if metadata is None:
+            metadata = ToolMetadata(description=runner.description, name=runner.name,
+                                    fn_schema=RunPythonArguments)
+        # FunctionTool turns whatever the function returns into text content; a callback
+        # that returns a ToolOutput replaces that result outright, keeping is_error.
+        super().__init__(fn=run_python, async_fn=arun_python, metadata=metadata,
+                         callback=_keep_tool_output, async_callback=_akeep_tool_output)
 
 
 def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
@@ -104,8 +124,9 @@ async def _akeep_tool_output(result: Any) -> ToolOutput | None:
 class SecurePyToolSpec(BaseToolSpec):
     """The sandbox as a LlamaIndex tool spec, the convention of ``llama-index-tools-*``.
 
-    ``to_tool_list()`` returns the same tool as :func:`securepy_tool`. The spec owns the
-    session it creates: ``close()`` it, or use it as a context manager.
+    ``to_tool_list()`` returns the same tool as :func:`securepy_tool`, also when it is asked
+    for by name (``spec_functions=["run_python"]``) or given replacement metadata. The spec
+    owns the session it creates: ``close()`` it, or use it as a context manager.
 
     Args:
         **options: the keyword arguments of :func:`securepy_tool`.
@@ -114,11 +135,16 @@ class SecurePyToolSpec(BaseToolSpec):
         TypeError, ValueError: as :func:`securepy_tool`.
     """
 
-    spec_functions: list[SPEC_FUNCTION_TYPE] = [("run_python", "arun_python")]  # noqa: RUF012 - BaseToolSpec's class-level convention
+    spec_functions: list[SPEC_FUNCTION_TYPE] = ["run_python"]  # noqa: RUF012 - BaseToolSpec's class-level convention
 
     def __init__(self, **options: Any) -> None:
-        self._runner = SandboxRunner(**options)
-        self._tool = _function_tool(self._runner)
+        self._tool = securepy_tool(**options)
+        self._runner = self._tool._runner
+
+    @property
+    def tool(self) -> SecurePyTool:
+        """The sandbox tool."""
+        return self._tool
 
     def run_python(self, code: str) -> ToolOutput:
         """Run ``code`` in the sandbox; a failure comes back as an error ``ToolOutput``."""
@@ -133,10 +159,19 @@ class SecurePyToolSpec(BaseToolSpec):
         spec_functions: list[SPEC_FUNCTION_TYPE] | None = None,
         func_to_metadata_mapping: dict[str, ToolMetadata] | None = None,
     ) -> list[FunctionTool]:
-        """The sandbox tool, as a one-item list (the base behaviour if arguments are given)."""
-        if spec_functions is None and func_to_metadata_mapping is None:
-            return [self._tool]
-        return super().to_tool_list(spec_functions, func_to_metadata_mapping)
+        """The sandbox tool for each of ``spec_functions`` naming ``run_python`` (or
+        ``arun_python``), with the metadata ``func_to_metadata_mapping`` gives it, if any."""
+        mapping = func_to_metadata_mapping or {}
+        tools: list[FunctionTool] = []
+        for spec in spec_functions or self.spec_functions:
+            names = [spec] if isinstance(spec, str) else list(spec)
+            if not set(names) & {"run_python", "arun_python"}:
+                tools += super().to_tool_list([spec], mapping)
+                continue
+            metadata = next((mapping[n] for n in names if n in mapping), None)
+            tools.append(self._tool if metadata is None
+                         else SecurePyTool(self._runner, metadata=metadata))
+        return tools
 
     def close(self) -> None:
         """Close the session this spec created (a session or pool passed in stays open)."""
@@ -153,7 +188,7 @@ def code_execute_fn(
     session_or_pool: AnySession | AnyPool,
     *,
     timeout: float | None = 30,
-    max_output_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    max_output_chars: int = DEFAULT_TEXT_CHARS,
 ) -> Callable[[str], Awaitable[dict[str, Any]]]:
     """An executor for ``CodeActAgent(code_execute_fn=...)`` that runs the agent's code in
     the sandbox.
@@ -162,7 +197,7 @@ def code_execute_fn(
     executor. Give the session those same tools, converted, so the code calls them on the
     host::
 
-        session = securepy.AsyncSession(tools=[from_llamaindex(t) for t in tools])
+        session = securepy.AsyncSession(tools=[from_llamaindex_tool(t) for t in tools])
         agent = CodeActAgent(code_execute_fn=code_execute_fn(session), tools=tools, llm=llm)
 
     The returned coroutine function gives a dict with ``success``, ``output`` (the bounded

@@ -7,12 +7,15 @@
     final = securepy_openai.run_tools(OpenAI(), model="gpt-5", tools=[sandbox],
                                       messages=[{"role": "user", "content": "..."}])
 
-The Agents SDK integration is in :mod:`securepy_openai.agents` (extra ``[agents]``).
+``from_openai_tool`` is the preferred conversion (``from_openai_function`` and
+``from_pydantic`` stay for the definition and pydantic forms). The Agents SDK integration is in
+:mod:`securepy_openai.agents` (extra ``[agents]``).
 """
 
 from __future__ import annotations
 
 from ._convert import from_openai_function as from_openai_function
+from ._convert import from_openai_tool as from_openai_tool
 from ._convert import from_pydantic as from_pydantic
 from ._loop import arun_response_tools as arun_response_tools
 from ._loop import arun_tools as arun_tools
@@ -29,13 +32,15 @@ __all__ = [
     "arun_response_tools",
     "arun_tools",
     "from_openai_function",
+    "from_openai_tool",
     "from_pydantic",
     "run_response_tools",
     "run_tools",
     "securepy_tool",
 ]
 
-for _name in ("SecurePyTool", "securepy_tool", "from_openai_function", "from_pydantic",
+for _name in ("SecurePyTool", "securepy_tool", "from_openai_tool", "from_openai_function",
+              "from_pydantic",
               "run_tools", "arun_tools", "run_response_tools", "arun_response_tools"):
     globals()[_name].__module__ = "securepy_openai"
 del _name

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import re
 import typing
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import securepy
-from securepy.adapters import DEFAULT_TEXT_CHARS, SandboxRunner
+from securepy.adapters import (
+    DEFAULT_TEXT_CHARS,
+    SandboxRunner,
+    SandboxToolMixin,
+    code_problem,
+    code_schema,
+    field_of,
+)
+
+from ._convert import convert
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionToolParam
@@ -20,18 +28,13 @@ if TYPE_CHECKING:
 __all__ = ["SecurePyTool", "securepy_tool"]
 
 # The one argument, as a strict schema (every property required, no extra keys).
-CODE_PARAMETERS: dict[str, Any] = {
-    "type": "object",
-    "properties": {"code": {"type": "string", "description": "Python source to run."}},
-    "required": ["code"],
-    "additionalProperties": False,
-}
+CODE_PARAMETERS: dict[str, Any] = code_schema()
 _OPENAI_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
 def securepy_tool(
     *,
-    tools: Iterable[securepy.Tool | Callable[..., Any]] = (),
+    tools: Iterable[Any] = (),
     session: securepy.Session | securepy.AsyncSession | None = None,
     pool: securepy.SessionPool | securepy.AsyncSessionPool | None = None,
     name: str = "run_python",
@@ -46,7 +49,10 @@ def securepy_tool(
     and leaves it open. Its description lists the host ``tools`` as Python signatures.
 
     Args:
-        tools: host tools callable inside the sandbox (securepy Tools or typed functions).
+        tools: host tools callable inside the sandbox: securepy Tools, typed functions,
+            ``(definition, fn)`` pairs (an OpenAI function definition and its host
+            implementation) and Agents SDK ``FunctionTool`` objects, mixed; each native one is
+            converted with :func:`from_openai_tool`.
         session: a Session or AsyncSession to use instead of creating one.
         pool: a SessionPool or AsyncSessionPool to use instead of creating a session.
         name: the tool name the model sees (``^[a-zA-Z0-9_-]{1,64}$``).
@@ -54,48 +60,55 @@ def securepy_tool(
             the host tools' signatures.
         timeout: seconds per run; None for none.
         max_output_chars: bound on the text sent back to the model.
-        **session_options: options for the session the tool creates (see securepy.Session).
+        **session_options: options for the session the tool creates (see securepy.Session;
+            ``sanitize_errors`` defaults to True here).
 
     Returns:
         A :class:`SecurePyTool`.
 
     Raises:
         ValueError: ``name`` is not a valid OpenAI tool name.
-        TypeError: both ``session`` and ``pool`` given, or an unknown session option.
+        TypeError: both ``session`` and ``pool`` given, an unknown session option, or a tool
+            of an unknown kind.
     """
     if not _OPENAI_NAME.match(name):
         raise ValueError(f"OpenAI tool names must match ^[a-zA-Z0-9_-]{{1,64}}$, got {name!r}")
     return SecurePyTool(SandboxRunner(
         tools=tools, session=session, pool=pool, name=name, description=description,
-        timeout=timeout, max_output_chars=max_output_chars, **session_options))
+        timeout=timeout, max_output_chars=max_output_chars, convert=convert,
+        framework="OpenAI", **session_options))
 
 
 @typing.final
-class SecurePyTool:
+class SecurePyTool(SandboxToolMixin):
     """The sandbox as an OpenAI tool; made by :func:`securepy_tool`.
 
     Send one of :attr:`chat_tool`, :attr:`response_tool` or :attr:`custom_tool` to the model,
     and pass each call it makes to :meth:`handle` (or :meth:`ahandle` with an async client);
-    append what comes back to the conversation. Usable as a context manager.
+    append what comes back to the conversation. Has ``name``, ``description``, ``tools``,
+    ``close()``, and is usable as a context manager.
     """
 
     def __init__(self, runner: SandboxRunner) -> None:
-        self.runner = runner
-        self.name = runner.name
-        self.description = runner.description
+        self._runner = runner
+
+    @property
+    def runner(self) -> SandboxRunner:
+        """The shared runner behind this tool (``securepy.adapters.SandboxRunner``)."""
+        return self._runner
 
     @property
     def chat_tool(self) -> ChatCompletionToolParam:
         """The Chat Completions function tool, with a strict schema."""
         return {"type": "function", "function": {
             "name": self.name, "description": self.description,
-            "parameters": copy.deepcopy(CODE_PARAMETERS), "strict": True}}
+            "parameters": code_schema(), "strict": True}}
 
     @property
     def response_tool(self) -> FunctionToolParam:
         """The Responses API function tool, with a strict schema."""
         return {"type": "function", "name": self.name, "description": self.description,
-                "parameters": copy.deepcopy(CODE_PARAMETERS), "strict": True}
+                "parameters": code_schema(), "strict": True}
 
     @property
     def custom_tool(self) -> CustomToolParam:
@@ -124,7 +137,7 @@ class SecurePyTool:
         code = self._code_or_problem(parsed)
         if isinstance(code, _Problem):
             return reply_to(parsed, code.text)
-        return reply_to(parsed, self.runner.run(code).text)
+        return reply_to(parsed, self._runner.run(code).text)
 
     async def ahandle(self, call: Any) -> dict[str, Any]:
         """Async counterpart of :meth:`handle`; same arguments."""
@@ -132,20 +145,7 @@ class SecurePyTool:
         code = self._code_or_problem(parsed)
         if isinstance(code, _Problem):
             return reply_to(parsed, code.text)
-        return reply_to(parsed, (await self.runner.arun(code)).text)
-
-    def close(self) -> None:
-        """Close the session this tool created (a session or pool passed in stays open)."""
-        self.runner.close()
-
-    def __enter__(self) -> SecurePyTool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    def __repr__(self) -> str:
-        return f"<SecurePyTool {self.name!r} tools={sorted(self.runner.tools)}>"
+        return reply_to(parsed, (await self._runner.arun(code)).text)
 
     def _code_or_problem(self, call: ToolCall) -> str | _Problem:
         if call.name != self.name:
@@ -157,11 +157,10 @@ class SecurePyTool:
         except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
             return _Problem(f"Error: the arguments are not valid JSON ({exc}); send "
                             '{"code": "<python source>"}.')
-        code = arguments.get("code") if isinstance(arguments, dict) else None
-        if not isinstance(code, str):
-            return _Problem('Error: the arguments need a "code" string: '
-                            '{"code": "<python source>"}.')
-        return code
+        problem = code_problem(self.name, arguments)
+        if problem is not None:
+            return _Problem(problem)
+        return str(arguments["code"])
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -193,17 +192,17 @@ def read_call(call: Any) -> ToolCall:
     """Read a Chat tool call, a Responses function_call or custom_tool_call (object or dict)."""
     if isinstance(call, ToolCall):
         return call
-    kind = _field(call, "type")
+    kind = field_of(call, "type")
     if kind in ("function_call", "custom_tool_call"):
         free_form = kind == "custom_tool_call"
-        payload = _field(call, "input" if free_form else "arguments")
-        return ToolCall(f"{kind}_output", _text(_field(call, "call_id")),
-                        _text(_field(call, "name")), _text(payload), free_form)
-    inner = _field(call, "function") or _field(call, "custom")
+        payload = field_of(call, "input" if free_form else "arguments")
+        return ToolCall(f"{kind}_output", _text(field_of(call, "call_id")),
+                        _text(field_of(call, "name")), _text(payload), free_form)
+    inner = field_of(call, "function") or field_of(call, "custom")
     if inner is not None:
-        free_form = _field(call, "function") is None
-        payload = _field(inner, "input" if free_form else "arguments")
-        return ToolCall("tool", _text(_field(call, "id")), _text(_field(inner, "name")),
+        free_form = field_of(call, "function") is None
+        payload = field_of(inner, "input" if free_form else "arguments")
+        return ToolCall("tool", _text(field_of(call, "id")), _text(field_of(inner, "name")),
                         _text(payload), free_form)
     raise TypeError(f"expected a Chat Completions tool call or a Responses function_call / "
                     f"custom_tool_call item, got {type(call).__name__} {call!r:.200}")
@@ -218,9 +217,3 @@ def reply_to(call: ToolCall, text: str) -> dict[str, Any]:
 
 def _text(value: Any) -> str:
     return value if isinstance(value, str) else ""
-
-
-def _field(item: Any, key: str) -> Any:
-    if isinstance(item, Mapping):
-        return item.get(key)
-    return getattr(item, key, None)
