@@ -127,8 +127,10 @@ def test_a_name_that_is_not_an_identifier_can_be_renamed() -> None:
 
 def test_securepy_tool_converts_beta_tools_it_is_given() -> None:
     with securepy_tool(tools=[get_weather], sandbox=False) as tool:
-        assert "- get_weather(city: str, unit: str = 'C'): Weather for a city." in (
-            tool.description)
+        assert tool.description.endswith(
+            "\n\ndef get_weather(city: str, unit: str = 'C') -> str:\n"
+            '    """Weather for a city.\n\n    Returns a short sentence.\n\n    Args:\n'
+            "        city: the city's name.\n        unit: C or F.\n    \"\"\"")
         result = tool.handle({"type": "tool_use", "id": "toolu_1", "name": "run_python",
                               "input": {"code": "get_weather('Lima', unit='F')"}})
         assert result["content"] == "'18 F in Lima'"

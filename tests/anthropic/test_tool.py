@@ -15,8 +15,7 @@ from securepy_anthropic import SecurePyTool, securepy_tool
 CODE_SCHEMA = {
     "type": "object",
     "properties": {"code": {"type": "string",
-                            "description": "Python source to run; the last expression's value "
-                                           "is shown."}},
+                            "description": securepy.adapters.CODE_DESCRIPTION}},
     "required": ["code"],
     "additionalProperties": False,
 }
@@ -25,7 +24,7 @@ CODE_SCHEMA = {
 def lookup_order(order_id: int) -> dict[str, Any]:
     """Look up an order by id.
 
-    More text the listing leaves out.
+    More text the model reads too.
     """
     return {"id": order_id, "status": "shipped"}
 
@@ -53,8 +52,9 @@ def test_definition_lists_host_tools_as_signatures(run_python: SecurePyTool) -> 
     assert definition["description"] == (
         securepy.adapters.DEFAULT_DESCRIPTION
         + "\nThese host functions are defined inside the session; call them like normal "
-        "Python functions (they block until the host answers; a failure raises ToolError):\n"
-        "- lookup_order(order_id: int): Look up an order by id."
+        "Python functions (they block until the host answers; a failure raises ToolError):\n\n"
+        "def lookup_order(order_id: int) -> dict[str, Any]:\n"
+        '    """Look up an order by id.\n\n    More text the model reads too.\n    """'
     )
     assert run_python.beta_tool.to_dict() == definition
     assert run_python.beta_async_tool.to_dict() == definition
@@ -127,6 +127,8 @@ def test_output_is_bounded_by_max_output_chars() -> None:
         assert "[output truncated: 947 more characters]" in content
 
 
+PROBLEM = ('Error: run_python takes one argument, a "code" string, e.g. '
+           '{"code": "print(1 + 1)"}; got ')
 MALFORMED = [
     (None, "", "Error: expected a tool_use block with an id, got None"),
     ({"type": "text", "text": "hi"}, "",
@@ -136,14 +138,11 @@ MALFORMED = [
      "'run_python', 'input': {'code': '1'}}"),
     (use("1", name="search"), "toolu_1", "Error: this handler runs 'run_python', not 'search'."),
     ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"cod": "1"}},
-     "toolu_1", "Error: run_python takes an input object with a 'code' string, got "
-     "{'cod': '1'}."),
+     "toolu_1", PROBLEM + "{'cod': '1'}."),
     ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"code": 1}},
-     "toolu_1", "Error: run_python takes an input object with a 'code' string, got "
-     "{'code': 1}."),
+     "toolu_1", PROBLEM + "{'code': 1}."),
     ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": "print(1)"},
-     "toolu_1", "Error: run_python takes an input object with a 'code' string, got "
-     "'print(1)'."),
+     "toolu_1", PROBLEM + "'print(1)'."),
 ]
 
 

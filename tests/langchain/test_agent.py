@@ -102,7 +102,8 @@ async def test_code_reads_host_data_through_a_langchain_tool_and_keeps_state(
     assert messages[-1].content == "The three orders total 57.5."
     [bound] = model.bound_tools
     assert bound["function"]["description"].endswith(
-        "\n- read_orders(): All orders, from the host's order file.")
+        '\n\ndef read_orders() -> list[dict[str, Any]]:\n'
+        '    """All orders, from the host\'s order file."""')
 
 
 @TWINS

@@ -178,8 +178,8 @@ def test_injected_arguments_are_refused(native: BaseTool, argument: str) -> None
 
 
 def test_refuses_what_is_not_a_langchain_tool() -> None:
-    with pytest.raises(TypeError, match=r"^from_langchain\(\) takes a LangChain BaseTool, not "
-                                        r"function$"):
+    with pytest.raises(TypeError, match=r"^from_langchain_tool\(\) takes a LangChain BaseTool, "
+                                        r"not function$"):
         from_langchain(_multiply)  # type: ignore[arg-type]
 
 
@@ -204,9 +204,10 @@ def test_tools_mix_langchain_securepy_and_plain_callables() -> None:
     sandbox = securepy_tool(tools=[search_orders, vat, _shipping_days], sandbox=False)
     try:
         assert sandbox.description.endswith(
-            "\n- search_orders(customer: str, limit: int = 3): Find a customer's orders, "
-            "newest first.\n- vat_rate(country: str): The VAT rate of a country."
-            "\n- _shipping_days(country: str): Days to ship to a country.")
+            "\n\ndef search_orders(customer: str, limit: int = 3) -> list[str]:\n"
+            '    """Find a customer\'s orders, newest first."""\n\n'
+            'def vat_rate(country: str):\n    """The VAT rate of a country."""\n\n'
+            'def _shipping_days(country: str) -> int:\n    """Days to ship to a country."""')
         assert sandbox.invoke({"code": "(search_orders('bo', 1), vat_rate('NL'), "
                                        "_shipping_days('JP'))"}) == "(['bo-0'], 0.21, 6)"
     finally:

@@ -17,11 +17,10 @@ from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from langchain_openai import ChatOpenAI
 from pydantic import SecretStr
-from securepy.adapters import DEFAULT_DESCRIPTION
+from securepy.adapters import CODE_DESCRIPTION, DEFAULT_DESCRIPTION
 from securepy_langchain import SecurePyTool, securepy_tool
 
-CODE_ARGUMENT = {"description": "Python source to run in the persistent sandboxed session.",
-                 "type": "string"}
+CODE_ARGUMENT = {"description": CODE_DESCRIPTION, "type": "string"}
 
 
 def _call(code: str, call_id: str = "call_1") -> dict[str, Any]:
@@ -68,7 +67,10 @@ async def test_a_tool_call_gets_a_tool_message(twin: str) -> None:
     finally:
         sandbox.close()
     assert message == ToolMessage("hi\n42", tool_call_id="call_1", name="run_python",
-                                  status="success")
+                                  status="success", artifact=message.artifact)
+    # The artifact is the Execution itself, for the application (never sent to the model).
+    assert isinstance(message.artifact, securepy.Execution)
+    assert (message.artifact.value, message.artifact.stdout) == (42, "hi\n")
 
 
 ERRORS = [
@@ -178,7 +180,8 @@ def test_the_tool_lists_the_tools_of_a_passed_session() -> None:
         return "pong"
 
     with securepy.Session([ping], sandbox=False) as session:
-        assert securepy_tool(session=session).description.endswith("\n- ping(): Answer pong.")
+        assert securepy_tool(session=session).description.endswith(
+            '\n\ndef ping() -> str:\n    """Answer pong."""')
 
 
 @pytest.mark.parametrize(("make", "error", "message"), [

@@ -202,6 +202,6 @@ def test_a_tool_needing_a_workflow_context_is_refused() -> None:
 
 
 def test_something_else_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"^from_llamaindex\(\) takes a LlamaIndex BaseTool, "
-                                        r"not function$"):
+    with pytest.raises(TypeError, match=r"^from_llamaindex_tool\(\) takes a LlamaIndex "
+                                        r"BaseTool, not function$"):
         from_llamaindex(get_price)  # type: ignore[arg-type]

@@ -9,7 +9,7 @@ import pytest
 import securepy
 from llama_index.core.tools import FunctionTool, ToolOutput
 from llama_index.core.tools.tool_spec.base import BaseToolSpec
-from securepy.adapters import DEFAULT_DESCRIPTION, RunOutcome
+from securepy.adapters import CODE_DESCRIPTION, DEFAULT_DESCRIPTION, RunOutcome
 from securepy_llamaindex import SecurePyToolSpec, code_execute_fn, from_llamaindex, securepy_tool
 
 TIMED_OUT = ("Error: execution timed out after 0.5 s: the code was interrupted; the session "
@@ -32,13 +32,14 @@ def test_the_tool_is_run_python_taking_code(order_tool: FunctionTool) -> None:
         "type": "object",
         "properties": {"code": {
             "title": "Code", "type": "string",
-            "description": "Python source to run in the persistent sandboxed session."}},
+            "description": CODE_DESCRIPTION}},
         "required": ["code"],
     }
     assert tool.metadata.description == (
         DEFAULT_DESCRIPTION + "\nThese host functions are defined inside the session; call "
         "them like normal Python functions (they block until the host answers; a failure "
-        "raises ToolError):\n- lookup_order(order_id: str): Look up an order by id.")
+        "raises ToolError):\n\ndef lookup_order(order_id: str) -> dict[str, Any]:\n"
+        '    """Look up an order by id."""')
     assert tool.metadata.to_openai_tool()["function"]["name"] == "run_python"
 
 

@@ -12,6 +12,7 @@ import securepy
 from agents import Agent, FunctionTool, Runner, function_tool, set_tracing_disabled
 from agents.items import ToolCallOutputItem
 from agents.testing import ScriptedModel, assistant_message, function_call
+from securepy.adapters import CODE_DESCRIPTION
 from securepy_openai.agents import from_agents_tool, securepy_function_tool
 
 
@@ -72,11 +73,14 @@ async def test_runner_runs_model_code_that_calls_a_converted_agents_tool() -> No
     assert isinstance(sent, FunctionTool) and sent.name == "run_python"
     assert sent.params_json_schema == {
         "type": "object",
-        "properties": {"code": {"type": "string", "description": "Python source to run."}},
+        "properties": {"code": {"type": "string", "description": CODE_DESCRIPTION}},
         "required": ["code"], "additionalProperties": False}
+    # The model reads the argument descriptions @function_tool parsed from the docstring.
     assert sent.description.endswith(
-        "\n- search_orders(customer: str, status: str | None = None, limit: int = 3): "
-        "Find a customer's orders.")
+        "\n\ndef search_orders(customer: str, status: str | None = None, limit: int = 3):\n"
+        '    """Find a customer\'s orders.\n\n    Args:\n        customer: the customer\'s name.\n'
+        "        status: only orders with this status.\n        limit: most orders returned.\n"
+        '    """')
 
 
 @pytest.mark.usefixtures("default_loop")
@@ -98,7 +102,8 @@ async def test_malformed_arguments_come_back_as_text(session: securepy.Session) 
                            [assistant_message("done")]])
     result = await Runner.run(Agent(name="a", model=model, tools=[tool]), "go")
     assert _tool_outputs(result) == [
-        'Error: the arguments need a "code" string: {"code": "<python source>"}.']
+        'Error: run_python takes one argument, a "code" string, e.g. {"code": "print(1 + 1)"}; '
+        "got {'source': 1}."]
 
 
 def test_from_agents_tool_keeps_optional_parameters_optional() -> None:

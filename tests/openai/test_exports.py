@@ -13,7 +13,7 @@ import securepy_openai.agents
 
 EXPECTED = {
     "SecurePyTool", "__version__", "arun_response_tools", "arun_tools", "from_openai_function",
-    "from_pydantic", "run_response_tools", "run_tools", "securepy_tool",
+    "from_openai_tool", "from_pydantic", "run_response_tools", "run_tools", "securepy_tool",
 }
 
 

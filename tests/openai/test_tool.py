@@ -13,7 +13,11 @@ import securepy_openai
 from openai.types.chat import ChatCompletionMessageFunctionToolCall
 from openai.types.chat.chat_completion_message_function_tool_call import Function
 from openai.types.responses import ResponseCustomToolCall, ResponseFunctionToolCall
+from securepy.adapters import CODE_DESCRIPTION
 from securepy_openai import SecurePyTool
+
+PROBLEM = ('Error: run_python takes one argument, a "code" string, e.g. '
+           '{"code": "print(1 + 1)"}; got ')
 
 
 def lookup_order(order_id: int) -> dict[str, Any]:
@@ -116,9 +120,9 @@ def test_a_syntax_error_becomes_text(handle: Any) -> None:
 @pytest.mark.parametrize("arguments, text", [
     ("{nope", "Error: the arguments are not valid JSON (Expecting property name enclosed in "
               'double quotes: line 1 column 2 (char 1)); send {"code": "<python source>"}.'),
-    ("{}", 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
-    ('{"code": 3}', 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
-    ('["print(1)"]', 'Error: the arguments need a "code" string: {"code": "<python source>"}.'),
+    ("{}", PROBLEM + "{}."),
+    ('{"code": 3}', PROBLEM + "{'code': 3}."),
+    ('["print(1)"]', PROBLEM + "['print(1)']."),
     ("[" * 100_000, "Error: the arguments are not valid JSON (maximum recursion depth exceeded "
                     'while decoding a JSON array from a unicode string); send '
                     '{"code": "<python source>"}.'),
@@ -144,12 +148,14 @@ def test_something_that_is_no_tool_call_is_a_type_error(sandbox: SecurePyTool, c
 
 
 def test_definitions_are_strict_and_list_the_host_tools(sandbox: SecurePyTool) -> None:
-    code = {"type": "string", "description": "Python source to run."}
+    code = {"type": "string", "description": CODE_DESCRIPTION}
     parameters = {"type": "object", "properties": {"code": code},
                   "required": ["code"], "additionalProperties": False}
     description = sandbox.description
-    assert description.endswith("\n- lookup_order(order_id: int): Look up an order by id.\n"
-                                "- refund(order_id: int): Refund an order.")
+    assert description.endswith('\n\ndef lookup_order(order_id: int) -> dict[str, Any]:\n'
+                                '    """Look up an order by id."""\n\n'
+                                'def refund(order_id: int):\n'
+                                '    """Refund an order."""')
     assert sandbox.chat_tool == {"type": "function", "function": {
         "name": "run_python", "description": description, "parameters": parameters,
         "strict": True}}
