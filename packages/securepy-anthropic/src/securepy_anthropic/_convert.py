@@ -105,6 +105,9 @@ def _call_through(
     return call
 
 
-def _plain_result(result: str | Iterable[Any]) -> Any:
+def _plain_result(result: Any) -> Any:
     # A beta tool may return content blocks as any iterable; the sandbox receives a list.
-    return result if isinstance(result, str) else list(result)
+    # A mapping (a tool that returns a dict) is a value, not blocks: it stays whole.
+    if isinstance(result, str | Mapping) or not isinstance(result, Iterable):
+        return result
+    return list(result)

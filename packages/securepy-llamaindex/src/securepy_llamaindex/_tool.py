@@ -16,6 +16,7 @@ from securepy.adapters import (
     RunOutcome,
     SandboxRunner,
     SandboxToolMixin,
+    code_problem,
 )
 
 from ._convert import convert
@@ -93,10 +94,19 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
     def __init__(self, runner: SandboxRunner, metadata: ToolMetadata | None = None) -> None:
         self._runner = runner
 
-        def run_python(code: str) -> ToolOutput:
+        # Keyword arguments as the model sent them: malformed ones become an error output.
+        def run_python(**arguments: Any) -> ToolOutput:
+            problem = code_problem(runner.name, arguments)
+            if problem is not None:
+                return _problem_output(runner.name, arguments, problem)
+            code = arguments["code"]
             return _tool_output(runner.name, code, runner.run(code))
 
-        async def arun_python(code: str) -> ToolOutput:
+        async def arun_python(**arguments: Any) -> ToolOutput:
+            problem = code_problem(runner.name, arguments)
+            if problem is not None:
+                return _problem_output(runner.name, arguments, problem)
+            code = arguments["code"]
             return _tool_output(runner.name, code, await runner.arun(code))
 
         if metadata is None:
@@ -111,6 +121,11 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
 def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
     return ToolOutput(tool_name=name, content=outcome.text, raw_input={"code": code},
                       raw_output=outcome, is_error=outcome.is_error, exception=outcome.error)
+
+
+def _problem_output(name: str, arguments: dict[str, Any], problem: str) -> ToolOutput:
+    return ToolOutput(tool_name=name, content=problem, raw_input=arguments, raw_output=None,
+                      is_error=True)
 
 
 def _keep_tool_output(result: Any) -> ToolOutput | None:
