@@ -162,7 +162,8 @@ def test_native_tools_functions_and_securepy_tools_mix_in_tools(sandbox: Any) ->
 @pytest.mark.sandbox
 def test_code_calls_each_kind_of_host_tool(adapter: Adapter, sandbox: Any) -> None:
     text, is_error = adapter.call(
-        sandbox, {"code": "print(lookup(sku='X')['stock'])\norder_total('A1') * 2 + vat_rate('NL')"})
+        sandbox, {"code": "print(lookup(sku='X')['stock'])\n"
+                          "order_total('A1') * 2 + vat_rate('NL')"})
     assert (text, is_error) == ("7\n85.21", False)
 
 

@@ -244,3 +244,10 @@ def test_dropping_the_tool_stops_its_session_without_a_gc_pass() -> None:
         assert not owned.is_alive()
     finally:
         gc.enable()
+
+
+def test_cache_control_and_strict_reach_the_definition_and_beta_tools() -> None:
+    with securepy_tool(sandbox=False, cache_control={"type": "ephemeral"}, strict=True) as tool:
+        definition = tool.definition
+        assert (definition["cache_control"], definition["strict"]) == ({"type": "ephemeral"}, True)
+        assert tool.beta_tool.to_dict() == definition

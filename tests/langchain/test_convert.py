@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import pytest
 import securepy
 from langchain.tools import ToolRuntime
+from langchain_core.messages import ToolMessage
 from langchain_core.tools import (
     BaseTool,
     InjectedToolArg,
@@ -19,7 +20,7 @@ from langchain_core.tools import (
 )
 from langchain_core.utils.function_calling import convert_to_openai_tool
 from pydantic import BaseModel, Field
-from securepy_langchain import from_langchain, securepy_tool
+from securepy_langchain import from_langchain, from_langchain_tool, securepy_tool
 
 
 class OrderQuery(BaseModel):
@@ -212,3 +213,33 @@ def test_tools_mix_langchain_securepy_and_plain_callables() -> None:
                                        "_shipping_days('JP'))"}) == "(['bo-0'], 0.21, 6)"
     finally:
         sandbox.close()
+
+
+@tool(response_format="content_and_artifact")
+def _chart(points: int) -> tuple[str, dict[str, Any]]:
+    """Draw a chart of some points."""
+    return f"chart of {points} points", {"png": b"\x89PNG", "points": points}
+
+
+@tool
+def _always_fails(x: int) -> int:
+    """Fail, with LangChain's ToolException."""
+    raise ToolException("the backend is down")
+
+
+def test_a_failing_tool_is_an_error_inside_whatever_its_handle_tool_error() -> None:
+    _always_fails.handle_tool_error = True  # LangChain would hand back the text as a value
+    with securepy.Session([from_langchain_tool(_always_fails)], sandbox=False) as session:
+        value = session.execute(
+            "try:\n    _always_fails(1)\nexcept ToolError as e:\n    r = str(e)\nr").value
+    assert value == "_always_fails() failed: ToolException: the backend is down"
+
+
+def test_artifacts_stay_on_the_host_and_the_code_gets_the_content() -> None:
+    messages: list[ToolMessage] = []
+    chart = from_langchain_tool(_chart, on_artifact=messages.append)
+    with securepy.Session([chart], sandbox=False) as session:
+        assert session.execute("_chart(points=3)").value == "chart of 3 points"
+    [message] = messages
+    assert message.artifact == {"png": b"\x89PNG", "points": 3}
+    assert message.name == "_chart"

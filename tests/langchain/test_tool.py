@@ -249,3 +249,26 @@ async def test_a_passed_async_session_cannot_be_invoked_synchronously() -> None:
         with pytest.raises(TypeError, match=r"^this tool wraps an async session or pool: call "
                                             r"it asynchronously \(ainvoke / acall / ahandle\)$"):
             sandbox.invoke({"code": "1"})
+
+
+def test_printed_output_streams_to_the_run_managers_callbacks() -> None:
+    from langchain_core.callbacks import BaseCallbackHandler
+
+    class Recorder(BaseCallbackHandler):
+        def __init__(self) -> None:
+            self.texts: list[str] = []
+
+        def on_text(self, text: str, **kwargs: Any) -> None:
+            self.texts.append(text)
+
+    recorder = Recorder()
+    with securepy_tool(sandbox=False) as sandbox:
+        sandbox.invoke({"code": "print('one')\nprint('two')"},
+                       config={"callbacks": [recorder]})
+    assert "".join(recorder.texts) == "one\ntwo\n"
+
+
+def test_the_class_constructs_and_runs_without_the_factory() -> None:
+    with SecurePyTool(name="py", description="Run Python.", sandbox=False) as sandbox:
+        assert (sandbox.name, sandbox.description, sandbox.tools) == ("py", "Run Python.", {})
+        assert sandbox.invoke({"code": "6 * 7"}) == "42"

@@ -178,3 +178,13 @@ def test_code_execute_fn_takes_a_session_or_pool() -> None:
     with pytest.raises(TypeError, match=r"^code_execute_fn\(\) takes a securepy session or "
                                         r"pool, not str$"):
         code_execute_fn("session")  # type: ignore[arg-type]
+
+
+def test_the_spec_keeps_its_tool_when_asked_by_name(order_tool: FunctionTool) -> None:
+    with SecurePyToolSpec(tools=[order_tool], sandbox=False) as spec:
+        [tool] = spec.to_tool_list(spec_functions=["run_python"])
+        assert "def lookup_order(order_id: str)" in tool.metadata.description
+        assert tool.call(code="lookup_order('A1')['total']").is_error is False
+        failed = tool.call(code="1/0")
+    assert failed.is_error
+    assert failed.content.endswith("ZeroDivisionError: division by zero")

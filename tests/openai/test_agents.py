@@ -152,3 +152,8 @@ def test_a_tool_that_needs_approval_needs_an_approve_hook() -> None:
                                          r"approve= to decide on each call from the sandbox$"):
         from_agents_tool(guarded)
     assert from_agents_tool(guarded, approve=lambda request: True).name == "guarded"
+
+
+def test_function_tool_policy_options_pass_through() -> None:
+    tool = securepy_function_tool(needs_approval=True, timeout_seconds=5, sandbox=False)
+    assert (tool.needs_approval, tool.timeout_seconds) == (True, 5)

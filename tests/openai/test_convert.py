@@ -120,3 +120,10 @@ async def test_from_pydantic_with_an_async_function() -> None:
     tool = securepy_openai.from_pydantic(LookupOrder, lookup, name="lookup", description="L.")
     async with securepy.AsyncSession(tools=[tool], sandbox=False) as session:
         assert (await session.execute("lookup(1, include_items=True)")).value is True
+
+
+def test_a_model_without_a_docstring_has_no_description() -> None:
+    class Quiet(pydantic.BaseModel):
+        x: int
+
+    assert securepy_openai.from_pydantic(Quiet, lambda model: model.x).description == ""
