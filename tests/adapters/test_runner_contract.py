@@ -56,32 +56,58 @@ def _langchain() -> Adapter:
         return {"stock": 7}
 
     def call(sandbox: Any, arguments: Any) -> tuple[str, bool]:
-        message = sandbox.invoke({"type": "tool_call", "id": "c1", "name": sandbox.name,
-                                  "args": arguments})
+        message = sandbox.invoke(
+            {"type": "tool_call", "id": "c1", "name": sandbox.name, "args": arguments}
+        )
         return message.content, message.status == "error"
 
-    return Adapter(securepy_langchain, "from_langchain_tool", lambda: lookup,
-                   lambda t: convert_to_openai_tool(t)["function"]["parameters"], call)
+    return Adapter(
+        securepy_langchain,
+        "from_langchain_tool",
+        lambda: lookup,
+        lambda t: convert_to_openai_tool(t)["function"]["parameters"],
+        call,
+    )
 
 
 def _openai() -> Adapter:
     import securepy_openai
 
-    definition = {"type": "function", "function": {
-        "name": "lookup", "description": "Stock of a product.",
-        "parameters": {"type": "object", "required": ["sku"], "properties": {
-            "sku": {"type": "string", "description": "the product's stock-keeping unit."}}}}}
+    definition = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "description": "Stock of a product.",
+            "parameters": {
+                "type": "object",
+                "required": ["sku"],
+                "properties": {
+                    "sku": {"type": "string", "description": "the product's stock-keeping unit."}
+                },
+            },
+        },
+    }
 
     def lookup(sku: str) -> dict[str, int]:
         return {"stock": 7}
 
     def call(sandbox: Any, arguments: Any) -> tuple[str, bool]:
-        reply = sandbox.handle({"id": "c1", "type": "function", "function": {
-            "name": sandbox.name, "arguments": json.dumps(arguments)}})
+        reply = sandbox.handle(
+            {
+                "id": "c1",
+                "type": "function",
+                "function": {"name": sandbox.name, "arguments": json.dumps(arguments)},
+            }
+        )
         return reply["content"], reply["content"].startswith(("Error", "Traceback"))
 
-    return Adapter(securepy_openai, "from_openai_tool", lambda: (definition, lookup),
-                   lambda t: t.chat_tool["function"]["parameters"], call)
+    return Adapter(
+        securepy_openai,
+        "from_openai_tool",
+        lambda: (definition, lookup),
+        lambda t: t.chat_tool["function"]["parameters"],
+        call,
+    )
 
 
 def _anthropic() -> Adapter:
@@ -98,12 +124,18 @@ def _anthropic() -> Adapter:
         return {"stock": 7}
 
     def call(sandbox: Any, arguments: Any) -> tuple[str, bool]:
-        result = sandbox.handle({"type": "tool_use", "id": "t1", "name": sandbox.name,
-                                 "input": arguments})
+        result = sandbox.handle(
+            {"type": "tool_use", "id": "t1", "name": sandbox.name, "input": arguments}
+        )
         return result["content"], result["is_error"]
 
-    return Adapter(securepy_anthropic, "from_anthropic_tool", lambda: lookup,
-                   lambda t: t.definition["input_schema"], call)
+    return Adapter(
+        securepy_anthropic,
+        "from_anthropic_tool",
+        lambda: lookup,
+        lambda t: t.definition["input_schema"],
+        call,
+    )
 
 
 def _llamaindex() -> Adapter:
@@ -121,13 +153,21 @@ def _llamaindex() -> Adapter:
         output = sandbox.call(**arguments)
         return output.content, output.is_error
 
-    return Adapter(securepy_llamaindex, "from_llamaindex_tool",
-                   lambda: FunctionTool.from_defaults(lookup),
-                   lambda t: t.metadata.get_parameters_dict(), call)
+    return Adapter(
+        securepy_llamaindex,
+        "from_llamaindex_tool",
+        lambda: FunctionTool.from_defaults(lookup),
+        lambda t: t.metadata.get_parameters_dict(),
+        call,
+    )
 
 
-ADAPTERS = {"langchain": _langchain, "openai": _openai, "anthropic": _anthropic,
-            "llamaindex": _llamaindex}
+ADAPTERS = {
+    "langchain": _langchain,
+    "openai": _openai,
+    "anthropic": _anthropic,
+    "llamaindex": _llamaindex,
+}
 
 
 @pytest.fixture(params=list(ADAPTERS))
@@ -137,8 +177,9 @@ def adapter(request: pytest.FixtureRequest) -> Adapter:
 
 @pytest.fixture
 def sandbox(adapter: Adapter) -> Iterator[Any]:
-    vat = securepy.Tool("vat_rate", "The VAT rate of a country.", lambda country: 0.21,
-                        args={"country": str})
+    vat = securepy.Tool(
+        "vat_rate", "The VAT rate of a country.", lambda country: 0.21, args={"country": str}
+    )
     with adapter.module.securepy_tool(tools=[adapter.native(), order_total, vat]) as tool:
         yield tool
 
@@ -148,7 +189,8 @@ def test_every_adapter_exports_the_same_names(adapter: Adapter) -> None:
         assert name in adapter.module.__all__
     native = adapter.native()
     converted = getattr(adapter.module, adapter.convert_name)(
-        *(native if isinstance(native, tuple) else (native,)), name="stock", max_calls=1)
+        *(native if isinstance(native, tuple) else (native,)), name="stock", max_calls=1
+    )
     assert isinstance(converted, securepy.Tool)
     assert (converted.name, converted.max_calls) == ("stock", 1)
 
@@ -162,8 +204,8 @@ def test_native_tools_functions_and_securepy_tools_mix_in_tools(sandbox: Any) ->
 @pytest.mark.sandbox
 def test_code_calls_each_kind_of_host_tool(adapter: Adapter, sandbox: Any) -> None:
     text, is_error = adapter.call(
-        sandbox, {"code": "print(lookup(sku='X')['stock'])\n"
-                          "order_total('A1') * 2 + vat_rate('NL')"})
+        sandbox, {"code": "print(lookup(sku='X')['stock'])\norder_total('A1') * 2 + vat_rate('NL')"}
+    )
     assert (text, is_error) == ("7\n85.21", False)
 
 
@@ -180,7 +222,8 @@ def test_the_description_is_a_full_stub_of_each_host_tool(sandbox: Any) -> None:
     assert "def lookup(sku: str) -> dict[str, int]:" in description
     assert "sku: the product's stock-keeping unit." in description
     assert 'def order_total(order_id: str) -> float:\n    """The total of an order, in euros.' in (
-        description)
+        description
+    )
     assert 'order_id: the order\'s id, like "A1".' in description
     assert "def vat_rate(country: str):" in description
 
@@ -193,12 +236,14 @@ def test_code_errors_come_back_as_text_flagged_as_errors(adapter: Adapter, sandb
 
 
 @pytest.mark.parametrize("arguments", [{"source": "1"}, {"code": 3}])
-def test_malformed_arguments_come_back_as_text(adapter: Adapter, sandbox: Any,
-                                               arguments: dict[str, Any]) -> None:
+def test_malformed_arguments_come_back_as_text(
+    adapter: Adapter, sandbox: Any, arguments: dict[str, Any]
+) -> None:
     text, is_error = adapter.call(sandbox, arguments)
     assert is_error
-    assert text.startswith('Error: run_python takes one argument, a "code" string, e.g. '
-                           '{"code": "print(1 + 1)"}; got ')
+    assert text.startswith(
+        'Error: run_python takes one argument, a "code" string, e.g. {"code": "print(1 + 1)"}; got '
+    )
 
 
 @pytest.mark.sandbox
@@ -234,6 +279,9 @@ def test_a_passed_session_is_left_open(adapter: Adapter) -> None:
 
 
 def test_something_that_is_no_tool_is_refused_with_the_kinds_accepted(adapter: Adapter) -> None:
-    with pytest.raises(TypeError, match=r"^tools= takes securepy Tools, typed functions, \w+ "
-                                        r"tools; got builtins.int 42$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^tools= takes securepy Tools, typed functions, \w+ "
+        r"tools; got builtins.int 42$",
+    ):
         adapter.module.securepy_tool(tools=[42], sandbox=False)

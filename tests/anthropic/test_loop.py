@@ -24,27 +24,40 @@ ORDERS = {1: {"id": 1, "total": 12.5}, 2: {"id": 2, "total": 30.0}}
 LOOKUP_ORDER = {
     "name": "lookup_order",
     "description": "An order by id, from the host's database.",
-    "input_schema": {"type": "object", "properties": {"order_id": {"type": "integer"}},
-                     "required": ["order_id"]},
+    "input_schema": {
+        "type": "object",
+        "properties": {"order_id": {"type": "integer"}},
+        "required": ["order_id"],
+    },
 }
 _ids = itertools.count(1)
 
 
 def reply(*content: dict[str, Any], stop_reason: str = "tool_use") -> dict[str, Any]:
-    return {"id": f"msg_{next(_ids)}", "type": "message", "role": "assistant", "model": MODEL,
-            "content": list(content), "stop_reason": stop_reason, "stop_sequence": None,
-            "usage": {"input_tokens": 1, "output_tokens": 1}}
+    return {
+        "id": f"msg_{next(_ids)}",
+        "type": "message",
+        "role": "assistant",
+        "model": MODEL,
+        "content": list(content),
+        "stop_reason": stop_reason,
+        "stop_sequence": None,
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
 
 
 def run(tool_use_id: str, code: str) -> dict[str, Any]:
-    return reply({"type": "tool_use", "id": tool_use_id, "name": "run_python",
-                  "input": {"code": code}})
+    return reply(
+        {"type": "tool_use", "id": tool_use_id, "name": "run_python", "input": {"code": code}}
+    )
 
 
 def answer_with_last_results(body: dict[str, Any]) -> dict[str, Any]:
     """The model's last turn: it repeats what the tools returned, so tests see it was read."""
-    seen = [f"{'error' if r.get('is_error') else 'ok'}: {result_text(r)}"
-            for r in body["messages"][-1]["content"]]
+    seen = [
+        f"{'error' if r.get('is_error') else 'ok'}: {result_text(r)}"
+        for r in body["messages"][-1]["content"]
+    ]
     return reply({"type": "text", "text": "\n".join(seen)}, stop_reason="end_turn")
 
 
@@ -72,8 +85,9 @@ def lookup_order(order_id: int) -> dict[str, Any]:
 
 @pytest.fixture
 def run_python() -> Any:
-    with securepy_tool(tools=[from_anthropic_tool(LOOKUP_ORDER, lookup_order)],
-                       sandbox=False, timeout=2) as tool:
+    with securepy_tool(
+        tools=[from_anthropic_tool(LOOKUP_ORDER, lookup_order)], sandbox=False, timeout=2
+    ) as tool:
         yield tool
 
 
@@ -101,37 +115,54 @@ def check_manual_loop(server: Any, tool: SecurePyTool, final: Any) -> None:
     assert text_of(final) == "error: " + failed["content"]
 
 
-def test_manual_loop_sync(fake_model_server: Callable[..., Any],
-                          run_python: SecurePyTool) -> None:
+def test_manual_loop_sync(fake_model_server: Callable[..., Any], run_python: SecurePyTool) -> None:
     server = fake_model_server({PATH: list(MANUAL_SCRIPT)})
     client = anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0)
     messages: list[Any] = [{"role": "user", "content": "Total of orders 1 and 2?"}]
     while True:
-        response = client.messages.create(model=MODEL, max_tokens=512, messages=messages,
-                                          tools=[run_python.definition])
+        response = client.messages.create(
+            model=MODEL, max_tokens=512, messages=messages, tools=[run_python.definition]
+        )
         messages.append({"role": "assistant", "content": response.content})
         if response.stop_reason != "tool_use":
             break
-        messages.append({"role": "user", "content": [
-            run_python.handle(block) for block in response.content if block.type == "tool_use"]})
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    run_python.handle(block)
+                    for block in response.content
+                    if block.type == "tool_use"
+                ],
+            }
+        )
     client.close()
     check_manual_loop(server, run_python, response)
 
 
-async def test_manual_loop_async(fake_model_server: Callable[..., Any],
-                                 run_python: SecurePyTool) -> None:
+async def test_manual_loop_async(
+    fake_model_server: Callable[..., Any], run_python: SecurePyTool
+) -> None:
     server = fake_model_server({PATH: list(MANUAL_SCRIPT)})
     client = anthropic.AsyncAnthropic(base_url=server.url, api_key="x", max_retries=0)
     messages: list[Any] = [{"role": "user", "content": "Total of orders 1 and 2?"}]
     while True:
-        response = await client.messages.create(model=MODEL, max_tokens=512, messages=messages,
-                                                tools=[run_python.definition])
+        response = await client.messages.create(
+            model=MODEL, max_tokens=512, messages=messages, tools=[run_python.definition]
+        )
         messages.append({"role": "assistant", "content": response.content})
         if response.stop_reason != "tool_use":
             break
-        messages.append({"role": "user", "content": [
-            await run_python.ahandle(block)
-            for block in response.content if block.type == "tool_use"]})
+        messages.append(
+            {
+                "role": "user",
+                "content": [
+                    await run_python.ahandle(block)
+                    for block in response.content
+                    if block.type == "tool_use"
+                ],
+            }
+        )
     await client.close()
     check_manual_loop(server, run_python, response)
 
@@ -147,8 +178,9 @@ def check_runner_loop(server: Any, final: Any) -> None:
     bodies = [request[2] for request in server.requests]
     assert [body.get("thread") for body in bodies] == [None] * 3
     assert [len(body["messages"]) for body in bodies] == [1, 3, 5]
-    assert tool_results(server, 1) == [{"type": "tool_result", "tool_use_id": "toolu_1",
-                                        "content": "(no output)"}]
+    assert tool_results(server, 1) == [
+        {"type": "tool_result", "tool_use_id": "toolu_1", "content": "(no output)"}
+    ]
     [failed] = tool_results(server, 2)
     assert failed["is_error"] is True
     assert failed["tool_use_id"] == "toolu_2"
@@ -157,49 +189,75 @@ def check_runner_loop(server: Any, final: Any) -> None:
     assert text_of(final) == "error: " + failed["content"]
 
 
-def test_tool_runner_drives_beta_tool(fake_model_server: Callable[..., Any],
-                                      run_python: SecurePyTool) -> None:
+def test_tool_runner_drives_beta_tool(
+    fake_model_server: Callable[..., Any], run_python: SecurePyTool
+) -> None:
     server = fake_model_server({PATH: list(RUNNER_SCRIPT)})
     with anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client:
         runner = client.beta.messages.tool_runner(
-            model=MODEL, max_tokens=512, tools=[run_python.beta_tool], thread=False,
-            messages=[{"role": "user", "content": "Divide order 2's total by zero."}])
+            model=MODEL,
+            max_tokens=512,
+            tools=[run_python.beta_tool],
+            thread=False,
+            messages=[{"role": "user", "content": "Divide order 2's total by zero."}],
+        )
         final = runner.until_done()
     assert server.requests[0][2]["tools"] == [run_python.definition]
     check_runner_loop(server, final)
 
 
 async def test_async_tool_runner_drives_beta_async_tool(
-        fake_model_server: Callable[..., Any], run_python: SecurePyTool) -> None:
+    fake_model_server: Callable[..., Any], run_python: SecurePyTool
+) -> None:
     server = fake_model_server({PATH: list(RUNNER_SCRIPT)})
-    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x",
-                                        max_retries=0) as client:
+    async with anthropic.AsyncAnthropic(base_url=server.url, api_key="x", max_retries=0) as client:
         runner = client.beta.messages.tool_runner(
-            model=MODEL, max_tokens=512, tools=[run_python.beta_async_tool], thread=False,
-            messages=[{"role": "user", "content": "Divide order 2's total by zero."}])
+            model=MODEL,
+            max_tokens=512,
+            tools=[run_python.beta_async_tool],
+            thread=False,
+            messages=[{"role": "user", "content": "Divide order 2's total by zero."}],
+        )
         final = await runner.until_done()
     assert server.requests[0][2]["tools"] == [run_python.definition]
     check_runner_loop(server, final)
 
 
-def test_the_model_reads_a_timeout_and_a_denied_call(
-        fake_model_server: Callable[..., Any]) -> None:
-    secret = securepy.Tool("read_secret", "The host's secret.", lambda: "s3cret",
-                           approve=lambda call: "secrets stay on the host")
-    server = fake_model_server({PATH: [
-        run("toolu_1", "print('working')\nwhile True: pass"),
-        run("toolu_2", "read_secret()"),
-        answer_with_last_results,
-    ]})
-    with (securepy_tool(tools=[secret], sandbox=False, timeout=1) as tool,
-          anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client):
+def test_the_model_reads_a_timeout_and_a_denied_call(fake_model_server: Callable[..., Any]) -> None:
+    secret = securepy.Tool(
+        "read_secret",
+        "The host's secret.",
+        lambda: "s3cret",
+        approve=lambda call: "secrets stay on the host",
+    )
+    server = fake_model_server(
+        {
+            PATH: [
+                run("toolu_1", "print('working')\nwhile True: pass"),
+                run("toolu_2", "read_secret()"),
+                answer_with_last_results,
+            ]
+        }
+    )
+    with (
+        securepy_tool(tools=[secret], sandbox=False, timeout=1) as tool,
+        anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client,
+    ):
         final = client.beta.messages.tool_runner(
-            model=MODEL, max_tokens=512, tools=[tool.beta_tool], thread=False,
-            messages=[{"role": "user", "content": "Get the secret."}]).until_done()
+            model=MODEL,
+            max_tokens=512,
+            tools=[tool.beta_tool],
+            thread=False,
+            messages=[{"role": "user", "content": "Get the secret."}],
+        ).until_done()
     [timed_out] = tool_results(server, 1)
-    assert timed_out == {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
-                         "content": "working\nError: execution timed out after 1 s: the code "
-                                    "was interrupted; the session kept its state"}
+    assert timed_out == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "is_error": True,
+        "content": "working\nError: execution timed out after 1 s: the code "
+        "was interrupted; the session kept its state",
+    }
     [denied] = tool_results(server, 2)
     assert denied["is_error"] is True
     assert denied["content"].endswith("PolicyError: secrets stay on the host")
@@ -208,27 +266,47 @@ def test_the_model_reads_a_timeout_and_a_denied_call(
 
 @pytest.mark.sandbox
 def test_sandboxed_code_reads_host_data_only_through_the_tool(
-        fake_model_server: Callable[..., Any], tmp_path: Path) -> None:
+    fake_model_server: Callable[..., Any], tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger.txt"
     ledger.write_text("balance=1234\n")
     read_ledger = from_anthropic_tool(
-        {"name": "read_ledger", "description": "The host's ledger file.",
-         "input_schema": {"type": "object", "properties": {}}},
-        ledger.read_text)
-    server = fake_model_server({PATH: [
-        run("toolu_1", f"try:\n    open({str(ledger)!r}).read()\n"
-                       "except OSError as e:\n    print('blocked:', type(e).__name__)"),
-        run("toolu_2", "read_ledger().strip()"),
-        answer_with_last_results,
-    ]})
-    with (securepy_tool(tools=[read_ledger], sandbox=True, timeout=30) as tool,
-          anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client):
+        {
+            "name": "read_ledger",
+            "description": "The host's ledger file.",
+            "input_schema": {"type": "object", "properties": {}},
+        },
+        ledger.read_text,
+    )
+    server = fake_model_server(
+        {
+            PATH: [
+                run(
+                    "toolu_1",
+                    f"try:\n    open({str(ledger)!r}).read()\n"
+                    "except OSError as e:\n    print('blocked:', type(e).__name__)",
+                ),
+                run("toolu_2", "read_ledger().strip()"),
+                answer_with_last_results,
+            ]
+        }
+    )
+    with (
+        securepy_tool(tools=[read_ledger], sandbox=True, timeout=30) as tool,
+        anthropic.Anthropic(base_url=server.url, api_key="x", max_retries=0) as client,
+    ):
         messages: list[Any] = [{"role": "user", "content": "What is the balance?"}]
-        while (response := client.messages.create(
-                model=MODEL, max_tokens=512, messages=messages,
-                tools=[tool.definition])).stop_reason == "tool_use":
-            messages += [{"role": "assistant", "content": response.content},
-                         {"role": "user", "content": [tool.handle(b) for b in response.content
-                                                      if b.type == "tool_use"]}]
+        while (
+            response := client.messages.create(
+                model=MODEL, max_tokens=512, messages=messages, tools=[tool.definition]
+            )
+        ).stop_reason == "tool_use":
+            messages += [
+                {"role": "assistant", "content": response.content},
+                {
+                    "role": "user",
+                    "content": [tool.handle(b) for b in response.content if b.type == "tool_use"],
+                },
+            ]
     assert tool_results(server, 1)[0]["content"] == "blocked: FileNotFoundError"
     assert text_of(response) == "ok: 'balance=1234'"

@@ -14,8 +14,7 @@ from securepy_anthropic import SecurePyTool, securepy_tool
 
 CODE_SCHEMA = {
     "type": "object",
-    "properties": {"code": {"type": "string",
-                            "description": securepy.adapters.CODE_DESCRIPTION}},
+    "properties": {"code": {"type": "string", "description": securepy.adapters.CODE_DESCRIPTION}},
     "required": ["code"],
     "additionalProperties": False,
 }
@@ -63,22 +62,34 @@ def test_definition_lists_host_tools_as_signatures(run_python: SecurePyTool) -> 
 
 def test_name_and_description_can_be_set() -> None:
     with securepy_tool(name="python", description="Run code.", sandbox=False) as tool:
-        assert tool.definition == {"name": "python", "description": "Run code.",
-                                   "input_schema": CODE_SCHEMA}
+        assert tool.definition == {
+            "name": "python",
+            "description": "Run code.",
+            "input_schema": CODE_SCHEMA,
+        }
         assert tool.handle(use("1 + 1", name="python"))["content"] == "2"
 
 
 @pytest.mark.parametrize("as_sdk_object", [False, True], ids=["dict", "ToolUseBlock"])
-def test_handle_runs_the_code_and_keeps_state(run_python: SecurePyTool,
-                                              as_sdk_object: bool) -> None:
+def test_handle_runs_the_code_and_keeps_state(
+    run_python: SecurePyTool, as_sdk_object: bool
+) -> None:
     first: Any = use("order = lookup_order(7)\nprint(order['status'])", "toolu_a")
     second: Any = use("order['id'] * 6", "toolu_b")
     if as_sdk_object:
         first, second = ToolUseBlock(**first), ToolUseBlock(**second)
-    assert run_python.handle(first) == {"type": "tool_result", "tool_use_id": "toolu_a",
-                                        "content": "shipped", "is_error": False}
-    assert run_python.handle(second) == {"type": "tool_result", "tool_use_id": "toolu_b",
-                                         "content": "42", "is_error": False}
+    assert run_python.handle(first) == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_a",
+        "content": "shipped",
+        "is_error": False,
+    }
+    assert run_python.handle(second) == {
+        "type": "tool_result",
+        "tool_use_id": "toolu_b",
+        "content": "42",
+        "is_error": False,
+    }
 
 
 def test_an_exception_is_an_error_result(run_python: SecurePyTool) -> None:
@@ -99,24 +110,32 @@ def test_a_timeout_is_an_error_result_and_state_survives(run_python: SecurePyToo
     run_python.handle(use("kept = 5"))
     result = run_python.handle(use("print('spinning')\nwhile True: pass"))
     assert result == {
-        "type": "tool_result", "tool_use_id": "toolu_1", "is_error": True,
+        "type": "tool_result",
+        "tool_use_id": "toolu_1",
+        "is_error": True,
         "content": "spinning\nError: execution timed out after 2 s: the code was interrupted; "
-                   "the session kept its state",
+        "the session kept its state",
     }
     assert run_python.handle(use("kept"))["content"] == "5"
 
 
 def test_a_denied_host_call_is_an_error_result() -> None:
-    secret = securepy.Tool("read_secret", "Read the secret.", lambda: "s3cret",
-                           approve=lambda call: "denied by policy")
+    secret = securepy.Tool(
+        "read_secret", "Read the secret.", lambda: "s3cret", approve=lambda call: "denied by policy"
+    )
     with securepy_tool(tools=[secret], sandbox=False) as tool:
         result = tool.handle(use("read_secret()"))
         assert result["is_error"] is True
         assert str(result["content"]).endswith("PolicyError: denied by policy")
-        caught = tool.handle(use("try:\n    read_secret()\nexcept Exception as e:\n"
-                                 "    print(type(e).__name__, e)"))
-        assert caught == {"type": "tool_result", "tool_use_id": "toolu_1",
-                          "content": "PolicyError denied by policy", "is_error": False}
+        caught = tool.handle(
+            use("try:\n    read_secret()\nexcept Exception as e:\n    print(type(e).__name__, e)")
+        )
+        assert caught == {
+            "type": "tool_result",
+            "tool_use_id": "toolu_1",
+            "content": "PolicyError denied by policy",
+            "is_error": False,
+        }
 
 
 def test_output_is_bounded_by_max_output_chars() -> None:
@@ -127,32 +146,63 @@ def test_output_is_bounded_by_max_output_chars() -> None:
         assert "[output truncated: 947 more characters]" in content
 
 
-PROBLEM = ('Error: run_python takes one argument, a "code" string, e.g. '
-           '{"code": "print(1 + 1)"}; got ')
+PROBLEM = (
+    'Error: run_python takes one argument, a "code" string, e.g. {"code": "print(1 + 1)"}; got '
+)
 MALFORMED = [
     (None, "", "Error: expected a tool_use block with an id, got None"),
-    ({"type": "text", "text": "hi"}, "",
-     "Error: expected a tool_use block with an id, got {'type': 'text', 'text': 'hi'}"),
-    ({"type": "tool_use", "name": "run_python", "input": {"code": "1"}}, "",
-     "Error: expected a tool_use block with an id, got {'type': 'tool_use', 'name': "
-     "'run_python', 'input': {'code': '1'}}"),
+    (
+        {"type": "text", "text": "hi"},
+        "",
+        "Error: expected a tool_use block with an id, got {'type': 'text', 'text': 'hi'}",
+    ),
+    (
+        {"type": "tool_use", "name": "run_python", "input": {"code": "1"}},
+        "",
+        "Error: expected a tool_use block with an id, got {'type': 'tool_use', 'name': "
+        "'run_python', 'input': {'code': '1'}}",
+    ),
     (use("1", name="search"), "toolu_1", "Error: this handler runs 'run_python', not 'search'."),
-    ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"cod": "1"}},
-     "toolu_1", PROBLEM + "{'cod': '1'}."),
-    ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"code": 1}},
-     "toolu_1", PROBLEM + "{'code': 1}."),
-    ({"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": "print(1)"},
-     "toolu_1", PROBLEM + "'print(1)'."),
+    (
+        {"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"cod": "1"}},
+        "toolu_1",
+        PROBLEM + "{'cod': '1'}.",
+    ),
+    (
+        {"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": {"code": 1}},
+        "toolu_1",
+        PROBLEM + "{'code': 1}.",
+    ),
+    (
+        {"type": "tool_use", "id": "toolu_1", "name": "run_python", "input": "print(1)"},
+        "toolu_1",
+        PROBLEM + "'print(1)'.",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("block", "tool_use_id", "message"), MALFORMED,
-                         ids=["none", "text-block", "no-id", "other-tool", "no-code",
-                              "code-not-str", "input-not-object"])
-async def test_malformed_blocks_are_error_results(run_python: SecurePyTool, block: Any,
-                                                  tool_use_id: str, message: str) -> None:
-    expected = {"type": "tool_result", "tool_use_id": tool_use_id, "content": message,
-                "is_error": True}
+@pytest.mark.parametrize(
+    ("block", "tool_use_id", "message"),
+    MALFORMED,
+    ids=[
+        "none",
+        "text-block",
+        "no-id",
+        "other-tool",
+        "no-code",
+        "code-not-str",
+        "input-not-object",
+    ],
+)
+async def test_malformed_blocks_are_error_results(
+    run_python: SecurePyTool, block: Any, tool_use_id: str, message: str
+) -> None:
+    expected = {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": message,
+        "is_error": True,
+    }
     assert run_python.handle(block) == expected
     assert await run_python.ahandle(block) == expected
 
@@ -178,8 +228,7 @@ def test_beta_tool_returns_text_or_raises_tool_error(run_python: SecurePyTool) -
     )
 
 
-async def test_beta_async_tool_returns_text_or_raises_tool_error(
-        run_python: SecurePyTool) -> None:
+async def test_beta_async_tool_returns_text_or_raises_tool_error(run_python: SecurePyTool) -> None:
     assert isinstance(run_python.beta_async_tool, BetaAsyncFunctionTool)
     assert await run_python.beta_async_tool.call({"code": "2 ** 10"}) == "1024"
     with pytest.raises(ToolError, match=r"ZeroDivisionError: division by zero$"):
@@ -220,13 +269,17 @@ def test_close_stops_the_owned_session() -> None:
     [
         ({"session": object(), "pool": object()}, TypeError, r"^pass session= or pool=, not both$"),
         ({"sandbox": False, "not_an_option": 1}, TypeError, r"not_an_option"),
-        ({"max_output_chars": 0}, ValueError,
-         r"^max_output_chars must be a positive integer, got 0$"),
+        (
+            {"max_output_chars": 0},
+            ValueError,
+            r"^max_output_chars must be a positive integer, got 0$",
+        ),
     ],
     ids=["session-and-pool", "unknown-option", "bad-max-output"],
 )
-def test_misuse_fails_at_construction(kwargs: dict[str, Any], error: type[Exception],
-                                      message: str) -> None:
+def test_misuse_fails_at_construction(
+    kwargs: dict[str, Any], error: type[Exception], message: str
+) -> None:
     with pytest.raises(error, match=message):
         securepy_tool(**kwargs)
 

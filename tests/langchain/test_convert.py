@@ -60,29 +60,43 @@ def _raw_schema_tool() -> BaseTool:
     return StructuredTool(
         name="echo_tags",
         description="Echo the tags back.",
-        args_schema={"type": "object", "properties": {"tags": {"type": "array",
-                     "items": {"type": "string"}}}, "required": ["tags"]},
+        args_schema={
+            "type": "object",
+            "properties": {"tags": {"type": "array", "items": {"type": "string"}}},
+            "required": ["tags"],
+        },
         func=lambda **kwargs: sorted(kwargs["tags"]),
     )
 
 
 KINDS: list[tuple[Callable[[], BaseTool], str, Any]] = [
-    (OrderLookup, "lookup_order('A1', include_lines=True)",
-     {"id": "A1", "total": 12.5, "lines": ["pen", "ink"]}),
-    (lambda: StructuredTool.from_function(_multiply, name="multiply",
-                                          description="Multiply a by b."),
-     "multiply(21)", 42),
+    (
+        OrderLookup,
+        "lookup_order('A1', include_lines=True)",
+        {"id": "A1", "total": 12.5, "lines": ["pen", "ink"]},
+    ),
+    (
+        lambda: StructuredTool.from_function(
+            _multiply, name="multiply", description="Multiply a by b."
+        ),
+        "multiply(21)",
+        42,
+    ),
     (lambda: search_orders, "search_orders('ann', limit=2)", ["ann-0", "ann-1"]),
     (lambda: fetch_status, "fetch_status('A1')", "A1: shipped"),
     (_raw_schema_tool, "echo_tags(['b', 'a'])", ["a", "b"]),
 ]
-KIND_IDS = ["basetool-subclass", "structuredtool", "tool-decorator", "async-tool-decorator",
-            "raw-json-schema"]
+KIND_IDS = [
+    "basetool-subclass",
+    "structuredtool",
+    "tool-decorator",
+    "async-tool-decorator",
+    "raw-json-schema",
+]
 
 
 @pytest.mark.parametrize(("make", "code", "expected"), KINDS, ids=KIND_IDS)
-def test_keeps_what_the_model_sees(make: Callable[[], BaseTool], code: str,
-                                   expected: Any) -> None:
+def test_keeps_what_the_model_sees(make: Callable[[], BaseTool], code: str, expected: Any) -> None:
     native = make()
     converted = from_langchain(native)
     seen = convert_to_openai_tool(native)["function"]
@@ -97,15 +111,17 @@ def test_runs_on_the_host_sync(make: Callable[[], BaseTool], code: str, expected
 
 
 @pytest.mark.parametrize(("make", "code", "expected"), KINDS, ids=KIND_IDS)
-async def test_runs_on_the_host_async(make: Callable[[], BaseTool], code: str,
-                                      expected: Any) -> None:
+async def test_runs_on_the_host_async(
+    make: Callable[[], BaseTool], code: str, expected: Any
+) -> None:
     async with securepy.AsyncSession([from_langchain(make())], sandbox=False) as session:
         assert (await session.execute(code)).value == expected
 
 
 def test_signature_inside_follows_the_schema() -> None:
     assert from_langchain(OrderLookup()).signature() == (
-        "lookup_order(order_id: str, include_lines: bool = False)")
+        "lookup_order(order_id: str, include_lines: bool = False)"
+    )
 
 
 def test_tool_exception_is_a_tool_error_inside_the_sandbox() -> None:
@@ -117,7 +133,8 @@ def test_tool_exception_is_a_tool_error_inside_the_sandbox() -> None:
     code = "try:\n    refund('A1')\nexcept ToolError as exc:\n    caught = str(exc)\ncaught"
     with securepy.Session([from_langchain(refund)], sandbox=False) as session:
         assert session.execute(code).value == (
-            "refund() failed: ToolException: order A1 was already refunded")
+            "refund() failed: ToolException: order A1 was already refunded"
+        )
 
 
 def test_arguments_are_checked_on_the_host_before_the_tool_runs() -> None:
@@ -130,8 +147,9 @@ def test_arguments_are_checked_on_the_host_before_the_tool_runs() -> None:
         return len(word)
 
     with securepy.Session([from_langchain(count)], sandbox=False) as session:
-        value = session.execute("try:\n    count(3)\nexcept ToolError as e:\n    m = str(e)\nm"
-                                ).value
+        value = session.execute(
+            "try:\n    count(3)\nexcept ToolError as e:\n    m = str(e)\nm"
+        ).value
     assert value == "count(): argument 'word' must be str, got int 3"
     assert calls == []
 
@@ -162,16 +180,22 @@ def _with_runtime(query: str, runtime: ToolRuntime) -> str:
     return query
 
 
-@pytest.mark.parametrize(("native", "argument"), [
-    (_with_injected_arg, "user_id"),
-    (_with_call_id, "call_id"),
-    (_with_runtime, "runtime"),
-    (RuntimeInRun(), "runtime"),
-], ids=["InjectedToolArg", "InjectedToolCallId", "ToolRuntime", "ToolRuntime-in-_run"])
+@pytest.mark.parametrize(
+    ("native", "argument"),
+    [
+        (_with_injected_arg, "user_id"),
+        (_with_call_id, "call_id"),
+        (_with_runtime, "runtime"),
+        (RuntimeInRun(), "runtime"),
+    ],
+    ids=["InjectedToolArg", "InjectedToolCallId", "ToolRuntime", "ToolRuntime-in-_run"],
+)
 def test_injected_arguments_are_refused(native: BaseTool, argument: str) -> None:
-    message = (f"LangChain tool {native.name!r} needs the injected argument {argument!r} "
-               "(InjectedToolArg / ToolRuntime), which sandboxed code cannot supply; wrap the "
-               "tool in a function without it")
+    message = (
+        f"LangChain tool {native.name!r} needs the injected argument {argument!r} "
+        "(InjectedToolArg / ToolRuntime), which sandboxed code cannot supply; wrap the "
+        "tool in a function without it"
+    )
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         from_langchain(native)
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -179,14 +203,18 @@ def test_injected_arguments_are_refused(native: BaseTool, argument: str) -> None
 
 
 def test_refuses_what_is_not_a_langchain_tool() -> None:
-    with pytest.raises(TypeError, match=r"^from_langchain_tool\(\) takes a LangChain BaseTool, "
-                                        r"not function$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^from_langchain_tool\(\) takes a LangChain BaseTool, "
+        r"not function$",
+    ):
         from_langchain(_multiply)  # type: ignore[arg-type]
 
 
 def test_a_name_that_is_not_an_identifier_can_be_replaced() -> None:
-    hyphenated = StructuredTool.from_function(_multiply, name="multiply-numbers",
-                                              description="Multiply a by b.")
+    hyphenated = StructuredTool.from_function(
+        _multiply, name="multiply-numbers", description="Multiply a by b."
+    )
     with pytest.raises(ValueError, match=r"^tool name 'multiply-numbers' is not a valid Python"):
         from_langchain(hyphenated)
     renamed = from_langchain(hyphenated, name="multiply_numbers")
@@ -200,17 +228,23 @@ def _shipping_days(country: str) -> int:
 
 
 def test_tools_mix_langchain_securepy_and_plain_callables() -> None:
-    vat = securepy.Tool("vat_rate", "The VAT rate of a country.", lambda country: 0.21,
-                        args={"country": str})
+    vat = securepy.Tool(
+        "vat_rate", "The VAT rate of a country.", lambda country: 0.21, args={"country": str}
+    )
     sandbox = securepy_tool(tools=[search_orders, vat, _shipping_days], sandbox=False)
     try:
         assert sandbox.description.endswith(
             "\n\ndef search_orders(customer: str, limit: int = 3) -> list[str]:\n"
             '    """Find a customer\'s orders, newest first."""\n\n'
             'def vat_rate(country: str):\n    """The VAT rate of a country."""\n\n'
-            'def _shipping_days(country: str) -> int:\n    """Days to ship to a country."""')
-        assert sandbox.invoke({"code": "(search_orders('bo', 1), vat_rate('NL'), "
-                                       "_shipping_days('JP'))"}) == "(['bo-0'], 0.21, 6)"
+            'def _shipping_days(country: str) -> int:\n    """Days to ship to a country."""'
+        )
+        assert (
+            sandbox.invoke(
+                {"code": "(search_orders('bo', 1), vat_rate('NL'), _shipping_days('JP'))"}
+            )
+            == "(['bo-0'], 0.21, 6)"
+        )
     finally:
         sandbox.close()
 
@@ -231,7 +265,8 @@ def test_a_failing_tool_is_an_error_inside_whatever_its_handle_tool_error() -> N
     _always_fails.handle_tool_error = True  # LangChain would hand back the text as a value
     with securepy.Session([from_langchain_tool(_always_fails)], sandbox=False) as session:
         value = session.execute(
-            "try:\n    _always_fails(1)\nexcept ToolError as e:\n    r = str(e)\nr").value
+            "try:\n    _always_fails(1)\nexcept ToolError as e:\n    r = str(e)\nr"
+        ).value
     assert value == "_always_fails() failed: ToolException: the backend is down"
 
 

@@ -9,8 +9,14 @@ from pathlib import Path
 import pytest
 import securepy_langchain
 
-EXPECTED = ["RunPythonInput", "SecurePyTool", "__version__", "from_langchain",
-            "from_langchain_tool", "securepy_tool"]
+EXPECTED = [
+    "RunPythonInput",
+    "SecurePyTool",
+    "__version__",
+    "from_langchain",
+    "from_langchain_tool",
+    "securepy_tool",
+]
 
 
 def test_all_is_pinned() -> None:
@@ -29,8 +35,7 @@ def test_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> N
     readme = (Path(securepy_langchain.__file__).parents[2] / "README.md").read_text()
     [block] = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     exec(compile(block, "README.md", "exec"), {})
-    expected = [line.removeprefix("#> ") for line in block.splitlines()
-                if line.startswith("#> ")]
+    expected = [line.removeprefix("#> ") for line in block.splitlines() if line.startswith("#> ")]
     assert capsys.readouterr().out.splitlines() == expected
 
 

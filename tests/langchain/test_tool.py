@@ -38,10 +38,18 @@ TWINS = pytest.mark.parametrize("twin", ["sync", "async"])
 
 def test_the_model_sees_one_code_argument_and_the_description() -> None:
     sandbox = securepy_tool(sandbox=False)
-    assert convert_to_openai_tool(sandbox) == {"type": "function", "function": {
-        "name": "run_python", "description": DEFAULT_DESCRIPTION,
-        "parameters": {"properties": {"code": CODE_ARGUMENT}, "required": ["code"],
-                       "type": "object"}}}
+    assert convert_to_openai_tool(sandbox) == {
+        "type": "function",
+        "function": {
+            "name": "run_python",
+            "description": DEFAULT_DESCRIPTION,
+            "parameters": {
+                "properties": {"code": CODE_ARGUMENT},
+                "required": ["code"],
+                "type": "object",
+            },
+        },
+    }
 
 
 def test_name_and_description_can_be_replaced() -> None:
@@ -66,33 +74,61 @@ async def test_a_tool_call_gets_a_tool_message(twin: str) -> None:
         message = await _invoke(sandbox, twin, _call("print('hi')\n6 * 7"))
     finally:
         sandbox.close()
-    assert message == ToolMessage("hi\n42", tool_call_id="call_1", name="run_python",
-                                  status="success", artifact=message.artifact)
+    assert message == ToolMessage(
+        "hi\n42",
+        tool_call_id="call_1",
+        name="run_python",
+        status="success",
+        artifact=message.artifact,
+    )
     # The artifact is the Execution itself, for the application (never sent to the model).
     assert isinstance(message.artifact, securepy.Execution)
     assert (message.artifact.value, message.artifact.stdout) == (42, "hi\n")
 
 
 ERRORS = [
-    ("1 / 0", 30, 'Traceback (most recent call last):\n  File "<cell>", line 1, in <module>\n'
-     "    1 / 0\n     ~~^~~\nZeroDivisionError: division by zero"),
-    ("while True:\n    pass", 0.5, "Error: execution timed out after 0.5 s: the code was "
-     "interrupted; the session kept its state"),
-    ("refund('A1')", 30, 'Traceback (most recent call last):\n  File "<cell>", line 1, in '
-     "<module>\n    refund('A1')\n  File \"<securepy tool refund>\", line 2, in refund\n"
-     "securepy_tools.PolicyError: denied"),
-    ("import os\nos._exit(3)", 30, "Error (ProtocolError): the child process died "
-     "unexpectedly (exit status 3); the session was restarted with a fresh namespace"),
+    (
+        "1 / 0",
+        30,
+        'Traceback (most recent call last):\n  File "<cell>", line 1, in <module>\n'
+        "    1 / 0\n     ~~^~~\nZeroDivisionError: division by zero",
+    ),
+    (
+        "while True:\n    pass",
+        0.5,
+        "Error: execution timed out after 0.5 s: the code was "
+        "interrupted; the session kept its state",
+    ),
+    (
+        "refund('A1')",
+        30,
+        'Traceback (most recent call last):\n  File "<cell>", line 1, in '
+        "<module>\n    refund('A1')\n  File \"<securepy tool refund>\", line 2, in refund\n"
+        "securepy_tools.PolicyError: denied",
+    ),
+    (
+        "import os\nos._exit(3)",
+        30,
+        "Error (ProtocolError): the child process died "
+        "unexpectedly (exit status 3); the session was restarted with a fresh namespace",
+    ),
 ]
 
 
 @TWINS
-@pytest.mark.parametrize(("code", "timeout", "expected"), ERRORS,
-                         ids=["exception", "timeout", "denied", "dead-session"])
+@pytest.mark.parametrize(
+    ("code", "timeout", "expected"), ERRORS, ids=["exception", "timeout", "denied", "dead-session"]
+)
 async def test_failures_are_tool_errors_and_the_tool_stays_usable(
-        twin: str, code: str, timeout: float, expected: str) -> None:
-    refund = securepy.Tool("refund", "Refund an order.", lambda order_id: "refunded",
-                           args={"order_id": str}, approve=lambda call: "denied")
+    twin: str, code: str, timeout: float, expected: str
+) -> None:
+    refund = securepy.Tool(
+        "refund",
+        "Refund an order.",
+        lambda order_id: "refunded",
+        args={"order_id": str},
+        approve=lambda call: "denied",
+    )
     sandbox = securepy_tool(tools=[refund], timeout=timeout, sandbox=False)
     try:
         message = await _invoke(sandbox, twin, _call(code))
@@ -181,48 +217,89 @@ def test_the_tool_lists_the_tools_of_a_passed_session() -> None:
 
     with securepy.Session([ping], sandbox=False) as session:
         assert securepy_tool(session=session).description.endswith(
-            '\n\ndef ping() -> str:\n    """Answer pong."""')
+            '\n\ndef ping() -> str:\n    """Answer pong."""'
+        )
 
 
-@pytest.mark.parametrize(("make", "error", "message"), [
-    (lambda s: securepy_tool(session=s, pool=typing.cast(Any, object())), TypeError,
-     r"^pass session= or pool=, not both$"),
-    (lambda s: securepy_tool(session=s, tools=[print]), TypeError,
-     r"^tools= cannot be added to a session or pool you pass; give the tools to that "
-     r"session or pool$"),
-    (lambda s: securepy_tool(max_output_chars=0, sandbox=False), ValueError,
-     r"^max_output_chars must be a positive integer, got 0$"),
-    (lambda s: securepy_tool(sandbox=False, colour="red"), TypeError, r"colour"),
-], ids=["session-and-pool", "tools-with-session", "bad-max-output", "unknown-option"])
-def test_misuse_fails_at_construction(session: securepy.Session,
-                                      make: Callable[[securepy.Session], Any],
-                                      error: type[Exception], message: str) -> None:
+@pytest.mark.parametrize(
+    ("make", "error", "message"),
+    [
+        (
+            lambda s: securepy_tool(session=s, pool=typing.cast(Any, object())),
+            TypeError,
+            r"^pass session= or pool=, not both$",
+        ),
+        (
+            lambda s: securepy_tool(session=s, tools=[print]),
+            TypeError,
+            r"^tools= cannot be added to a session or pool you pass; give the tools to that "
+            r"session or pool$",
+        ),
+        (
+            lambda s: securepy_tool(max_output_chars=0, sandbox=False),
+            ValueError,
+            r"^max_output_chars must be a positive integer, got 0$",
+        ),
+        (lambda s: securepy_tool(sandbox=False, colour="red"), TypeError, r"colour"),
+    ],
+    ids=["session-and-pool", "tools-with-session", "bad-max-output", "unknown-option"],
+)
+def test_misuse_fails_at_construction(
+    session: securepy.Session,
+    make: Callable[[securepy.Session], Any],
+    error: type[Exception],
+    message: str,
+) -> None:
     with pytest.raises(error, match=message):
         make(session)
 
 
 def _chat_reply(message: dict[str, Any], finish_reason: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "gpt-test",
-            "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gpt-test",
+        "choices": [{"index": 0, "message": message, "finish_reason": finish_reason}],
+    }
 
 
 def test_chat_openai_binds_the_tool_and_gets_the_tool_message_back(
-        fake_model_server: Callable[[dict[str, list[Any]]], Any]) -> None:
+    fake_model_server: Callable[[dict[str, list[Any]]], Any],
+) -> None:
     code = "orders = [12.5, 30.0]\nprint(len(orders), 'orders')\nsum(orders)"
-    tool_call = {"role": "assistant", "content": None, "tool_calls": [{
-        "id": "call_1", "type": "function",
-        "function": {"name": "run_python", "arguments": json.dumps({"code": code})}}]}
+    tool_call = {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": "run_python", "arguments": json.dumps({"code": code})},
+            }
+        ],
+    }
 
     def answer_from_the_tool_result(body: dict[str, Any]) -> dict[str, Any]:
         result = body["messages"][-1]["content"]
-        return _chat_reply({"role": "assistant", "content": f"The sandbox said: {result}"},
-                           "stop")
+        return _chat_reply({"role": "assistant", "content": f"The sandbox said: {result}"}, "stop")
 
-    server = fake_model_server({"/v1/chat/completions": [
-        _chat_reply(tool_call, "tool_calls"), answer_from_the_tool_result]})
+    server = fake_model_server(
+        {
+            "/v1/chat/completions": [
+                _chat_reply(tool_call, "tool_calls"),
+                answer_from_the_tool_result,
+            ]
+        }
+    )
     sandbox = securepy_tool(sandbox=False)
-    chat = ChatOpenAI(model="gpt-test", base_url=f"{server.url}/v1", api_key=SecretStr("sk-test"),
-                      max_retries=0, use_responses_api=False)
+    chat = ChatOpenAI(
+        model="gpt-test",
+        base_url=f"{server.url}/v1",
+        api_key=SecretStr("sk-test"),
+        max_retries=0,
+        use_responses_api=False,
+    )
     try:
         bound = chat.bind_tools([sandbox])
         messages: list[Any] = [HumanMessage("What do the orders add up to?")]
@@ -233,12 +310,25 @@ def test_chat_openai_binds_the_tool_and_gets_the_tool_message_back(
         sandbox.close()
 
     first_request, second_request = (body for _, _, body in server.requests)
-    assert first_request["tools"] == [{"type": "function", "function": {
-        "name": "run_python", "description": DEFAULT_DESCRIPTION,
-        "parameters": {"properties": {"code": CODE_ARGUMENT}, "required": ["code"],
-                       "type": "object"}}}]
+    assert first_request["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "run_python",
+                "description": DEFAULT_DESCRIPTION,
+                "parameters": {
+                    "properties": {"code": CODE_ARGUMENT},
+                    "required": ["code"],
+                    "type": "object",
+                },
+            },
+        }
+    ]
     assert second_request["messages"][-1] == {
-        "role": "tool", "tool_call_id": "call_1", "content": "2 orders\n42.5"}
+        "role": "tool",
+        "tool_call_id": "call_1",
+        "content": "2 orders\n42.5",
+    }
     assert isinstance(final, AIMessage)
     assert final.content == "The sandbox said: 2 orders\n42.5"
 
@@ -246,8 +336,11 @@ def test_chat_openai_binds_the_tool_and_gets_the_tool_message_back(
 async def test_a_passed_async_session_cannot_be_invoked_synchronously() -> None:
     async with securepy.AsyncSession(sandbox=False) as session:
         sandbox = securepy_tool(session=session)
-        with pytest.raises(TypeError, match=r"^this tool wraps an async session or pool: call "
-                                            r"it asynchronously \(ainvoke / acall / ahandle\)$"):
+        with pytest.raises(
+            TypeError,
+            match=r"^this tool wraps an async session or pool: call "
+            r"it asynchronously \(ainvoke / acall / ahandle\)$",
+        ):
             sandbox.invoke({"code": "1"})
 
 
@@ -263,8 +356,7 @@ def test_printed_output_streams_to_the_run_managers_callbacks() -> None:
 
     recorder = Recorder()
     with securepy_tool(sandbox=False) as sandbox:
-        sandbox.invoke({"code": "print('one')\nprint('two')"},
-                       config={"callbacks": [recorder]})
+        sandbox.invoke({"code": "print('one')\nprint('two')"}, config={"callbacks": [recorder]})
     assert "".join(recorder.texts) == "one\ntwo\n"
 
 

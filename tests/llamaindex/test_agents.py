@@ -52,8 +52,12 @@ class Script:
     results the model has been shown so far, in order.
     """
 
-    def __init__(self, steps: Sequence[str | Answer], style: Style = "function",
-                 tool_name: str = "run_python") -> None:
+    def __init__(
+        self,
+        steps: Sequence[str | Answer],
+        style: Style = "function",
+        tool_name: str = "run_python",
+    ) -> None:
         self.steps = list(steps)
         self.style = style
         self.tool_name = tool_name
@@ -72,30 +76,46 @@ class Script:
         self.turn += 1
         if isinstance(step, Answer):
             if self.style == "react":
-                return ChatMessage(role="assistant",
-                                   content=f"Thought: I can answer.\nAnswer: {step.text}")
+                return ChatMessage(
+                    role="assistant", content=f"Thought: I can answer.\nAnswer: {step.text}"
+                )
             return ChatMessage(role="assistant", content=step.text)
         if self.style == "react":
-            return ChatMessage(role="assistant", content=(
-                f"Thought: I will run code.\nAction: {self.tool_name}\n"
-                f"Action Input: {json.dumps({'code': step})}"))
+            return ChatMessage(
+                role="assistant",
+                content=(
+                    f"Thought: I will run code.\nAction: {self.tool_name}\n"
+                    f"Action Input: {json.dumps({'code': step})}"
+                ),
+            )
         if self.style == "codeact":
             return ChatMessage(role="assistant", content=f"<execute>\n{step}\n</execute>")
-        return ChatMessage(role="assistant", blocks=[ToolCallBlock(
-            tool_call_id=f"call-{self.turn}", tool_name=self.tool_name,
-            tool_kwargs={"code": step})])
+        return ChatMessage(
+            role="assistant",
+            blocks=[
+                ToolCallBlock(
+                    tool_call_id=f"call-{self.turn}",
+                    tool_name=self.tool_name,
+                    tool_kwargs={"code": step},
+                )
+            ],
+        )
 
     def _observations_in(self, messages: Sequence[ChatMessage]) -> list[str]:
         if self.style == "function":
             return [m.content or "" for m in messages if m.role == MessageRole.TOOL]
         if self.style == "codeact":
-            return [(m.content or "").removeprefix(CODEACT_RESULT) for m in messages
-                    if m.role == MessageRole.USER
-                    and (m.content or "").startswith(CODEACT_RESULT)]
+            return [
+                (m.content or "").removeprefix(CODEACT_RESULT)
+                for m in messages
+                if m.role == MessageRole.USER and (m.content or "").startswith(CODEACT_RESULT)
+            ]
         # The ReAct system prompt also says "Observation", so only later messages count.
-        return [(m.content or "").removeprefix("Observation: ") for m in messages
-                if m.role != MessageRole.SYSTEM
-                and (m.content or "").startswith("Observation:")]
+        return [
+            (m.content or "").removeprefix("Observation: ")
+            for m in messages
+            if m.role != MessageRole.SYSTEM and (m.content or "").startswith("Observation:")
+        ]
 
 
 async def run_agent(agent: Any, user_msg: str) -> tuple[str, list[ToolCallResult]]:
@@ -103,7 +123,6 @@ async def run_agent(agent: Any, user_msg: str) -> tuple[str, list[ToolCallResult
     handler = agent.run(user_msg=user_msg)
     results = [ev async for ev in handler.stream_events() if isinstance(ev, ToolCallResult)]
     return str(await handler), results
-
 
 
 MULTI_STEP = [
@@ -115,7 +134,8 @@ MULTI_STEP = [
 
 @pytest.mark.parametrize("agent_class", [FunctionAgent, ReActAgent], ids=["function", "react"])
 async def test_model_code_calls_a_converted_tool_over_several_steps(
-    agent_class: type[FunctionAgent] | type[ReActAgent], make_session: Callable[..., Any],
+    agent_class: type[FunctionAgent] | type[ReActAgent],
+    make_session: Callable[..., Any],
     order_tool: FunctionTool,
 ) -> None:
     session = make_session([from_llamaindex(order_tool)])
@@ -139,11 +159,16 @@ async def test_model_code_calls_a_converted_tool_over_several_steps(
 async def test_errors_and_timeouts_are_read_by_the_agent_which_continues(
     order_tool: FunctionTool,
 ) -> None:
-    steps = ["x = 41", "1/0", "lookup_order('nope')", "while True: pass", "x + 1",
-             Answer("x + 1 is 42.")]
+    steps = [
+        "x = 41",
+        "1/0",
+        "lookup_order('nope')",
+        "while True: pass",
+        "x + 1",
+        Answer("x + 1 is 42."),
+    ]
     script = Script(steps)
-    run_python = securepy_tool(tools=[from_llamaindex(order_tool)], timeout=0.5,
-                               sandbox=False)
+    run_python = securepy_tool(tools=[from_llamaindex(order_tool)], timeout=0.5, sandbox=False)
     agent = FunctionAgent(tools=[run_python], llm=script.llm)
 
     answer, results = await run_agent(agent, "Compute x + 1.")
@@ -153,16 +178,18 @@ async def test_errors_and_timeouts_are_read_by_the_agent_which_continues(
     seen = script.observations
     assert seen[0] == "(no output)"
     assert seen[1].splitlines()[-1] == "ZeroDivisionError: division by zero"
-    assert seen[2].splitlines()[-1].endswith(
-        "ToolError: lookup_order() failed: KeyError: 'nope'")
-    assert seen[3] == ("Error: execution timed out after 0.5 s: the code was interrupted; "
-                       "the session kept its state")
+    assert seen[2].splitlines()[-1].endswith("ToolError: lookup_order() failed: KeyError: 'nope'")
+    assert seen[3] == (
+        "Error: execution timed out after 0.5 s: the code was interrupted; "
+        "the session kept its state"
+    )
     assert seen[4] == "42"
 
 
 async def test_react_agent_reads_an_error_and_continues(make_session: Callable[..., Any]) -> None:
-    script = Script(["items = [1, 2]", "items[5]", "items[-1]", Answer("The last item is 2.")],
-                    "react")
+    script = Script(
+        ["items = [1, 2]", "items[5]", "items[-1]", Answer("The last item is 2.")], "react"
+    )
     agent = ReActAgent(tools=[securepy_tool(session=make_session())], llm=script.llm)
 
     answer, results = await run_agent(agent, "Which item is last?")
@@ -174,27 +201,35 @@ async def test_react_agent_reads_an_error_and_continues(make_session: Callable[.
 
 
 async def test_code_act_agent_runs_its_code_in_the_session_with_its_tools(
-    make_session: Callable[..., Any], order_tool: FunctionTool,
+    make_session: Callable[..., Any],
+    order_tool: FunctionTool,
 ) -> None:
     session = make_session([from_llamaindex(order_tool)])
-    steps = ["order = lookup_order('A1')\nprint(order['status'])",
-             "lookup_order('nope')",
-             "print(order['total'] * 2)",
-             Answer("Order A1 is shipped; twice its total is 60.0.")]
+    steps = [
+        "order = lookup_order('A1')\nprint(order['status'])",
+        "lookup_order('nope')",
+        "print(order['total'] * 2)",
+        Answer("Order A1 is shipped; twice its total is 60.0."),
+    ]
     script = Script(steps, "codeact")
-    agent = CodeActAgent(code_execute_fn=code_execute_fn(session), tools=[order_tool],
-                         llm=script.llm)
+    agent = CodeActAgent(
+        code_execute_fn=code_execute_fn(session), tools=[order_tool], llm=script.llm
+    )
 
     answer, results = await run_agent(agent, "Tell me about order A1.")
 
     assert answer == "Order A1 is shipped; twice its total is 60.0."
     assert "def lookup_order(order_id: str) -> dict[str, typing.Any]:" in (
-        script.prompts[0][0].content or "")
+        script.prompts[0][0].content or ""
+    )
     assert [r.tool_name for r in results] == ["execute", "execute", "execute"]
     assert [r.tool_output.raw_output["success"] for r in results] == [True, False, True]
     assert script.observations[0] == "shipped"
-    assert script.observations[1].splitlines()[-1].endswith(
-        "ToolError: lookup_order() failed: KeyError: 'nope'")
+    assert (
+        script.observations[1]
+        .splitlines()[-1]
+        .endswith("ToolError: lookup_order() failed: KeyError: 'nope'")
+    )
     assert script.observations[2] == "60.0"
 
 
@@ -207,13 +242,16 @@ async def test_a_converted_tool_reads_host_data_the_sandbox_cannot(tmp_path: Pat
         """Price of an item, from the host's price file."""
         return float(json.loads(secret.read_text())[item])
 
-    steps = [f"try:\n    open({str(secret)!r}).read()\nexcept OSError as exc:\n"
-             "    print(type(exc).__name__)",
-             "price('apple') * 2",
-             Answer("Two apples cost 3.0.")]
+    steps = [
+        f"try:\n    open({str(secret)!r}).read()\nexcept OSError as exc:\n"
+        "    print(type(exc).__name__)",
+        "price('apple') * 2",
+        Answer("Two apples cost 3.0."),
+    ]
     script = Script(steps)
-    with securepy.Session([from_llamaindex(FunctionTool.from_defaults(price))],
-                          timeout=30) as session:
+    with securepy.Session(
+        [from_llamaindex(FunctionTool.from_defaults(price))], timeout=30
+    ) as session:
         agent = FunctionAgent(tools=[securepy_tool(session=session)], llm=script.llm)
         answer, results = await run_agent(agent, "What do two apples cost?")
         assert session.sandboxed

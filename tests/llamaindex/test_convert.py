@@ -25,8 +25,9 @@ class PriceArguments(BaseModel):
     item: str
 
 
-METADATA = ToolMetadata(name="get_price", description="Price of an item in euros.",
-                        fn_schema=PriceArguments)
+METADATA = ToolMetadata(
+    name="get_price", description="Price of an item in euros.", fn_schema=PriceArguments
+)
 
 
 def get_price(item: str) -> float:
@@ -41,10 +42,18 @@ async def aget_price(item: str) -> float:
 
 def _output(item: str) -> ToolOutput:
     if item not in PRICES:
-        return ToolOutput(tool_name="get_price", content=f"unknown item {item!r}",
-                          raw_input={"item": item}, is_error=True)
-    return ToolOutput(tool_name="get_price", content=str(PRICES[item]),
-                      raw_input={"item": item}, raw_output=PRICES[item])
+        return ToolOutput(
+            tool_name="get_price",
+            content=f"unknown item {item!r}",
+            raw_input={"item": item},
+            is_error=True,
+        )
+    return ToolOutput(
+        tool_name="get_price",
+        content=str(PRICES[item]),
+        raw_input={"item": item},
+        raw_output=PRICES[item],
+    )
 
 
 class AsyncPriceTool(AsyncBaseTool):
@@ -77,14 +86,18 @@ ERROR_OUTPUT = "get_price() failed: ToolError: unknown item 'kiwi'"
 
 KINDS: list[tuple[Callable[[], BaseTool], bool, str]] = [
     (lambda: FunctionTool.from_defaults(get_price), False, KEY_ERROR),
-    (lambda: FunctionTool.from_defaults(async_fn=aget_price, name="get_price"), True,
-     KEY_ERROR),
+    (lambda: FunctionTool.from_defaults(async_fn=aget_price, name="get_price"), True, KEY_ERROR),
     (lambda: FunctionTool(fn=get_price, metadata=METADATA), False, KEY_ERROR),
     (AsyncPriceTool, True, ERROR_OUTPUT),
     (PlainPriceTool, False, ERROR_OUTPUT),
 ]
-KIND_IDS = ["function-tool", "async-function-tool", "function-tool-metadata",
-            "async-base-tool", "base-tool"]
+KIND_IDS = [
+    "function-tool",
+    "async-function-tool",
+    "function-tool-metadata",
+    "async-base-tool",
+    "base-tool",
+]
 
 
 @pytest.mark.parametrize(("make_tool", "is_async", "error"), KINDS, ids=KIND_IDS)
@@ -107,13 +120,17 @@ def test_name_description_and_schema_come_from_metadata(
 
 @pytest.mark.parametrize(("make_tool", "is_async", "error"), KINDS, ids=KIND_IDS)
 async def test_sandboxed_code_calls_the_tool_on_the_host(
-    make_tool: Callable[[], BaseTool], is_async: bool, error: str,
+    make_tool: Callable[[], BaseTool],
+    is_async: bool,
+    error: str,
     make_session: Callable[..., Any],
 ) -> None:
     session = make_session([from_llamaindex(make_tool())])
-    code = ("prices = [get_price('apple'), get_price(item='pear')]\n"
-            "try:\n    get_price('kiwi')\nexcept ToolError as exc:\n    caught = str(exc)\n"
-            "(prices, caught)")
+    code = (
+        "prices = [get_price('apple'), get_price(item='pear')]\n"
+        "try:\n    get_price('kiwi')\nexcept ToolError as exc:\n    caught = str(exc)\n"
+        "(prices, caught)"
+    )
 
     execution = session.execute(code)
     if isinstance(session, securepy.AsyncSession):
@@ -130,8 +147,9 @@ async def test_sandboxed_code_calls_the_tool_on_the_host(
 def test_an_error_output_from_a_callback_raises_tool_error_inside() -> None:
     def refuse_negative(result: Any) -> ToolOutput | None:
         if result < 0:
-            return ToolOutput(tool_name="balance", content="account is overdrawn",
-                              raw_input={}, is_error=True)
+            return ToolOutput(
+                tool_name="balance", content="account is overdrawn", raw_input={}, is_error=True
+            )
         return None
 
     def balance(account: str) -> int:
@@ -195,13 +213,19 @@ async def remember(ctx: Context, key: str) -> str:
 
 def test_a_tool_needing_a_workflow_context_is_refused() -> None:
     tool = FunctionTool.from_defaults(remember)
-    with pytest.raises(TypeError, match=r"^tool 'remember' takes a workflow Context, which "
-                                        r"code in the sandbox cannot supply; wrap a function "
-                                        r"without it$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^tool 'remember' takes a workflow Context, which "
+        r"code in the sandbox cannot supply; wrap a function "
+        r"without it$",
+    ):
         from_llamaindex(tool)
 
 
 def test_something_else_is_refused() -> None:
-    with pytest.raises(TypeError, match=r"^from_llamaindex_tool\(\) takes a LlamaIndex "
-                                        r"BaseTool, not function$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^from_llamaindex_tool\(\) takes a LlamaIndex "
+        r"BaseTool, not function$",
+    ):
         from_llamaindex(get_price)  # type: ignore[arg-type]

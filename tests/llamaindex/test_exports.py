@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import securepy_llamaindex
 
-PUBLIC = ["SecurePyTool", "SecurePyToolSpec", "__version__", "code_execute_fn",
-          "from_llamaindex", "from_llamaindex_tool", "securepy_tool"]
+PUBLIC = [
+    "SecurePyTool",
+    "SecurePyToolSpec",
+    "__version__",
+    "code_execute_fn",
+    "from_llamaindex",
+    "from_llamaindex_tool",
+    "securepy_tool",
+]
 
 
 def test_all_is_the_contract() -> None:

@@ -12,8 +12,9 @@ from llama_index.core.tools.tool_spec.base import BaseToolSpec
 from securepy.adapters import CODE_DESCRIPTION, DEFAULT_DESCRIPTION, RunOutcome
 from securepy_llamaindex import SecurePyToolSpec, code_execute_fn, from_llamaindex, securepy_tool
 
-TIMED_OUT = ("Error: execution timed out after 0.5 s: the code was interrupted; the session "
-             "kept its state")
+TIMED_OUT = (
+    "Error: execution timed out after 0.5 s: the code was interrupted; the session kept its state"
+)
 
 
 async def call(tool: FunctionTool, session: Any, code: str) -> ToolOutput:
@@ -30,16 +31,17 @@ def test_the_tool_is_run_python_taking_code(order_tool: FunctionTool) -> None:
     assert tool.metadata.name == "run_python"
     assert tool.metadata.get_parameters_dict() == {
         "type": "object",
-        "properties": {"code": {
-            "title": "Code", "type": "string",
-            "description": CODE_DESCRIPTION}},
+        "properties": {
+            "code": {"title": "Code", "type": "string", "description": CODE_DESCRIPTION}
+        },
         "required": ["code"],
     }
     assert tool.metadata.description == (
         DEFAULT_DESCRIPTION + "\nThese host functions are defined inside the session; call "
         "them like normal Python functions (they block until the host answers; a failure "
         "raises ToolError):\n\ndef lookup_order(order_id: str) -> dict[str, Any]:\n"
-        '    """Look up an order by id."""')
+        '    """Look up an order by id."""'
+    )
     assert tool.metadata.to_openai_tool()["function"]["name"] == "run_python"
 
 
@@ -68,8 +70,13 @@ async def test_runs_keep_state_and_return_tool_outputs(
 async def test_errors_timeouts_and_denials_are_error_outputs_and_the_session_goes_on(
     make_session: Callable[..., Any],
 ) -> None:
-    refund = securepy.Tool("refund", "Refund an order.", lambda order_id: "done",
-                           args={"order_id": str}, approve=lambda request: "needs a human")
+    refund = securepy.Tool(
+        "refund",
+        "Refund an order.",
+        lambda order_id: "done",
+        args={"order_id": str},
+        approve=lambda request: "needs a human",
+    )
     session = make_session([refund])
     tool = securepy_tool(session=session, timeout=0.5)
 
@@ -97,8 +104,10 @@ def test_a_refused_execute_is_an_error_output() -> None:
         assert tool.call(code="1").content == "1"
         refused = tool.call(code="2")
     assert refused.is_error
-    assert refused.content == ("Error (PolicyError): this session already ran "
-                               "max_executions=1 executions; start a new session")
+    assert refused.content == (
+        "Error (PolicyError): this session already ran "
+        "max_executions=1 executions; start a new session"
+    )
 
 
 def test_output_is_bounded_by_max_output_chars(session: securepy.Session) -> None:
@@ -111,8 +120,11 @@ def test_output_is_bounded_by_max_output_chars(session: securepy.Session) -> Non
 async def test_an_async_session_needs_the_async_path() -> None:
     async with securepy.AsyncSession(sandbox=False) as session:
         tool = securepy_tool(session=session)
-        with pytest.raises(TypeError, match=r"^this tool wraps an async session or pool: "
-                                            r"call it asynchronously"):
+        with pytest.raises(
+            TypeError,
+            match=r"^this tool wraps an async session or pool: "
+            r"call it asynchronously",
+        ):
             tool.call(code="1")
         assert (await tool.acall(code="1")).content == "1"
 
@@ -133,11 +145,15 @@ def test_the_tool_owns_the_session_it_creates() -> None:
     assert not owned.is_alive()
 
 
-@pytest.mark.parametrize(("options", "message"), [
-    ({"session": "s", "pool": "p"}, r"^pass session= or pool=, not both$"),
-    ({"session": "s", "sandbox": False}, r"^session options \(sandbox\) apply only to a "),
-    ({"sandbx": False}, r"sandbx"),
-], ids=["session-and-pool", "options-with-session", "unknown-option"])
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"session": "s", "pool": "p"}, r"^pass session= or pool=, not both$"),
+        ({"session": "s", "sandbox": False}, r"^session options \(sandbox\) apply only to a "),
+        ({"sandbx": False}, r"sandbx"),
+    ],
+    ids=["session-and-pool", "options-with-session", "unknown-option"],
+)
 def test_misuse_fails_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(TypeError, match=message):
         securepy_tool(**options)
@@ -155,7 +171,8 @@ async def test_the_tool_spec_exposes_the_same_tool() -> None:
         failed = await tools[0].acall(code="z.missing")
         assert failed.is_error
         assert failed.content.splitlines()[-1] == (
-            "AttributeError: 'int' object has no attribute 'missing'")
+            "AttributeError: 'int' object has no attribute 'missing'"
+        )
 
 
 async def test_code_execute_fn_returns_what_code_act_agent_reads(
@@ -170,13 +187,17 @@ async def test_code_execute_fn_returns_what_code_act_agent_reads(
     assert str(ok) == "pending\n12.5"
     assert failed["success"] is False
     assert failed["return_value"] is None
-    assert str(failed).splitlines()[-1].endswith(
-        "ToolError: lookup_order() failed: KeyError: 'nope'")
+    assert (
+        str(failed).splitlines()[-1].endswith("ToolError: lookup_order() failed: KeyError: 'nope'")
+    )
 
 
 def test_code_execute_fn_takes_a_session_or_pool() -> None:
-    with pytest.raises(TypeError, match=r"^code_execute_fn\(\) takes a securepy session or "
-                                        r"pool, not str$"):
+    with pytest.raises(
+        TypeError,
+        match=r"^code_execute_fn\(\) takes a securepy session or "
+        r"pool, not str$",
+    ):
         code_execute_fn("session")  # type: ignore[arg-type]
 
 

@@ -100,7 +100,8 @@ async def test_mcp_config_servers_tools_are_callable_from_run_python(tmp_path: P
     params = securepy_stdio("--no-sandbox", "--mcp-config", str(config))
     async with mcp.Client(params) as client:
         (tool,) = (await client.list_tools()).tools
-        assert "- add(a: int, b: int): Add two integers." in (tool.description or "")
+        assert 'def add(a: int, b: int):\n    """Add two integers."""' in (
+            tool.description or "")
         run = RunPython(client)
         code = "rows = query_rows(limit=20)\nsum(add(a=r['n'], b=r['square']) for r in rows)"
         assert await run(code) == (False, str(sum(n + n * n for n in range(20))))

@@ -83,7 +83,8 @@ async def test_run_python_is_listed_with_the_host_tools(connect: Callable[..., A
         (tool,) = (await client.list_tools()).tools
         assert tool.name == "run_python"
         assert tool.input_schema["required"] == ["code"]
-        assert "- host_pid(): The pid of the process this tool runs in." in (tool.description or "")
+        assert 'def host_pid() -> int:\n    """The pid of the process this tool runs in."""' in (
+            tool.description or "")
 
 
 @pytest.mark.parametrize("connect", CLIENTS, indirect=True)

@@ -12,29 +12,60 @@ import pytest
 def chat_body(message: dict[str, Any]) -> dict[str, Any]:
     """The smallest Chat Completions body the SDK accepts."""
     finish = "tool_calls" if message.get("tool_calls") else "stop"
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": None, **message},
-                         "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": None, **message},
+                "finish_reason": finish,
+            }
+        ],
+    }
 
 
 def chat_calls(*calls: tuple[str, str, dict[str, Any]]) -> dict[str, Any]:
     """A completion calling tools: (call id, tool name, arguments) each."""
-    return chat_body({"tool_calls": [
-        {"id": call_id, "type": "function",
-         "function": {"name": name, "arguments": json.dumps(arguments)}}
-        for call_id, name, arguments in calls]})
+    return chat_body(
+        {
+            "tool_calls": [
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": name, "arguments": json.dumps(arguments)},
+                }
+                for call_id, name, arguments in calls
+            ]
+        }
+    )
 
 
 def response_body(*output: dict[str, Any]) -> dict[str, Any]:
     """The smallest Responses body the SDK accepts."""
-    return {"id": "resp-1", "object": "response", "created_at": 0, "model": "fake",
-            "status": "completed", "output": list(output), "parallel_tool_calls": True,
-            "tool_choice": "auto", "tools": []}
+    return {
+        "id": "resp-1",
+        "object": "response",
+        "created_at": 0,
+        "model": "fake",
+        "status": "completed",
+        "output": list(output),
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+    }
 
 
 def response_message(text: str) -> dict[str, Any]:
-    return {"type": "message", "id": "msg-1", "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    return {
+        "type": "message",
+        "id": "msg-1",
+        "role": "assistant",
+        "status": "completed",
+        "content": [{"type": "output_text", "text": text, "annotations": []}],
+    }
 
 
 _NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")

@@ -13,13 +13,19 @@ from openai.types.chat import ChatCompletionFunctionTool, ChatCompletionFunction
 
 PARAMETERS = {
     "type": "object",
-    "properties": {"city": {"type": "string"},
-                   "unit": {"anyOf": [{"type": "string", "enum": ["C", "F"]}, {"type": "null"}]}},
+    "properties": {
+        "city": {"type": "string"},
+        "unit": {"anyOf": [{"type": "string", "enum": ["C", "F"]}, {"type": "null"}]},
+    },
     "required": ["city", "unit"],
     "additionalProperties": False,
 }
-FUNCTION = {"name": "get_weather", "description": "Weather for a city.", "parameters": PARAMETERS,
-            "strict": True}
+FUNCTION = {
+    "name": "get_weather",
+    "description": "Weather for a city.",
+    "parameters": PARAMETERS,
+    "strict": True,
+}
 CHAT: ChatCompletionFunctionToolParam = {"type": "function", "function": FUNCTION}  # type: ignore[typeddict-item]
 DEFINITIONS = {
     "chat": CHAT,
@@ -61,17 +67,21 @@ def test_arguments_are_checked_against_the_schema() -> None:
     tool = securepy_openai.from_openai_function(CHAT, weather)
     with securepy.Session(tools=[tool], sandbox=False) as session:
         result = session.execute(
-            "try:\n    get_weather('Oslo', unit='K')\nexcept ToolError as e:\n    m = str(e)\nm")
+            "try:\n    get_weather('Oslo', unit='K')\nexcept ToolError as e:\n    m = str(e)\nm"
+        )
     assert result.value == (
-        "get_weather(): argument 'unit' matches none of the allowed forms (anyOf)")
+        "get_weather(): argument 'unit' matches none of the allowed forms (anyOf)"
+    )
 
 
 def test_a_name_that_is_no_identifier_needs_name() -> None:
     definition = {"type": "function", "name": "get-weather", "parameters": PARAMETERS}
     with pytest.raises(ValueError, match=r"^tool name 'get-weather' is not a valid Python"):
         securepy_openai.from_openai_function(definition, weather)
-    assert securepy_openai.from_openai_function(
-        definition, weather, name="get_weather").name == "get_weather"
+    assert (
+        securepy_openai.from_openai_function(definition, weather, name="get_weather").name
+        == "get_weather"
+    )
 
 
 def test_tool_options_pass_through() -> None:

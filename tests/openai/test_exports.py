@@ -12,8 +12,16 @@ import securepy_openai
 import securepy_openai.agents
 
 EXPECTED = {
-    "SecurePyTool", "__version__", "arun_response_tools", "arun_tools", "from_openai_function",
-    "from_openai_tool", "from_pydantic", "run_response_tools", "run_tools", "securepy_tool",
+    "SecurePyTool",
+    "__version__",
+    "arun_response_tools",
+    "arun_tools",
+    "from_openai_function",
+    "from_openai_tool",
+    "from_pydantic",
+    "run_response_tools",
+    "run_tools",
+    "securepy_tool",
 }
 
 
@@ -33,8 +41,9 @@ def test_the_tool_class_is_final() -> None:
 
 
 def _python(code: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=60, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
 
 
 def test_importing_the_package_does_not_import_the_agents_sdk() -> None:
@@ -44,11 +53,15 @@ def test_importing_the_package_does_not_import_the_agents_sdk() -> None:
 
 def test_a_missing_agents_sdk_names_the_extra() -> None:
     # sys.modules[name] = None makes that import fail, as if the package were not installed.
-    done = _python("import sys; sys.modules['agents'] = None\n"
-                   "try:\n    import securepy_openai.agents\n"
-                   "except ImportError as e:\n    print(e)")
-    assert done.stdout == ('securepy_openai.agents needs the OpenAI Agents SDK: '
-                           'pip install "securepy-openai[agents]"\n')
+    done = _python(
+        "import sys; sys.modules['agents'] = None\n"
+        "try:\n    import securepy_openai.agents\n"
+        "except ImportError as e:\n    print(e)"
+    )
+    assert done.stdout == (
+        "securepy_openai.agents needs the OpenAI Agents SDK: "
+        'pip install "securepy-openai[agents]"\n'
+    )
 
 
 @pytest.mark.sandbox
@@ -56,6 +69,5 @@ def test_readme_example_runs_as_written(capsys: pytest.CaptureFixture[str]) -> N
     readme = (Path(securepy_openai.__file__).parents[2] / "README.md").read_text()
     [block] = re.findall(r"```python\n(.*?)```", readme, flags=re.DOTALL)
     exec(compile(block, "README.md", "exec"), {})
-    expected = [line.removeprefix("#> ") for line in block.splitlines()
-                if line.startswith("#> ")]
+    expected = [line.removeprefix("#> ") for line in block.splitlines() if line.startswith("#> ")]
     assert capsys.readouterr().out.splitlines() == expected

@@ -56,26 +56,45 @@ def from_anthropic_tool(
     """
     if isinstance(definition, BetaFunctionTool | BetaAsyncFunctionTool):
         if fn is not None:
-            raise TypeError(f"from_anthropic_tool: {definition.name!r} is a beta tool object "
-                            "and brings its own function; do not pass fn")
-        return host_tool(name or definition.name, definition.description,
-                         _call_through(definition), parameters=dict(definition.input_schema),
-                         returns_like=definition.func, **tool_options)
+            raise TypeError(
+                f"from_anthropic_tool: {definition.name!r} is a beta tool object "
+                "and brings its own function; do not pass fn"
+            )
+        return host_tool(
+            name or definition.name,
+            definition.description,
+            _call_through(definition),
+            parameters=dict(definition.input_schema),
+            returns_like=definition.func,
+            **tool_options,
+        )
     if not isinstance(definition, Mapping):
-        raise TypeError("from_anthropic_tool takes a tool definition dict or a @beta_tool "
-                        f"object, not {type(definition).__name__}")
+        raise TypeError(
+            "from_anthropic_tool takes a tool definition dict or a @beta_tool "
+            f"object, not {type(definition).__name__}"
+        )
     tool_name, schema = definition.get("name"), definition.get("input_schema")
     if definition.get("type", "custom") not in ("custom", None):
-        raise ValueError(f"from_anthropic_tool: {tool_name!r} is a {definition['type']!r} "
-                         "server tool, run by Anthropic; only custom tools run on the host")
+        raise ValueError(
+            f"from_anthropic_tool: {tool_name!r} is a {definition['type']!r} "
+            "server tool, run by Anthropic; only custom tools run on the host"
+        )
     if not isinstance(tool_name, str) or not isinstance(schema, Mapping):
-        raise ValueError("from_anthropic_tool: the definition needs a 'name' string and an "
-                         "'input_schema' object")
+        raise ValueError(
+            "from_anthropic_tool: the definition needs a 'name' string and an 'input_schema' object"
+        )
     if fn is None:
-        raise TypeError(f"from_anthropic_tool: pass fn, the host function that implements "
-                        f"{tool_name!r}")
-    return host_tool(name or tool_name, definition.get("description") or "", fn,
-                     parameters=dict(schema), returns_like=fn, **tool_options)
+        raise TypeError(
+            f"from_anthropic_tool: pass fn, the host function that implements {tool_name!r}"
+        )
+    return host_tool(
+        name or tool_name,
+        definition.get("description") or "",
+        fn,
+        parameters=dict(schema),
+        returns_like=fn,
+        **tool_options,
+    )
 
 
 def convert(item: Any) -> securepy.Tool | None:

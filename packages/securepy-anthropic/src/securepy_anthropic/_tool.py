@@ -78,10 +78,18 @@ def securepy_tool(
             unknown session option.
         ValueError: ``max_output_chars`` is not positive, or two tools share a name.
     """
-    runner = SandboxRunner(tools=tools, session=session, pool=pool, name=name,
-                           description=description, timeout=timeout,
-                           max_output_chars=max_output_chars, convert=convert,
-                           framework="Anthropic", **session_options)
+    runner = SandboxRunner(
+        tools=tools,
+        session=session,
+        pool=pool,
+        name=name,
+        description=description,
+        timeout=timeout,
+        max_output_chars=max_output_chars,
+        convert=convert,
+        framework="Anthropic",
+        **session_options,
+    )
     options: dict[str, Any] = {"cache_control": cache_control, "strict": strict}
     return SecurePyTool(runner, **{k: v for k, v in options.items() if v is not None})
 
@@ -108,8 +116,12 @@ class SecurePyTool(SandboxToolMixin):
     @property
     def definition(self) -> ToolParam:
         """The tool definition (``name``, ``description``, ``input_schema``) for ``tools=``."""
-        definition: dict[str, Any] = {"name": self.name, "description": self.description,
-                                      "input_schema": code_schema(), **self._options}
+        definition: dict[str, Any] = {
+            "name": self.name,
+            "description": self.description,
+            "input_schema": code_schema(),
+            **self._options,
+        }
         return typing.cast(ToolParam, definition)
 
     @functools.cached_property
@@ -119,16 +131,30 @@ class SecurePyTool(SandboxToolMixin):
         It returns the run's text, or raises ``anthropic.lib.tools.ToolError`` with the error
         text, which the runner sends back as a ``tool_result`` with ``is_error`` set.
         """
-        return _with_close(BetaFunctionTool(
-            _sync_beta_function(self._runner), name=self.name, description=self.description,
-            input_schema=code_schema(), **self._options), self._runner)
+        return _with_close(
+            BetaFunctionTool(
+                _sync_beta_function(self._runner),
+                name=self.name,
+                description=self.description,
+                input_schema=code_schema(),
+                **self._options,
+            ),
+            self._runner,
+        )
 
     @functools.cached_property
     def beta_async_tool(self) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, str]]]:
         """Async counterpart of :attr:`beta_tool`, for the ``AsyncAnthropic`` tool runner."""
-        return _with_close(BetaAsyncFunctionTool(
-            _async_beta_function(self._runner), name=self.name, description=self.description,
-            input_schema=code_schema(), **self._options), self._runner)
+        return _with_close(
+            BetaAsyncFunctionTool(
+                _async_beta_function(self._runner),
+                name=self.name,
+                description=self.description,
+                input_schema=code_schema(),
+                **self._options,
+            ),
+            self._runner,
+        )
 
     def handle(self, block: Any) -> ToolResultBlockParam:
         """Run the code of one ``tool_use`` block and return its ``tool_result`` block.
@@ -162,8 +188,11 @@ class SecurePyTool(SandboxToolMixin):
         tool_use_id = field_of(block, "id")
         tool_use_id = tool_use_id if isinstance(tool_use_id, str) else ""
         if kind != "tool_use" or not tool_use_id:
-            return tool_use_id, "", (
-                f"Error: expected a tool_use block with an id, got {_shorten(block)}")
+            return (
+                tool_use_id,
+                "",
+                (f"Error: expected a tool_use block with an id, got {_shorten(block)}"),
+            )
         if name != self.name:
             return tool_use_id, "", f"Error: this handler runs {self.name!r}, not {name!r}."
         problem = code_problem(self.name, arguments)
@@ -202,8 +231,12 @@ def _result_of(tool_use_id: str, outcome: RunOutcome) -> ToolResultBlockParam:
 
 
 def _tool_result(tool_use_id: str, content: str, *, is_error: bool) -> ToolResultBlockParam:
-    return {"type": "tool_result", "tool_use_id": tool_use_id, "content": content,
-            "is_error": is_error}
+    return {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": content,
+        "is_error": is_error,
+    }
 
 
 def _text_or_raise(outcome: RunOutcome) -> str:

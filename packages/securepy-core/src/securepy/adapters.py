@@ -76,9 +76,12 @@ def code_schema() -> dict[str, Any]:
     A fresh dict each call (callers and SDKs may mutate what they are given); strict-mode
     ready (no optional properties, ``additionalProperties: false``).
     """
-    return {"type": "object",
-            "properties": {"code": {"type": "string", "description": CODE_DESCRIPTION}},
-            "required": ["code"], "additionalProperties": False}
+    return {
+        "type": "object",
+        "properties": {"code": {"type": "string", "description": CODE_DESCRIPTION}},
+        "required": ["code"],
+        "additionalProperties": False,
+    }
 
 
 def code_problem(name: str, arguments: Any) -> str | None:
@@ -90,8 +93,10 @@ def code_problem(name: str, arguments: Any) -> str | None:
     """
     if isinstance(arguments, Mapping) and isinstance(arguments.get("code"), str):
         return None
-    return (f'Error: {name} takes one argument, a "code" string, e.g. '
-            f'{{"code": "print(1 + 1)"}}; got {_shorten(arguments)}.')
+    return (
+        f'Error: {name} takes one argument, a "code" string, e.g. '
+        f'{{"code": "print(1 + 1)"}}; got {_shorten(arguments)}.'
+    )
 
 
 @typing.final
@@ -157,18 +162,22 @@ class SandboxRunner:
         if session is not None and pool is not None:
             raise TypeError("pass session= or pool=, not both")
         if not isinstance(max_output_chars, int) or max_output_chars <= 0:
-            raise ValueError(f"max_output_chars must be a positive integer, got "
-                             f"{max_output_chars!r}")
+            raise ValueError(
+                f"max_output_chars must be a positive integer, got {max_output_chars!r}"
+            )
         owned_tools = collect_tools(convert_tools(tools, convert, framework))
         if (session is not None or pool is not None) and session_options:
             raise TypeError(
                 f"session options ({', '.join(sorted(session_options))}) apply only to a "
-                "session the tool creates; set them on the session or pool you pass instead")
+                "session the tool creates; set them on the session or pool you pass instead"
+            )
         if session is not None or pool is not None:
             target: Any = session if session is not None else pool
             if owned_tools:
-                raise TypeError("tools= cannot be added to a session or pool you pass; give "
-                                "the tools to that session or pool")
+                raise TypeError(
+                    "tools= cannot be added to a session or pool you pass; give "
+                    "the tools to that session or pool"
+                )
             self.tools: dict[str, Tool] = dict(target.tools) if hasattr(target, "tools") else {}
         else:
             session_options.setdefault("sanitize_errors", True)
@@ -176,8 +185,9 @@ class SandboxRunner:
             make_config(list(owned_tools.values()), timeout=timeout, **session_options)
             self.tools = owned_tools
         self.name = name
-        self.description = description if description is not None else describe_sandbox(
-            self.tools.values())
+        self.description = (
+            description if description is not None else describe_sandbox(self.tools.values())
+        )
         self.timeout = timeout
         self.max_output_chars = max_output_chars
         self._target: AnySession | None = session if session is not None else pool
@@ -220,8 +230,7 @@ class SandboxRunner:
         target = self._target
         if isinstance(target, AsyncSession | AsyncSessionPool):
             try:
-                execution = await target.execute(code, timeout=self.timeout,
-                                                 on_output=on_output)
+                execution = await target.execute(code, timeout=self.timeout, on_output=on_output)
             except SandboxUnavailableError:
                 raise
             except SecurePyError as exc:
@@ -236,13 +245,16 @@ class SandboxRunner:
 
     def _sync_target(self) -> Session | SessionPool:
         if self._target is None:
-            session = Session(list(self.tools.values()), timeout=self.timeout,
-                              **self._session_options)
+            session = Session(
+                list(self.tools.values()), timeout=self.timeout, **self._session_options
+            )
             self._target = session
             self._finalizer = weakref.finalize(self, session.close)
         if isinstance(self._target, AsyncSession | AsyncSessionPool):
-            raise TypeError("this tool wraps an async session or pool: call it asynchronously "
-                            "(ainvoke / acall / ahandle)")
+            raise TypeError(
+                "this tool wraps an async session or pool: call it asynchronously "
+                "(ainvoke / acall / ahandle)"
+            )
         return self._target
 
     def _succeeded(self, execution: Any) -> RunOutcome:
@@ -292,8 +304,9 @@ class SandboxToolMixin:
         return f"<{type(self).__module__}.SecurePyTool {self.name!r} tools={sorted(self.tools)}>"
 
 
-def convert_tools(items: Iterable[Any], convert: Convert | None,
-                  framework: str | None = None) -> list[Tool | Callable[..., Any]]:
+def convert_tools(
+    items: Iterable[Any], convert: Convert | None, framework: str | None = None
+) -> list[Tool | Callable[..., Any]]:
     """``items`` with each native tool converted; securepy Tools and functions as they are.
 
     Raises:
@@ -307,14 +320,17 @@ def convert_tools(items: Iterable[Any], convert: Convert | None,
         converted = convert(item) if convert is not None and not isinstance(item, Tool) else None
         if converted is not None:
             result.append(converted)
-        elif isinstance(item, Tool) or (callable(item)
-                                        and str(getattr(item, "__name__", "")).isidentifier()):
+        elif isinstance(item, Tool) or (
+            callable(item) and str(getattr(item, "__name__", "")).isidentifier()
+        ):
             result.append(item)
         else:
             native = f", {framework} tools" if framework else ""
-            raise TypeError(f"tools= takes securepy Tools, typed functions{native}; got "
-                            f"{type(item).__module__}.{type(item).__qualname__} "
-                            f"{_shorten(item, 80)}")
+            raise TypeError(
+                f"tools= takes securepy Tools, typed functions{native}; got "
+                f"{type(item).__module__}.{type(item).__qualname__} "
+                f"{_shorten(item, 80)}"
+            )
     return result
 
 
@@ -387,14 +403,16 @@ def describe_tool(tool: Tool, max_chars: int = TOOL_DESCRIPTION_CHARS) -> str:
 
 
 _EMPTY = inspect.Signature.empty
-_DOCUMENTS_ARGS = re.compile(r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s",
-                             re.MULTILINE)
+_DOCUMENTS_ARGS = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s", re.MULTILINE
+)
 
 
 def _header(tool: Tool) -> str:
     returns = _return_annotation(tool.fn)
-    return f"def {tool.signature()}" + (f" -> {_type_name(returns)}:" if returns is not _EMPTY
-                                         else ":")
+    return f"def {tool.signature()}" + (
+        f" -> {_type_name(returns)}:" if returns is not _EMPTY else ":"
+    )
 
 
 def _argument_lines(parameters: Mapping[str, Any]) -> list[str]:
@@ -414,7 +432,8 @@ def _return_annotation(fn: Any) -> Any:
         returns = inspect.signature(fn).return_annotation
     except (TypeError, ValueError):
         return _EMPTY
-    return returns
+    # "-> Any" tells the model nothing: shown as no annotation.
+    return _EMPTY if returns is Any or returns in ("Any", "typing.Any") else returns
 
 
 def _type_name(annotation: Any) -> str:

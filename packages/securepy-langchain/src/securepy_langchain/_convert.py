@@ -54,17 +54,24 @@ def from_langchain_tool(
             code cannot supply; or the name is not a Python identifier.
     """
     if not isinstance(native, BaseTool):
-        raise TypeError(f"from_langchain_tool() takes a LangChain BaseTool, not "
-                        f"{type(native).__name__}")
+        raise TypeError(
+            f"from_langchain_tool() takes a LangChain BaseTool, not {type(native).__name__}"
+        )
     parameters = convert_to_openai_tool(native)["function"]["parameters"]
     _refuse_injected_arguments(native, parameters)
     # A failure must reach the code as an error, not as a handled result that reads like a
     # value: the copy raises whatever the original's handle_tool_error says.
-    strict = native.model_copy(update={"handle_tool_error": False,
-                                       "handle_validation_error": False})
-    return host_tool(name or native.name, native.description,
-                     _host_function(strict, on_artifact), parameters=parameters,
-                     returns_like=_function_of(native), **tool_options)
+    strict = native.model_copy(
+        update={"handle_tool_error": False, "handle_validation_error": False}
+    )
+    return host_tool(
+        name or native.name,
+        native.description,
+        _host_function(strict, on_artifact),
+        parameters=parameters,
+        returns_like=_function_of(native),
+        **tool_options,
+    )
 
 
 def convert(item: Any) -> securepy.Tool | None:
@@ -88,7 +95,8 @@ def _refuse_injected_arguments(tool: BaseTool, parameters: dict[str, Any]) -> No
         raise ValueError(
             f"LangChain tool {tool.name!r} needs the injected argument "
             f"{', '.join(map(repr, injected))} (InjectedToolArg / ToolRuntime), which "
-            "sandboxed code cannot supply; wrap the tool in a function without it")
+            "sandboxed code cannot supply; wrap the tool in a function without it"
+        )
 
 
 def _function_of(tool: BaseTool) -> Callable[..., Any]:
@@ -97,15 +105,20 @@ def _function_of(tool: BaseTool) -> Callable[..., Any]:
     return type(tool)._run
 
 
-def _host_function(tool: BaseTool, on_artifact: Callable[[ToolMessage], Any] | None
-                   ) -> Callable[..., Any]:
+def _host_function(
+    tool: BaseTool, on_artifact: Callable[[ToolMessage], Any] | None
+) -> Callable[..., Any]:
     with_artifact = tool.response_format == "content_and_artifact"
 
     def tool_input(arguments: dict[str, Any]) -> dict[str, Any]:
         if not with_artifact:
             return arguments
-        return {"type": "tool_call", "id": f"securepy-{next(_call_ids)}", "name": tool.name,
-                "args": arguments}
+        return {
+            "type": "tool_call",
+            "id": f"securepy-{next(_call_ids)}",
+            "name": tool.name,
+            "args": arguments,
+        }
 
     def result(output: Any) -> Any:
         if not (with_artifact and isinstance(output, ToolMessage)):

@@ -24,8 +24,9 @@ from ._convert import convert
 
 __all__ = ["RunPythonInput", "SecurePyTool", "securepy_tool"]
 
-_SessionOrPool = (securepy.Session | securepy.AsyncSession | securepy.SessionPool
-                  | securepy.AsyncSessionPool)
+_SessionOrPool = (
+    securepy.Session | securepy.AsyncSession | securepy.SessionPool | securepy.AsyncSessionPool
+)
 
 
 @typing.final
@@ -90,10 +91,17 @@ class SecurePyTool(BaseTool):
         fields = {key: options.pop(key) for key in list(options) if key in type(self).model_fields}
         super().__init__(**fields)
         self._runner = SandboxRunner(
-            tools=tools, session=session, pool=pool, name=self.name,
-            description=self.description or None, timeout=self.timeout,
-            max_output_chars=self.max_output_chars, convert=convert, framework="LangChain",
-            **options)
+            tools=tools,
+            session=session,
+            pool=pool,
+            name=self.name,
+            description=self.description or None,
+            timeout=self.timeout,
+            max_output_chars=self.max_output_chars,
+            convert=convert,
+            framework="LangChain",
+            **options,
+        )
         self.description = self._runner.description
         # Malformed arguments (no "code", not a string) go back to the model as text.
         self.handle_validation_error = self._argument_error
@@ -149,8 +157,11 @@ class SecurePyTool(BaseTool):
             if running is loop:
                 pending.append(asyncio.ensure_future(coroutine))
             else:
-                pending.append(asyncio.wrap_future(
-                    asyncio.run_coroutine_threadsafe(coroutine, loop), loop=loop))
+                pending.append(
+                    asyncio.wrap_future(
+                        asyncio.run_coroutine_threadsafe(coroutine, loop), loop=loop
+                    )
+                )
 
         try:
             outcome = await self._runner.arun(code, on_output=on_output)
@@ -194,9 +205,16 @@ def securepy_tool(
     Raises:
         TypeError, ValueError: as :class:`SecurePyTool`.
     """
-    return SecurePyTool(tools=tools, session=session, pool=pool, name=name,
-                        description=description or "", timeout=timeout,
-                        max_output_chars=max_output_chars, **session_options)
+    return SecurePyTool(
+        tools=tools,
+        session=session,
+        pool=pool,
+        name=name,
+        description=description or "",
+        timeout=timeout,
+        max_output_chars=max_output_chars,
+        **session_options,
+    )
 
 
 def _content_and_artifact(outcome: RunOutcome) -> tuple[str, securepy.Execution]:

@@ -30,7 +30,12 @@ __all__ = [
     "securepy_tool",
 ]
 
-for _name in ("SecurePyTool", "SecurePyToolSpec", "code_execute_fn", "from_llamaindex_tool",
-              "securepy_tool"):
+for _name in (
+    "SecurePyTool",
+    "SecurePyToolSpec",
+    "code_execute_fn",
+    "from_llamaindex_tool",
+    "securepy_tool",
+):
     globals()[_name].__module__ = "securepy_llamaindex"
 del _name

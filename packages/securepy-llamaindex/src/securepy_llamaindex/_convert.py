@@ -12,8 +12,9 @@ from securepy.adapters import host_tool
 __all__ = ["convert", "from_llamaindex", "from_llamaindex_tool"]
 
 
-def from_llamaindex_tool(tool: BaseTool, *, name: str | None = None,
-                         **tool_options: Any) -> securepy.Tool:
+def from_llamaindex_tool(
+    tool: BaseTool, *, name: str | None = None, **tool_options: Any
+) -> securepy.Tool:
     """Make a LlamaIndex tool callable from sandboxed code.
 
     Name, description and argument schema come from the tool's metadata
@@ -39,19 +40,27 @@ def from_llamaindex_tool(tool: BaseTool, *, name: str | None = None,
         ValueError: the tool has no name, or its name is not a valid Python identifier.
     """
     if not isinstance(tool, BaseTool):
-        raise TypeError(f"from_llamaindex_tool() takes a LlamaIndex BaseTool, not "
-                        f"{type(tool).__name__}")
+        raise TypeError(
+            f"from_llamaindex_tool() takes a LlamaIndex BaseTool, not {type(tool).__name__}"
+        )
     metadata = tool.metadata
     tool_name = name if name is not None else metadata.name
     if not tool_name:
         raise ValueError("the LlamaIndex tool has no name; pass name=")
     if isinstance(tool, FunctionTool) and tool.requires_context:
-        raise TypeError(f"tool {tool_name!r} takes a workflow Context, which code in the "
-                        "sandbox cannot supply; wrap a function without it")
+        raise TypeError(
+            f"tool {tool_name!r} takes a workflow Context, which code in the "
+            "sandbox cannot supply; wrap a function without it"
+        )
     returns_like = tool.real_fn if isinstance(tool, FunctionTool) else None
-    return host_tool(tool_name, _description_of(metadata.description, metadata.name),
-                     _host_function(tool), parameters=metadata.get_parameters_dict(),
-                     returns_like=returns_like, **tool_options)
+    return host_tool(
+        tool_name,
+        _description_of(metadata.description, metadata.name),
+        _host_function(tool),
+        parameters=metadata.get_parameters_dict(),
+        returns_like=returns_like,
+        **tool_options,
+    )
 
 
 def convert(item: Any) -> securepy.Tool | None:
@@ -100,8 +109,9 @@ def _result_of(tool: BaseTool, output: Any) -> Any:
         return output
     if output.is_error:
         name = tool.metadata.name or ""
-        raise securepy.ToolError(output.content or "the tool reported an error",
-                                 tool=name, type_name="ToolOutput") from output.exception
+        raise securepy.ToolError(
+            output.content or "the tool reported an error", tool=name, type_name="ToolOutput"
+        ) from output.exception
     # A FunctionTool's raw_output is exactly what its function returned, None included.
     if output.raw_output is not None or isinstance(tool, FunctionTool):
         return output.raw_output

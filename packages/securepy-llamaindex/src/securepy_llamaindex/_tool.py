@@ -75,10 +75,20 @@ def securepy_tool(
             pass, an unknown session option, or a tool of an unknown kind.
         ValueError: ``max_output_chars`` is not positive.
     """
-    return SecurePyTool(SandboxRunner(
-        tools=tools, session=session, pool=pool, name=name, description=description,
-        timeout=timeout, max_output_chars=max_output_chars, convert=convert,
-        framework="LlamaIndex", **session_options))
+    return SecurePyTool(
+        SandboxRunner(
+            tools=tools,
+            session=session,
+            pool=pool,
+            name=name,
+            description=description,
+            timeout=timeout,
+            max_output_chars=max_output_chars,
+            convert=convert,
+            framework="LlamaIndex",
+            **session_options,
+        )
+    )
 
 
 class SecurePyTool(SandboxToolMixin, FunctionTool):
@@ -110,22 +120,35 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
             return _tool_output(runner.name, code, await runner.arun(code))
 
         if metadata is None:
-            metadata = ToolMetadata(description=runner.description, name=runner.name,
-                                    fn_schema=RunPythonArguments)
+            metadata = ToolMetadata(
+                description=runner.description, name=runner.name, fn_schema=RunPythonArguments
+            )
         # FunctionTool turns whatever the function returns into text content; a callback
         # that returns a ToolOutput replaces that result outright, keeping is_error.
-        super().__init__(fn=run_python, async_fn=arun_python, metadata=metadata,
-                         callback=_keep_tool_output, async_callback=_akeep_tool_output)
+        super().__init__(
+            fn=run_python,
+            async_fn=arun_python,
+            metadata=metadata,
+            callback=_keep_tool_output,
+            async_callback=_akeep_tool_output,
+        )
 
 
 def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
-    return ToolOutput(tool_name=name, content=outcome.text, raw_input={"code": code},
-                      raw_output=outcome, is_error=outcome.is_error, exception=outcome.error)
+    return ToolOutput(
+        tool_name=name,
+        content=outcome.text,
+        raw_input={"code": code},
+        raw_output=outcome,
+        is_error=outcome.is_error,
+        exception=outcome.error,
+    )
 
 
 def _problem_output(name: str, arguments: dict[str, Any], problem: str) -> ToolOutput:
-    return ToolOutput(tool_name=name, content=problem, raw_input=arguments, raw_output=None,
-                      is_error=True)
+    return ToolOutput(
+        tool_name=name, content=problem, raw_input=arguments, raw_output=None, is_error=True
+    )
 
 
 def _keep_tool_output(result: Any) -> ToolOutput | None:
@@ -184,8 +207,9 @@ class SecurePyToolSpec(BaseToolSpec):
                 tools += super().to_tool_list([spec], mapping)
                 continue
             metadata = next((mapping[n] for n in names if n in mapping), None)
-            tools.append(self._tool if metadata is None
-                         else SecurePyTool(self._runner, metadata=metadata))
+            tools.append(
+                self._tool if metadata is None else SecurePyTool(self._runner, metadata=metadata)
+            )
         return tools
 
     def close(self) -> None:
@@ -232,21 +256,24 @@ def code_execute_fn(
         TypeError: ``session_or_pool`` is not a securepy session or pool.
     """
     if isinstance(session_or_pool, securepy.SessionPool | securepy.AsyncSessionPool):
-        runner = SandboxRunner(pool=session_or_pool, timeout=timeout,
-                               max_output_chars=max_output_chars)
+        runner = SandboxRunner(
+            pool=session_or_pool, timeout=timeout, max_output_chars=max_output_chars
+        )
     elif isinstance(session_or_pool, securepy.Session | securepy.AsyncSession):
-        runner = SandboxRunner(session=session_or_pool, timeout=timeout,
-                               max_output_chars=max_output_chars)
+        runner = SandboxRunner(
+            session=session_or_pool, timeout=timeout, max_output_chars=max_output_chars
+        )
     else:
-        raise TypeError(f"code_execute_fn() takes a securepy session or pool, not "
-                        f"{type(session_or_pool).__name__}")
+        raise TypeError(
+            f"code_execute_fn() takes a securepy session or pool, not "
+            f"{type(session_or_pool).__name__}"
+        )
 
     async def execute(code: str) -> dict[str, Any]:
         """Run Python code in the sandboxed session and return its output."""
         outcome = await runner.arun(code)
         value = outcome.execution.value if outcome.execution is not None else None
-        return _CodeResult(success=not outcome.is_error, output=outcome.text,
-                           return_value=value)
+        return _CodeResult(success=not outcome.is_error, output=outcome.text, return_value=value)
 
     return execute
 

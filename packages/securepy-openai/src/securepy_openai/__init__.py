@@ -39,8 +39,16 @@ __all__ = [
     "securepy_tool",
 ]
 
-for _name in ("SecurePyTool", "securepy_tool", "from_openai_tool", "from_openai_function",
-              "from_pydantic",
-              "run_tools", "arun_tools", "run_response_tools", "arun_response_tools"):
+for _name in (
+    "SecurePyTool",
+    "securepy_tool",
+    "from_openai_tool",
+    "from_openai_function",
+    "from_pydantic",
+    "run_tools",
+    "arun_tools",
+    "run_response_tools",
+    "arun_response_tools",
+):
     globals()[_name].__module__ = "securepy_openai"
 del _name

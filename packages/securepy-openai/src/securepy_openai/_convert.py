@@ -15,8 +15,13 @@ import pydantic
 import securepy
 from securepy.adapters import host_tool
 
-__all__ = ["convert", "from_openai_function", "from_openai_tool", "from_pydantic",
-           "relax_strict_schema"]
+__all__ = [
+    "convert",
+    "from_openai_function",
+    "from_openai_tool",
+    "from_pydantic",
+    "relax_strict_schema",
+]
 
 
 def from_openai_tool(
@@ -57,12 +62,15 @@ def from_openai_tool(
     """
     if _is_function_tool(native):
         if fn is not None:
-            raise TypeError(f"from_openai_tool: {native.name!r} is a FunctionTool and brings "
-                            "its own function; do not pass fn")
+            raise TypeError(
+                f"from_openai_tool: {native.name!r} is a FunctionTool and brings "
+                "its own function; do not pass fn"
+            )
         return _from_function_tool(native, name=name, **tool_options)
     if fn is None:
-        raise TypeError("from_openai_tool: pass fn, the host function that implements "
-                        f"{native!r:.80}")
+        raise TypeError(
+            f"from_openai_tool: pass fn, the host function that implements {native!r:.80}"
+        )
     if isinstance(native, type) and issubclass(native, pydantic.BaseModel):
         return from_pydantic(native, fn, name=name, **tool_options)
     return from_openai_function(native, fn, name=name, **tool_options)
@@ -114,9 +122,14 @@ def from_openai_function(
         raise ValueError(f"not an OpenAI function definition (no name): {definition!r:.200}")
     schema = body.get("parameters") or {"type": "object", "properties": {}}
     parameters, defaults = relax_strict_schema(schema)
-    return host_tool(name or body["name"], body.get("description") or "",
-                     _fill_defaults(fn, defaults), parameters=parameters, returns_like=fn,
-                     **tool_options)
+    return host_tool(
+        name or body["name"],
+        body.get("description") or "",
+        _fill_defaults(fn, defaults),
+        parameters=parameters,
+        returns_like=fn,
+        **tool_options,
+    )
 
 
 def from_pydantic(
@@ -147,19 +160,29 @@ def from_pydantic(
     schema.pop("title", None)
     schema.setdefault("additionalProperties", False)
     if inspect.iscoroutinefunction(fn):
+
         async def call_async(**arguments: Any) -> Any:
             return await fn(model.model_validate(arguments))
+
         host: Callable[..., Any] = call_async
     else:
+
         def call(**arguments: Any) -> Any:
             return fn(model.model_validate(arguments))
+
         host = call
     if description is None:
         # inspect.getdoc inherits: a model without a docstring would get BaseModel's.
         own = model.__dict__.get("__doc__")
         description = inspect.cleandoc(own) if isinstance(own, str) else ""
-    return host_tool(name or model.__name__, description, host, parameters=schema,
-                     returns_like=fn, **tool_options)
+    return host_tool(
+        name or model.__name__,
+        description,
+        host,
+        parameters=schema,
+        returns_like=fn,
+        **tool_options,
+    )
 
 
 def relax_strict_schema(schema: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -198,14 +221,17 @@ def _fill_defaults(fn: Callable[..., Any], defaults: dict[str, Any]) -> Callable
     if not defaults:
         return fn
     if inspect.iscoroutinefunction(fn):
+
         @functools.wraps(fn)
         async def call_async(**arguments: Any) -> Any:
             return await fn(**{**copy.deepcopy(defaults), **arguments})
+
         return call_async
 
     @functools.wraps(fn)
     def call(**arguments: Any) -> Any:
         return fn(**{**copy.deepcopy(defaults), **arguments})
+
     return call
 
 
@@ -214,23 +240,32 @@ _call_ids = itertools.count(1)
 
 def _is_function_tool(item: Any) -> bool:
     # The Agents SDK is an optional extra: recognised without importing it.
-    return any(cls.__module__.startswith("agents.") and cls.__name__ == "FunctionTool"
-               for cls in type(item).__mro__)
+    return any(
+        cls.__module__.startswith("agents.") and cls.__name__ == "FunctionTool"
+        for cls in type(item).__mro__
+    )
 
 
 def _from_function_tool(native: Any, *, name: str | None, **tool_options: Any) -> securepy.Tool:
     if native.needs_approval is not False and "approve" not in tool_options:
-        raise ValueError(f"FunctionTool {native.name!r} needs approval; pass approve= to decide "
-                         "on each call from the sandbox")
+        raise ValueError(
+            f"FunctionTool {native.name!r} needs approval; pass approve= to decide "
+            "on each call from the sandbox"
+        )
     from agents.tool_context import ToolContext
 
     parameters, defaults = relax_strict_schema(native.params_json_schema)
 
     async def invoke(**arguments: Any) -> Any:
         payload = json.dumps({**defaults, **arguments})
-        context = ToolContext(context=None, tool_name=native.name,
-                              tool_call_id=f"securepy-{next(_call_ids)}", tool_arguments=payload)
+        context = ToolContext(
+            context=None,
+            tool_name=native.name,
+            tool_call_id=f"securepy-{next(_call_ids)}",
+            tool_arguments=payload,
+        )
         return await native.on_invoke_tool(context, payload)
 
-    return host_tool(name or native.name, native.description, invoke, parameters=parameters,
-                     **tool_options)
+    return host_tool(
+        name or native.name, native.description, invoke, parameters=parameters, **tool_options
+    )

@@ -51,7 +51,8 @@ def run_tools(
     definitions: list[Any] = [t.chat_tool for t in tools]
     for step in range(max_steps):
         response: ChatCompletion = client.chat.completions.create(
-            model=model, messages=history, tools=definitions, **create_options)
+            model=model, messages=history, tools=definitions, **create_options
+        )
         calls = _chat_turn(response, history)
         if not calls or step == max_steps - 1:
             return response
@@ -73,7 +74,8 @@ async def arun_tools(
     definitions: list[Any] = [t.chat_tool for t in tools]
     for step in range(max_steps):
         response: ChatCompletion = await client.chat.completions.create(
-            model=model, messages=history, tools=definitions, **create_options)
+            model=model, messages=history, tools=definitions, **create_options
+        )
         calls = _chat_turn(response, history)
         if not calls or step == max_steps - 1:
             return response
@@ -117,7 +119,8 @@ def run_response_tools(
     definitions: list[Any] = [t.custom_tool if free_form else t.response_tool for t in tools]
     for step in range(max_steps):
         response: Response = client.responses.create(
-            model=model, input=items, tools=definitions, **create_options)
+            model=model, input=items, tools=definitions, **create_options
+        )
         calls = _responses_turn(response, items)
         if not calls or step == max_steps - 1:
             return response
@@ -141,7 +144,8 @@ async def arun_response_tools(
     definitions: list[Any] = [t.custom_tool if free_form else t.response_tool for t in tools]
     for step in range(max_steps):
         response: Response = await client.responses.create(
-            model=model, input=items, tools=definitions, **create_options)
+            model=model, input=items, tools=definitions, **create_options
+        )
         calls = _responses_turn(response, items)
         if not calls or step == max_steps - 1:
             return response
@@ -149,13 +153,15 @@ async def arun_response_tools(
     raise AssertionError("unreachable: max_steps >= 1")
 
 
-def _chat_start(messages: Iterable[Any], tools: Sequence[SecurePyTool],
-                max_steps: int) -> tuple[dict[str, SecurePyTool], list[Any]]:
+def _chat_start(
+    messages: Iterable[Any], tools: Sequence[SecurePyTool], max_steps: int
+) -> tuple[dict[str, SecurePyTool], list[Any]]:
     return _tools_by_name(tools, max_steps), list(messages)
 
 
-def _responses_start(input: str | Iterable[Any], tools: Sequence[SecurePyTool],
-                     max_steps: int) -> tuple[dict[str, SecurePyTool], list[Any]]:
+def _responses_start(
+    input: str | Iterable[Any], tools: Sequence[SecurePyTool], max_steps: int
+) -> tuple[dict[str, SecurePyTool], list[Any]]:
     items = [{"role": "user", "content": input}] if isinstance(input, str) else list(input)
     return _tools_by_name(tools, max_steps), items
 
@@ -179,8 +185,11 @@ def _chat_turn(response: Any, history: list[Any]) -> list[ToolCall]:
 def _responses_turn(response: Any, items: list[Any]) -> list[ToolCall]:
     """Append the response's output items to ``items``; return the tool calls among them."""
     items += [item.model_dump(exclude_none=True) for item in response.output]
-    return [read_call(item) for item in response.output
-            if item.type in ("function_call", "custom_tool_call")]
+    return [
+        read_call(item)
+        for item in response.output
+        if item.type in ("function_call", "custom_tool_call")
+    ]
 
 
 def _run_one(by_name: dict[str, SecurePyTool], call: ToolCall) -> dict[str, Any]:
@@ -194,5 +203,7 @@ async def _arun_one(by_name: dict[str, SecurePyTool], call: ToolCall) -> dict[st
 
 
 def _unknown_tool(by_name: dict[str, SecurePyTool], call: ToolCall) -> dict[str, Any]:
-    return reply_to(call, f"Error: there is no tool named {call.name!r}; available: "
-                          f"{', '.join(map(repr, by_name))}.")
+    return reply_to(
+        call,
+        f"Error: there is no tool named {call.name!r}; available: {', '.join(map(repr, by_name))}.",
+    )

@@ -73,10 +73,20 @@ def securepy_tool(
     """
     if not _OPENAI_NAME.match(name):
         raise ValueError(f"OpenAI tool names must match ^[a-zA-Z0-9_-]{{1,64}}$, got {name!r}")
-    return SecurePyTool(SandboxRunner(
-        tools=tools, session=session, pool=pool, name=name, description=description,
-        timeout=timeout, max_output_chars=max_output_chars, convert=convert,
-        framework="OpenAI", **session_options))
+    return SecurePyTool(
+        SandboxRunner(
+            tools=tools,
+            session=session,
+            pool=pool,
+            name=name,
+            description=description,
+            timeout=timeout,
+            max_output_chars=max_output_chars,
+            convert=convert,
+            framework="OpenAI",
+            **session_options,
+        )
+    )
 
 
 @typing.final
@@ -100,21 +110,36 @@ class SecurePyTool(SandboxToolMixin):
     @property
     def chat_tool(self) -> ChatCompletionToolParam:
         """The Chat Completions function tool, with a strict schema."""
-        return {"type": "function", "function": {
-            "name": self.name, "description": self.description,
-            "parameters": code_schema(), "strict": True}}
+        return {
+            "type": "function",
+            "function": {
+                "name": self.name,
+                "description": self.description,
+                "parameters": code_schema(),
+                "strict": True,
+            },
+        }
 
     @property
     def response_tool(self) -> FunctionToolParam:
         """The Responses API function tool, with a strict schema."""
-        return {"type": "function", "name": self.name, "description": self.description,
-                "parameters": code_schema(), "strict": True}
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": code_schema(),
+            "strict": True,
+        }
 
     @property
     def custom_tool(self) -> CustomToolParam:
         """The Responses API free-form custom tool: the model sends raw Python, no JSON."""
-        return {"type": "custom", "name": self.name, "format": {"type": "text"},
-                "description": self.description + "\nSend the Python source itself as input."}
+        return {
+            "type": "custom",
+            "name": self.name,
+            "format": {"type": "text"},
+            "description": self.description + "\nSend the Python source itself as input.",
+        }
 
     def handle(self, call: Any) -> dict[str, Any]:
         """Run one tool call and return the reply to append to the conversation.
@@ -155,8 +180,10 @@ class SecurePyTool(SandboxToolMixin):
         try:
             arguments = json.loads(call.payload)
         except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
-            return _Problem(f"Error: the arguments are not valid JSON ({exc}); send "
-                            '{"code": "<python source>"}.')
+            return _Problem(
+                f"Error: the arguments are not valid JSON ({exc}); send "
+                '{"code": "<python source>"}.'
+            )
         problem = code_problem(self.name, arguments)
         if problem is not None:
             return _Problem(problem)
@@ -196,16 +223,28 @@ def read_call(call: Any) -> ToolCall:
     if kind in ("function_call", "custom_tool_call"):
         free_form = kind == "custom_tool_call"
         payload = field_of(call, "input" if free_form else "arguments")
-        return ToolCall(f"{kind}_output", _text(field_of(call, "call_id")),
-                        _text(field_of(call, "name")), _text(payload), free_form)
+        return ToolCall(
+            f"{kind}_output",
+            _text(field_of(call, "call_id")),
+            _text(field_of(call, "name")),
+            _text(payload),
+            free_form,
+        )
     inner = field_of(call, "function") or field_of(call, "custom")
     if inner is not None:
         free_form = field_of(call, "function") is None
         payload = field_of(inner, "input" if free_form else "arguments")
-        return ToolCall("tool", _text(field_of(call, "id")), _text(field_of(inner, "name")),
-                        _text(payload), free_form)
-    raise TypeError(f"expected a Chat Completions tool call or a Responses function_call / "
-                    f"custom_tool_call item, got {type(call).__name__} {call!r:.200}")
+        return ToolCall(
+            "tool",
+            _text(field_of(call, "id")),
+            _text(field_of(inner, "name")),
+            _text(payload),
+            free_form,
+        )
+    raise TypeError(
+        f"expected a Chat Completions tool call or a Responses function_call / "
+        f"custom_tool_call item, got {type(call).__name__} {call!r:.200}"
+    )
 
 
 def reply_to(call: ToolCall, text: str) -> dict[str, Any]:

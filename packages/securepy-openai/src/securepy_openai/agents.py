@@ -1,9 +1,9 @@
 """securepy and the OpenAI Agents SDK (``pip install "securepy-openai[agents]"``).
 
-    from agents import Agent
-    from securepy_openai.agents import securepy_function_tool
+from agents import Agent
+from securepy_openai.agents import securepy_function_tool
 
-    agent = Agent(name="analyst", tools=[securepy_function_tool(tools=[lookup_order])])
+agent = Agent(name="analyst", tools=[securepy_function_tool(tools=[lookup_order])])
 """
 
 from __future__ import annotations
@@ -22,15 +22,21 @@ try:
     from agents import FunctionTool
     from agents.tool_context import ToolContext
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
-    raise ImportError('securepy_openai.agents needs the OpenAI Agents SDK: '
-                      'pip install "securepy-openai[agents]"') from exc
+    raise ImportError(
+        'securepy_openai.agents needs the OpenAI Agents SDK: pip install "securepy-openai[agents]"'
+    ) from exc
 
 __all__ = ["from_agents_tool", "securepy_function_tool"]
 
 # FunctionTool's own policy fields (needs_approval, is_enabled, timeout_seconds, guardrails,
 # ...), passed through; the ones this module sets itself are left out.
 _FUNCTION_TOOL_FIELDS = frozenset(f.name for f in dataclasses.fields(FunctionTool)) - {
-    "name", "description", "params_json_schema", "on_invoke_tool", "strict_json_schema"}
+    "name",
+    "description",
+    "params_json_schema",
+    "on_invoke_tool",
+    "strict_json_schema",
+}
 
 
 def securepy_function_tool(
@@ -63,17 +69,35 @@ def securepy_function_tool(
         TypeError: both ``session`` and ``pool`` given, or an unknown session option.
     """
     policy = {key: options.pop(key) for key in list(options) if key in _FUNCTION_TOOL_FIELDS}
-    sandbox = securepy_tool(tools=tools, session=session, pool=pool, name=name,
-                            description=description, timeout=timeout,
-                            max_output_chars=max_output_chars, **options)
+    sandbox = securepy_tool(
+        tools=tools,
+        session=session,
+        pool=pool,
+        name=name,
+        description=description,
+        timeout=timeout,
+        max_output_chars=max_output_chars,
+        **options,
+    )
 
     async def run_code(context: ToolContext[Any], arguments: str) -> str:
-        reply = await sandbox.ahandle({"type": "function_call", "call_id": context.tool_call_id,
-                                       "name": sandbox.name, "arguments": arguments})
+        reply = await sandbox.ahandle(
+            {
+                "type": "function_call",
+                "call_id": context.tool_call_id,
+                "name": sandbox.name,
+                "arguments": arguments,
+            }
+        )
         return str(reply["output"])
 
-    return FunctionTool(name=sandbox.name, description=sandbox.description,
-                        params_json_schema=code_schema(), on_invoke_tool=run_code, **policy)
+    return FunctionTool(
+        name=sandbox.name,
+        description=sandbox.description,
+        params_json_schema=code_schema(),
+        on_invoke_tool=run_code,
+        **policy,
+    )
 
 
 #: The earlier name of :func:`securepy_openai.from_openai_tool` for a FunctionTool; prefer
