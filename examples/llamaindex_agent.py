@@ -25,7 +25,7 @@ from llama_index.core.base.llms.types import ToolCallBlock
 from llama_index.core.llms import ChatMessage, MessageRole
 from llama_index.core.llms.mock import MockFunctionCallingLLM
 from llama_index.core.tools import FunctionTool
-from securepy_llamaindex import SecurePyToolSpec, from_llamaindex
+from securepy_llamaindex import SecurePyToolSpec
 
 ORDERS = [
     {"id": "A1", "customer": "ann", "total": 12.5},
@@ -82,7 +82,7 @@ async def main() -> None:
     with tempfile.TemporaryDirectory(prefix="securepy-example-") as tmp:
         orders_file = Path(tmp) / "orders.json"
         orders_file.write_text(json.dumps(ORDERS))
-        with SecurePyToolSpec(tools=[from_llamaindex(orders_tool(orders_file))],
+        with SecurePyToolSpec(tools=[orders_tool(orders_file)],
                               sandbox=sandbox, timeout=20) as spec:
             agent = FunctionAgent(tools=spec.to_tool_list(),
                                   llm=scripted_model(code_steps(orders_file)))

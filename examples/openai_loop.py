@@ -41,7 +41,7 @@ def lookup_order(order_id: int) -> dict[str, Any]:
 def main() -> None:
     """Run both loops offline, or against the real API when a key is set."""
     sandbox = os.environ.get("SECUREPY_SANDBOX", "1") != "0"
-    host_tool = securepy_openai.from_openai_function(LOOKUP_ORDER, lookup_order)
+    host_tool = securepy_openai.from_openai_tool(LOOKUP_ORDER, lookup_order)
     model = os.environ.get("OPENAI_MODEL", "gpt-4.1-mini")
     server = None
     if os.environ.get("OPENAI_API_KEY"):
