@@ -1,8 +1,10 @@
 """The ``securepy`` command: run code in the sandbox, check the host, verify an audit log.
 
     securepy run FILE | -c CODE | < stdin   [--timeout S] [--memory 512M] [--no-sandbox]
-    securepy doctor
+    securepy doctor [--json]
     securepy audit verify FILE
+
+(``python -m securepy`` is the same command.)
 
 What the sandbox sent (its output, its value, its error text) reaches the operator's terminal
 only through :func:`_terminal_text`: control characters (C0 except newline and tab, DEL, C1,
@@ -20,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -68,6 +72,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _say_error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`securepy doctor --json | head`): no traceback, and no second
+        # error when the interpreter flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
     return status
 
 
@@ -311,6 +320,11 @@ def _add_doctor_command(commands: Any) -> None:
         "/proc, seccomp, cgroups, rlimits) and print each check as ok or the fix.",
         epilog="Exit status: 0 sandboxed sessions can start here; 1 they cannot.",
     )
+    doctor.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object (the verdict, the wall, the host, each check) for machines",
+    )
     doctor.set_defaults(command_function=_doctor)
 
 
@@ -323,6 +337,9 @@ def _doctor(args: argparse.Namespace) -> int:
             "upgrade securepy-core"
         ) from None
     checks = doctor.run_checks()
+    if args.json:
+        print(json.dumps(doctor.report(checks), indent=2))
+        return EXIT_OK if doctor.can_sandbox(checks) else EXIT_FAILED
     for check in checks:
         # FAIL only for what stops sandboxed sessions; an optional layer is a note.
         mark = "ok  " if check.ok else "FAIL" if check.required else "note"

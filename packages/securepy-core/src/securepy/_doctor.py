@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import resource
 import subprocess
 import sys
 from collections.abc import Callable
+from typing import Any
 
 from ._interpreter import Interpreter, probe_interpreter
 from ._launchers import bubblewrap
@@ -20,7 +22,7 @@ from ._launchers.cgroups import detect_cgroup_support
 from ._launchers.seccomp import SeccompUnavailable, compile_filter
 from .errors import SandboxUnavailableError
 
-__all__ = ["Check", "can_sandbox", "run_checks"]
+__all__ = ["Check", "can_sandbox", "chosen_wall", "report", "run_checks"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -68,8 +70,15 @@ def run_checks(python: str | None = None) -> list[Check]:
         namespaces.append(_optional(_check_interpreter(python, ready=ready)))
     else:
         for name in ("user namespaces", "/proc mount", "interpreter"):
-            namespaces.append(Check(name, False, "not checked: bubblewrap cannot run here",
-                                    "fix the bubblewrap check above first", required=False))
+            namespaces.append(
+                Check(
+                    name,
+                    False,
+                    "not checked: bubblewrap cannot run here",
+                    "fix the bubblewrap check above first",
+                    required=False,
+                )
+            )
     checks += namespaces
     landlock = _check_landlock(python)
     checks.append(landlock)
@@ -82,6 +91,56 @@ def run_checks(python: str | None = None) -> list[Check]:
 def can_sandbox(checks: list[Check]) -> bool:
     """True when every required check passed: ``sandbox=True`` can start here."""
     return all(check.ok for check in checks if check.required)
+
+
+_NAMESPACE_CHECKS = ("bubblewrap", "user namespaces", "/proc mount", "interpreter")
+
+
+def chosen_wall(checks: list[Check]) -> str | None:
+    """The wall ``wall="auto"`` picks on this host ("namespaces" or "landlock"), or None when
+    neither can stand; the same decision as the final "wall" check."""
+    passed = {check.name for check in checks if check.ok}
+    if all(name in passed for name in _NAMESPACE_CHECKS):
+        return "namespaces"
+    if "landlock wall" in passed:
+        return "landlock"
+    return None
+
+
+def report(checks: list[Check]) -> dict[str, Any]:
+    """The checks as one JSON-ready object, for ``securepy doctor --json``.
+
+    Keys: ``can_sandbox`` (bool), ``wall`` ("namespaces", "landlock" or None), ``version``
+    (securepy's), ``host`` (platform, kernel release, Python, whether running as root) and
+    ``checks``: one object per check with ``name``, ``ok``, ``required``, ``status`` ("ok",
+    "fail" for a failed required check, "note" for a failed optional one, as the text output
+    marks them), ``detail`` and ``fix``.
+    """
+    from . import __version__
+
+    geteuid = getattr(os, "geteuid", None)
+    return {
+        "can_sandbox": can_sandbox(checks),
+        "wall": chosen_wall(checks),
+        "version": __version__,
+        "host": {
+            "platform": sys.platform,
+            "kernel": platform.release(),
+            "python": platform.python_version(),
+            "root": geteuid is not None and geteuid() == 0,
+        },
+        "checks": [
+            {
+                "name": check.name,
+                "ok": check.ok,
+                "required": check.required,
+                "status": "ok" if check.ok else "fail" if check.required else "note",
+                "detail": check.detail,
+                "fix": check.fix,
+            }
+            for check in checks
+        ],
+    }
 
 
 def _optional(check: Check) -> Check:
@@ -97,22 +156,37 @@ def _check_landlock(python: str | None) -> Check:
         problem = str(exc)
     abi = landlock_abi()
     if problem is None:
-        return Check("landlock wall", True, f"Landlock ABI {abi}: the Landlock wall can stand "
-                     "here", required=False)
+        return Check(
+            "landlock wall",
+            True,
+            f"Landlock ABI {abi}: the Landlock wall can stand here",
+            required=False,
+        )
     return Check("landlock wall", False, problem, "see docs/deployment.md", required=False)
 
 
 def _check_wall(namespaces: list[Check], landlock: Check) -> Check:
     if all(c.ok for c in namespaces):
-        return Check("wall", True, "sessions run behind the namespaces wall (bubblewrap); "
-                     "wall='auto' picks it")
+        return Check(
+            "wall",
+            True,
+            "sessions run behind the namespaces wall (bubblewrap); wall='auto' picks it",
+        )
     if landlock.ok:
         why = next(c for c in namespaces if not c.ok)
-        return Check("wall", True, "sessions run behind the landlock wall: wall='auto' picks "
-                     f"it because bubblewrap cannot run here ({why.name}: {why.detail}); see "
-                     "docs/threat-model.md for what it does not cover")
-    return Check("wall", False, "no wall can stand here: neither bubblewrap's namespaces nor "
-                 "Landlock", "apply one of the fixes above (docs/deployment.md)")
+        return Check(
+            "wall",
+            True,
+            "sessions run behind the landlock wall: wall='auto' picks "
+            f"it because bubblewrap cannot run here ({why.name}: {why.detail}); see "
+            "docs/threat-model.md for what it does not cover",
+        )
+    return Check(
+        "wall",
+        False,
+        "no wall can stand here: neither bubblewrap's namespaces nor Landlock",
+        "apply one of the fixes above (docs/deployment.md)",
+    )
 
 
 def _check_platform() -> Check:
@@ -143,8 +217,9 @@ def _check_seccomp() -> Check:
         detail = f"seccomp allow list unavailable: {exc}"
         fix = "reinstall securepy-core (it depends on pyseccomp); apt install libseccomp2"
         return Check("seccomp", False, detail, fix, required=root)
-    return Check("seccomp", True, f"allow list compiled ({len(program)} bytes of BPF)",
-                 required=root)
+    return Check(
+        "seccomp", True, f"allow list compiled ({len(program)} bytes of BPF)", required=root
+    )
 
 
 def _check_cgroups() -> Check:
@@ -168,8 +243,10 @@ def _check_rlimits() -> Check:
         return Check("rlimits", False, f"missing: {', '.join(missing)}", "use Linux")
     detail = "AS, CPU, FSIZE, NOFILE, NPROC available"
     if os.geteuid() == 0:
-        detail += ("; host is root, so each session runs as a uid of its own (where "
-                   "RLIMIT_NPROC and the kernel's other per-uid budgets apply per session)")
+        detail += (
+            "; host is root, so each session runs as a uid of its own (where "
+            "RLIMIT_NPROC and the kernel's other per-uid budgets apply per session)"
+        )
     return Check("rlimits", True, detail)
 
 
@@ -253,12 +330,20 @@ def _check_template(python: str | None) -> Check:
     except SandboxUnavailableError as exc:
         problem = str(exc)
     if problem is None:
-        return Check("session template", True,
-                     "pools fork each session from a sandboxed template (a few ms a session)",
-                     required=False)
-    return Check("session template", False, problem,
-                 "none needed: pools start each session with bubblewrap (about 30 ms); run as "
-                 "root for template starts", required=False)
+        return Check(
+            "session template",
+            True,
+            "pools fork each session from a sandboxed template (a few ms a session)",
+            required=False,
+        )
+    return Check(
+        "session template",
+        False,
+        problem,
+        "none needed: pools start each session with bubblewrap (about 30 ms); run as "
+        "root for template starts",
+        required=False,
+    )
 
 
 def _fix_of(exc: Exception) -> str:
