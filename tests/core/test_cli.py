@@ -245,6 +245,24 @@ def test_doctor_json_names_the_wall_sessions_use() -> None:
         assert report["wall"] == session.wall
 
 
+def test_a_reader_that_goes_away_gets_no_traceback() -> None:
+    # `securepy doctor --json | head -1`: the pipe is closed before the report is written
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "securepy", "doctor", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
 def test_python_dash_m_securepy_is_the_command() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "securepy", "run", "--no-sandbox", "-c", "print(6 * 7)"],
