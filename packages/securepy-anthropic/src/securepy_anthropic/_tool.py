@@ -9,7 +9,7 @@ from typing import Any
 
 import securepy
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool, ToolError
-from anthropic.types import ToolParam, ToolResultBlockParam
+from anthropic.types import ImageBlockParam, TextBlockParam, ToolParam, ToolResultBlockParam
 from securepy.adapters import (
     DEFAULT_TEXT_CHARS,
     RunOutcome,
@@ -23,6 +23,11 @@ from securepy.adapters import (
 from ._convert import convert
 
 __all__ = ["SecurePyTool", "securepy_tool"]
+
+# A tool_result's content: the text, or text and image blocks (the beta tool runner's result
+# type, BetaFunctionToolResultType, takes the same shapes).
+Content = str | list[TextBlockParam | ImageBlockParam]
+_MediaType = typing.Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
 
 
 def securepy_tool(
@@ -100,7 +105,10 @@ class SecurePyTool(SandboxToolMixin):
 
     Use :attr:`definition` in ``tools=[...]`` and :meth:`handle` (or :meth:`ahandle`) on each
     ``tool_use`` block in a manual loop, or hand :attr:`beta_tool` (:attr:`beta_async_tool`)
-    to ``client.beta.messages.tool_runner(...)``. A failure of the code (an exception, a
+    to ``client.beta.messages.tool_runner(...)``. A run that displays images (a matplotlib
+    figure, ``display()``) answers with a list of content blocks: the text, then an ``image``
+    block (base64 source) per image, at most ``securepy.adapters.MAX_MODEL_IMAGES``; other runs
+    answer with the text as a string. A failure of the code (an exception, a
     timeout, a refused host call) is a result with ``is_error`` set, never an exception.
 
     Args:
@@ -125,11 +133,12 @@ class SecurePyTool(SandboxToolMixin):
         return typing.cast(ToolParam, definition)
 
     @functools.cached_property
-    def beta_tool(self) -> BetaFunctionTool[Callable[[str], str]]:
+    def beta_tool(self) -> BetaFunctionTool[Callable[[str], Content]]:
         """The tool for the sync ``client.beta.messages.tool_runner(...)``.
 
-        It returns the run's text, or raises ``anthropic.lib.tools.ToolError`` with the error
-        text, which the runner sends back as a ``tool_result`` with ``is_error`` set.
+        It returns the run's content (text, or blocks with images), or raises
+        ``anthropic.lib.tools.ToolError`` with the error text, which the runner sends back as a
+        ``tool_result`` with ``is_error`` set.
         """
         return _with_close(
             BetaFunctionTool(
@@ -143,7 +152,9 @@ class SecurePyTool(SandboxToolMixin):
         )
 
     @functools.cached_property
-    def beta_async_tool(self) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, str]]]:
+    def beta_async_tool(
+        self,
+    ) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, Content]]]:
         """Async counterpart of :attr:`beta_tool`, for the ``AsyncAnthropic`` tool runner."""
         return _with_close(
             BetaAsyncFunctionTool(
@@ -212,25 +223,43 @@ def _with_close(beta: _BetaToolT, runner: SandboxRunner) -> _BetaToolT:
     return beta
 
 
-def _sync_beta_function(runner: SandboxRunner) -> Callable[[str], str]:
-    def run_python(code: str) -> str:
+def _sync_beta_function(runner: SandboxRunner) -> Callable[[str], Content]:
+    def run_python(code: str) -> Content:
         return _text_or_raise(runner.run(code))
 
     return run_python
 
 
-def _async_beta_function(runner: SandboxRunner) -> Callable[[str], Coroutine[Any, Any, str]]:
-    async def run_python(code: str) -> str:
+def _async_beta_function(
+    runner: SandboxRunner,
+) -> Callable[[str], Coroutine[Any, Any, Content]]:
+    async def run_python(code: str) -> Content:
         return _text_or_raise(await runner.arun(code))
 
     return run_python
 
 
 def _result_of(tool_use_id: str, outcome: RunOutcome) -> ToolResultBlockParam:
-    return _tool_result(tool_use_id, outcome.text, is_error=outcome.is_error)
+    return _tool_result(tool_use_id, _content(outcome), is_error=outcome.is_error)
 
 
-def _tool_result(tool_use_id: str, content: str, *, is_error: bool) -> ToolResultBlockParam:
+def _content(outcome: RunOutcome) -> Content:
+    """The text, or (when the run displayed images) a text block then an image block each."""
+    if not outcome.images:
+        return outcome.text
+    blocks: list[TextBlockParam | ImageBlockParam] = [{"type": "text", "text": outcome.text}]
+    for image in outcome.images:
+        media_type = typing.cast(_MediaType, image.mime_type)
+        blocks.append(
+            {
+                "type": "image",
+                "source": {"type": "base64", "media_type": media_type, "data": image.base64},
+            }
+        )
+    return blocks
+
+
+def _tool_result(tool_use_id: str, content: Content, *, is_error: bool) -> ToolResultBlockParam:
     return {
         "type": "tool_result",
         "tool_use_id": tool_use_id,
@@ -239,11 +268,11 @@ def _tool_result(tool_use_id: str, content: str, *, is_error: bool) -> ToolResul
     }
 
 
-def _text_or_raise(outcome: RunOutcome) -> str:
+def _text_or_raise(outcome: RunOutcome) -> Content:
     # The tool runner turns ToolError into a tool_result with is_error set and this text.
     if outcome.is_error:
         raise ToolError(outcome.text)
-    return outcome.text
+    return _content(outcome)
 
 
 def _shorten(value: Any, limit: int = 200) -> str:

@@ -13,11 +13,17 @@ The run_python description lists each host tool as a Python stub: its signature 
 type, its docstring, and an ``Args:`` section built from the argument descriptions in its schema
 (when the docstring has none). Each stub is cut to :data:`TOOL_DESCRIPTION_CHARS`; once the
 listing passes :data:`DESCRIPTION_BUDGET_CHARS`, the remaining tools are listed by signature only.
+
+Images the code displays (``Execution.outputs``) reach the model as :class:`ModelImage` objects
+on :attr:`RunOutcome.images`, which each adapter puts into its framework's own image block: at
+most :data:`MAX_MODEL_IMAGES` per run, each at most :data:`MAX_MODEL_IMAGE_BYTES` and checked to
+be the image format it claims; the rest are named in a note at the end of the text.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import inspect
@@ -40,17 +46,22 @@ __all__ = [
     "DEFAULT_DESCRIPTION",
     "DEFAULT_TEXT_CHARS",
     "DESCRIPTION_BUDGET_CHARS",
+    "MAX_MODEL_IMAGES",
+    "MAX_MODEL_IMAGE_BYTES",
     "TOOL_DESCRIPTION_CHARS",
+    "ModelImage",
     "RunOutcome",
     "SandboxRunner",
     "SandboxToolMixin",
     "code_problem",
     "code_schema",
     "describe_error",
+    "describe_image",
     "describe_sandbox",
     "describe_tool",
     "field_of",
     "host_tool",
+    "model_images",
 ]
 
 DEFAULT_DESCRIPTION = (
@@ -67,7 +78,20 @@ TOOL_DESCRIPTION_CHARS = 2000
 #: Past this many characters of stubs, further host tools are listed by signature only.
 DESCRIPTION_BUDGET_CHARS = 16000
 
+#: Most images one run hands to the model; further ones are named in a note in the text.
+MAX_MODEL_IMAGES = 4
+#: Larger images are named in a note instead (Anthropic's API refuses images over 5 MB).
+MAX_MODEL_IMAGE_BYTES = 5 * 1000 * 1000
+
 Convert = Callable[[Any], "Tool | None"]
+
+# The formats every adapter's API accepts, with the signature their bytes must start with (the
+# child is hostile: a mislabelled image would make the model's API refuse the whole request).
+_IMAGE_SIGNATURES = {
+    "image/png": (b"\x89PNG\r\n\x1a\n",),
+    "image/jpeg": (b"\xff\xd8\xff",),
+    "image/gif": (b"GIF87a", b"GIF89a"),
+}
 
 
 def code_schema() -> dict[str, Any]:
@@ -115,6 +139,73 @@ class RunOutcome:
     is_error: bool
     execution: Any = None
     error: SecurePyError | None = None
+    images: tuple[ModelImage, ...] = ()
+
+
+@typing.final
+@dataclasses.dataclass(frozen=True, slots=True)
+class ModelImage:
+    """One image of a run, for the model.
+
+    Attributes:
+        mime_type: ``image/png``, ``image/jpeg`` or ``image/gif``.
+        data: the image's bytes, checked to start with that format's signature.
+    """
+
+    mime_type: str
+    data: bytes
+
+    @property
+    def base64(self) -> str:
+        """The bytes in base64, as the APIs' inline image sources take them."""
+        return base64.b64encode(self.data).decode("ascii")
+
+    @property
+    def data_url(self) -> str:
+        """A ``data:`` URL of the image (OpenAI's ``image_url``)."""
+        return f"data:{self.mime_type};base64,{self.base64}"
+
+
+def model_images(
+    outputs: Iterable[Any], max_images: int = MAX_MODEL_IMAGES
+) -> tuple[tuple[ModelImage, ...], str]:
+    """The images among ``outputs`` (``securepy.Output``) to show the model, and a note
+    naming those left out and why ("" when none are).
+
+    One image per output, its richest format; an output without a valid image is text only
+    (already in ``Execution.render_text``).
+    """
+    shown: list[ModelImage] = []
+    left_out: list[str] = []
+    for output in outputs:
+        for mime, signatures in _IMAGE_SIGNATURES.items():
+            data = output.data.get(mime)
+            if not isinstance(data, bytes):
+                continue
+            if not data.startswith(signatures):
+                left_out.append(
+                    f"[{mime} output: {len(data):,} bytes, not shown: not a valid {mime}]"
+                )
+            elif len(data) > MAX_MODEL_IMAGE_BYTES:
+                left_out.append(
+                    describe_image(ModelImage(mime, data), f"over {MAX_MODEL_IMAGE_BYTES:,} bytes")
+                )
+            elif len(shown) >= max_images:
+                left_out.append(
+                    describe_image(
+                        ModelImage(mime, data), f"at most {max_images} images are shown per run"
+                    )
+                )
+            else:
+                shown.append(ModelImage(mime, data))
+            break
+    return tuple(shown), "\n".join(left_out)
+
+
+def describe_image(image: ModelImage, why: str) -> str:
+    """A note standing in for an image the model does not see, e.g.
+    ``[image/png output: 12,345 bytes, not shown: <why>]``."""
+    return f"[{image.mime_type} output: {len(image.data):,} bytes, not shown: {why}]"
 
 
 AnySession = Session | AsyncSession | SessionPool | AsyncSessionPool
@@ -258,7 +349,14 @@ class SandboxRunner:
         return self._target
 
     def _succeeded(self, execution: Any) -> RunOutcome:
-        return RunOutcome(execution.render_text(self.max_output_chars), False, execution)
+        text = execution.render_text(self.max_output_chars)
+        outputs = getattr(execution, "outputs", ())
+        if not outputs:  # the common case costs nothing more
+            return RunOutcome(text, False, execution)
+        images, note = model_images(outputs)
+        # The note goes after the bounded text, so the cut never hides it; it is bounded by
+        # securepy's MAX_OUTPUTS outputs per execute.
+        return RunOutcome(text + "\n" + note if note else text, False, execution, images=images)
 
     def _failed(self, error: SecurePyError) -> RunOutcome:
         return RunOutcome(describe_error(error, self.max_output_chars), True, error=error)

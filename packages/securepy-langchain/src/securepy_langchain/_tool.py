@@ -9,6 +9,12 @@ from typing import Any, Literal
 
 import securepy
 from langchain_core.callbacks import AsyncCallbackManagerForToolRun, CallbackManagerForToolRun
+from langchain_core.messages.content import (
+    ImageContentBlock,
+    TextContentBlock,
+    create_image_block,
+    create_text_block,
+)
 from langchain_core.tools import BaseTool, ToolException
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from pydantic.v1 import ValidationError as ValidationErrorV1
@@ -27,6 +33,8 @@ __all__ = ["RunPythonInput", "SecurePyTool", "securepy_tool"]
 _SessionOrPool = (
     securepy.Session | securepy.AsyncSession | securepy.SessionPool | securepy.AsyncSessionPool
 )
+# The ToolMessage content: text, or (when the code displayed images) standard content blocks.
+Content = str | list[TextContentBlock | ImageContentBlock]
 
 
 @typing.final
@@ -44,7 +52,10 @@ class SecurePyTool(BaseTool):
     Construct it directly or through :func:`securepy_tool` (same arguments). It takes one
     argument, ``code``, and answers in LangChain's ``content_and_artifact`` form: the text the
     model reads (the output, then the last expression's value), with the
-    :class:`securepy.Execution` as the ``ToolMessage``'s artifact. An exception in the code, a
+    :class:`securepy.Execution` as the ``ToolMessage``'s artifact. When the code displays
+    images (a matplotlib figure, ``display()``), the content is a list of standard content
+    blocks instead: the text block, then an image block (base64) per image, at most
+    ``securepy.adapters.MAX_MODEL_IMAGES``. An exception in the code, a
     timeout, a refused host call and malformed arguments all come back as text with
     ``status="error"``, never as an exception in the agent loop. What the code prints is
     streamed to the run's callbacks (``on_text``) as it is printed.
@@ -128,7 +139,7 @@ class SecurePyTool(BaseTool):
 
     def _run(
         self, code: str, run_manager: CallbackManagerForToolRun | None = None
-    ) -> tuple[str, securepy.Execution]:
+    ) -> tuple[Content, securepy.Execution]:
         on_output = None
         if run_manager is not None:
             manager = run_manager
@@ -140,7 +151,7 @@ class SecurePyTool(BaseTool):
 
     async def _arun(
         self, code: str, run_manager: AsyncCallbackManagerForToolRun | None = None
-    ) -> tuple[str, securepy.Execution]:
+    ) -> tuple[Content, securepy.Execution]:
         if run_manager is None:
             return _content_and_artifact(await self._runner.arun(code))
         loop = asyncio.get_running_loop()
@@ -217,7 +228,14 @@ def securepy_tool(
     )
 
 
-def _content_and_artifact(outcome: RunOutcome) -> tuple[str, securepy.Execution]:
+def _content_and_artifact(outcome: RunOutcome) -> tuple[Content, securepy.Execution]:
     if outcome.is_error:
         raise ToolException(outcome.text)
-    return outcome.text, outcome.execution
+    if not outcome.images:
+        return outcome.text, outcome.execution
+    blocks: list[TextContentBlock | ImageContentBlock] = [create_text_block(outcome.text)]
+    blocks += [
+        create_image_block(base64=image.base64, mime_type=image.mime_type)
+        for image in outcome.images
+    ]
+    return blocks, outcome.execution

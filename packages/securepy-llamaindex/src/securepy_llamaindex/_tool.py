@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import securepy
+from llama_index.core.base.llms.types import ContentBlock, ImageBlock, TextBlock
 from llama_index.core.bridge.pydantic import BaseModel, Field
 from llama_index.core.tools import FunctionTool, ToolMetadata, ToolOutput
 from llama_index.core.tools.tool_spec.base import SPEC_FUNCTION_TYPE, BaseToolSpec
@@ -50,7 +51,10 @@ def securepy_tool(
     ``call`` and ``acall`` (as agents use it). Its description lists the host ``tools``
     available inside as Python stubs. An exception in the code, a timeout or a refused call
     comes back as a ``ToolOutput`` with ``is_error=True`` whose content the model reads, so the
-    agent run continues. Without ``session`` or ``pool`` the tool starts its own session on
+    agent run continues. When the code displays images (a matplotlib figure, ``display()``),
+    the output's ``blocks`` are a ``TextBlock`` then an ``ImageBlock`` per image (at most
+    ``securepy.adapters.MAX_MODEL_IMAGES``), which the agents put into the tool message;
+    ``content`` stays the text. Without ``session`` or ``pool`` the tool starts its own session on
     first use; ``close()`` it (or use it as a context manager) to stop that session, which is
     otherwise stopped when the tool is garbage-collected.
 
@@ -135,9 +139,13 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
 
 
 def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
+    blocks: list[ContentBlock] = [TextBlock(text=outcome.text)]
+    blocks += [
+        ImageBlock(image=image.data, image_mimetype=image.mime_type) for image in outcome.images
+    ]
     return ToolOutput(
         tool_name=name,
-        content=outcome.text,
+        blocks=blocks,
         raw_input={"code": code},
         raw_output=outcome,
         is_error=outcome.is_error,

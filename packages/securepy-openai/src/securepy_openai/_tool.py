@@ -12,10 +12,12 @@ from typing import TYPE_CHECKING, Any
 import securepy
 from securepy.adapters import (
     DEFAULT_TEXT_CHARS,
+    RunOutcome,
     SandboxRunner,
     SandboxToolMixin,
     code_problem,
     code_schema,
+    describe_image,
     field_of,
 )
 
@@ -23,7 +25,12 @@ from ._convert import convert
 
 if TYPE_CHECKING:
     from openai.types.chat import ChatCompletionToolParam
-    from openai.types.responses import CustomToolParam, FunctionToolParam
+    from openai.types.responses import (
+        CustomToolParam,
+        FunctionToolParam,
+        ResponseInputImageContentParam,
+        ResponseInputTextContentParam,
+    )
 
 __all__ = ["SecurePyTool", "securepy_tool"]
 
@@ -95,7 +102,11 @@ class SecurePyTool(SandboxToolMixin):
 
     Send one of :attr:`chat_tool`, :attr:`response_tool` or :attr:`custom_tool` to the model,
     and pass each call it makes to :meth:`handle` (or :meth:`ahandle` with an async client);
-    append what comes back to the conversation. Has ``name``, ``description``, ``tools``,
+    append what comes back to the conversation. A run that displays images (a matplotlib
+    figure, ``display()``) answers a Responses call with an ``output`` list: an ``input_text``
+    item, then an ``input_image`` item (a base64 data URL) per image, at most
+    ``securepy.adapters.MAX_MODEL_IMAGES``; Chat Completions tool messages carry text only, so
+    there each image is a note in the text. Has ``name``, ``description``, ``tools``,
     ``close()``, and is usable as a context manager.
     """
 
@@ -162,7 +173,7 @@ class SecurePyTool(SandboxToolMixin):
         code = self._code_or_problem(parsed)
         if isinstance(code, _Problem):
             return reply_to(parsed, code.text)
-        return reply_to(parsed, self._runner.run(code).text)
+        return _reply_with_outcome(parsed, self._runner.run(code))
 
     async def ahandle(self, call: Any) -> dict[str, Any]:
         """Async counterpart of :meth:`handle`; same arguments."""
@@ -170,7 +181,7 @@ class SecurePyTool(SandboxToolMixin):
         code = self._code_or_problem(parsed)
         if isinstance(code, _Problem):
             return reply_to(parsed, code.text)
-        return reply_to(parsed, (await self._runner.arun(code)).text)
+        return _reply_with_outcome(parsed, await self._runner.arun(code))
 
     def _code_or_problem(self, call: ToolCall) -> str | _Problem:
         if call.name != self.name:
@@ -252,6 +263,26 @@ def reply_to(call: ToolCall, text: str) -> dict[str, Any]:
     if call.reply_type == "tool":
         return {"role": "tool", "tool_call_id": call.call_id, "content": text}
     return {"type": call.reply_type, "call_id": call.call_id, "output": text}
+
+
+_CHAT_ONLY_TEXT = "Chat Completions tool results carry text only"
+
+
+def _reply_with_outcome(call: ToolCall, outcome: RunOutcome) -> dict[str, Any]:
+    if not outcome.images:
+        return reply_to(call, outcome.text)
+    if call.reply_type == "tool":
+        notes = [describe_image(image, _CHAT_ONLY_TEXT) for image in outcome.images]
+        return reply_to(call, "\n".join([outcome.text, *notes]))
+    output: list[ResponseInputTextContentParam | ResponseInputImageContentParam] = [
+        {"type": "input_text", "text": outcome.text}
+    ]
+    # detail is optional in a function_call_output but required in a custom_tool_call_output.
+    output += [
+        {"type": "input_image", "image_url": image.data_url, "detail": "auto"}
+        for image in outcome.images
+    ]
+    return {"type": call.reply_type, "call_id": call.call_id, "output": output}
 
 
 def _text(value: Any) -> str:
