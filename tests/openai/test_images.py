@@ -1,0 +1,69 @@
+"""Images the code displays reach the Responses API as input_image items; Chat gets a note."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pydantic
+from openai.types.responses import ResponseCustomToolCallOutputParam
+from openai.types.responses.response_input_item_param import FunctionCallOutput
+from securepy_openai import securepy_tool
+
+from ..adapters.images import DOT_CODE, PNG_SIGNATURE, png_size
+
+DATA_URL_PREFIX = "data:image/png;base64,"
+
+
+def _function_call(code: str) -> dict[str, Any]:
+    return {
+        "type": "function_call",
+        "call_id": "call_1",
+        "name": "run_python",
+        "arguments": json.dumps({"code": code}),
+    }
+
+
+def _png_of(item: Any) -> bytes:
+    assert item["type"] == "input_image" and item["image_url"].startswith(DATA_URL_PREFIX)
+    return base64.b64decode(item["image_url"].removeprefix(DATA_URL_PREFIX))
+
+
+def test_a_function_call_output_carries_the_image() -> None:
+    with securepy_tool(sandbox=False, timeout=10) as run_python:
+        reply = run_python.handle(_function_call(DOT_CODE + "display(dot(5))"))
+    pydantic.TypeAdapter(FunctionCallOutput).validate_python(reply)
+    assert (reply["type"], reply["call_id"]) == ("function_call_output", "call_1")
+    text, image = reply["output"]
+    assert text == {"type": "input_text", "text": "[display: image/png]\ndot(5)"}
+    assert png_size(_png_of(image)) == (1, 5)
+
+
+async def test_a_custom_tool_call_output_carries_the_image_too() -> None:
+    call = {"type": "custom_tool_call", "call_id": "c2", "name": "run_python", "input": ""}
+    with securepy_tool(sandbox=False, timeout=10) as run_python:
+        reply = await run_python.ahandle({**call, "input": DOT_CODE + "display(dot())"})
+    pydantic.TypeAdapter(ResponseCustomToolCallOutputParam).validate_python(reply)
+    assert _png_of(reply["output"][1]).startswith(PNG_SIGNATURE)
+
+
+def test_a_chat_completions_reply_names_the_image_in_text() -> None:
+    call = {
+        "id": "call_3",
+        "type": "function",
+        "function": {"name": "run_python", "arguments": json.dumps({"code": "display(dot())"})},
+    }
+    with securepy_tool(sandbox=False, timeout=10) as run_python:
+        run_python.handle(_function_call(DOT_CODE))
+        reply = run_python.handle(call)
+    assert reply["role"] == "tool" and isinstance(reply["content"], str)
+    note = reply["content"].splitlines()[-1]
+    assert note.startswith("[image/png output: ")
+    assert note.endswith(" bytes, not shown: Chat Completions tool results carry text only]")
+
+
+def test_a_text_only_run_is_still_a_string() -> None:
+    with securepy_tool(sandbox=False, timeout=10) as run_python:
+        reply = run_python.handle(_function_call("print('plain')\n6 * 7"))
+    assert reply == {"type": "function_call_output", "call_id": "call_1", "output": "plain\n42"}
