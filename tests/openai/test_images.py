@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import pydantic
+import securepy
 from openai.types.responses import ResponseCustomToolCallOutputParam
 from openai.types.responses.response_input_item_param import FunctionCallOutput
 from securepy_openai import securepy_tool
@@ -67,3 +68,37 @@ def test_a_text_only_run_is_still_a_string() -> None:
     with securepy_tool(sandbox=False, timeout=10) as run_python:
         reply = run_python.handle(_function_call("print('plain')\n6 * 7"))
     assert reply == {"type": "function_call_output", "call_id": "call_1", "output": "plain\n42"}
+
+
+async def test_the_agents_sdk_sends_the_image_as_an_input_image() -> None:
+    from agents import Agent, Runner, set_tracing_disabled
+    from agents.testing import ScriptedModel, assistant_message, function_call
+    from securepy_openai.agents import securepy_function_tool
+
+    model = ScriptedModel(
+        [
+            [function_call("run_python", {"code": DOT_CODE + "display(dot(7))"}, call_id="c1")],
+            [function_call("run_python", {"code": "6 * 7"}, call_id="c2")],
+            [assistant_message("done")],
+        ]
+    )
+    set_tracing_disabled(True)
+    try:
+        async with securepy.AsyncSession(sandbox=False) as session:
+            agent = Agent(
+                name="analyst", model=model, tools=[securepy_function_tool(session=session)]
+            )
+            result = await Runner.run(agent, "Plot it")
+    finally:
+        set_tracing_disabled(False)
+    assert result.final_output == "done"
+    # What the model is sent back, as the Responses API items the SDK builds.
+    outputs = {
+        item["call_id"]: item["output"]
+        for item in model.calls[-1].input
+        if isinstance(item, dict) and item.get("type") == "function_call_output"
+    }
+    text, image = outputs["c1"]
+    assert text["type"] == "input_text" and text["text"] == "[display: image/png]\ndot(7)"
+    assert png_size(_png_of(image)) == (1, 7)
+    assert outputs["c2"] == "42"

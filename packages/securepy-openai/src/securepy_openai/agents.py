@@ -19,7 +19,7 @@ from ._convert import from_openai_tool
 from ._tool import securepy_tool
 
 try:
-    from agents import FunctionTool
+    from agents import FunctionTool, ToolOutputImage, ToolOutputText
     from agents.tool_context import ToolContext
 except ImportError as exc:  # pragma: no cover - depends on the installed extras
     raise ImportError(
@@ -53,7 +53,10 @@ def securepy_function_tool(
     """The sandbox as an Agents SDK ``FunctionTool``; arguments as for ``securepy_tool``.
 
     Errors in the code, timeouts, denied tool calls and malformed arguments come back to the
-    model as text; they never fail the run. A session the tool creates is closed when the
+    model as text; they never fail the run. A run that displays images (a matplotlib figure,
+    ``display()``) answers with a ``ToolOutputText`` then a ``ToolOutputImage`` (a base64 data
+    URL) per image, at most ``securepy.adapters.MAX_MODEL_IMAGES``, which the SDK sends as
+    ``input_image`` items. A session the tool creates is closed when the
     FunctionTool is garbage-collected; pass ``session=`` or ``pool=`` to control its lifetime.
 
     Args:
@@ -80,7 +83,9 @@ def securepy_function_tool(
         **options,
     )
 
-    async def run_code(context: ToolContext[Any], arguments: str) -> str:
+    async def run_code(
+        context: ToolContext[Any], arguments: str
+    ) -> str | list[ToolOutputText | ToolOutputImage]:
         reply = await sandbox.ahandle(
             {
                 "type": "function_call",
@@ -89,7 +94,7 @@ def securepy_function_tool(
                 "arguments": arguments,
             }
         )
-        return str(reply["output"])
+        return _agents_output(reply["output"])
 
     return FunctionTool(
         name=sandbox.name,
@@ -98,6 +103,18 @@ def securepy_function_tool(
         on_invoke_tool=run_code,
         **policy,
     )
+
+
+def _agents_output(output: Any) -> str | list[ToolOutputText | ToolOutputImage]:
+    """A function_call_output's ``output`` as the SDK's tool output types."""
+    if isinstance(output, str):
+        return output
+    return [
+        ToolOutputText(text=item["text"])
+        if item["type"] == "input_text"
+        else ToolOutputImage(image_url=item["image_url"], detail="auto")
+        for item in output
+    ]
 
 
 #: The earlier name of :func:`securepy_openai.from_openai_tool` for a FunctionTool; prefer
