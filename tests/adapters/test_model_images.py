@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import base64
 
+import pytest
 import securepy
 from securepy.adapters import MAX_MODEL_IMAGE_BYTES, MAX_MODEL_IMAGES, ModelImage, SandboxRunner
 
 from .images import DOT_CODE, PNG_SIGNATURE, png_size
 
 
-def test_a_displayed_png_becomes_a_model_image() -> None:
-    runner = SandboxRunner(sandbox=False, timeout=10)
+@pytest.mark.parametrize(
+    "sandbox",
+    [pytest.param(True, marks=pytest.mark.sandbox), False],
+    ids=["sandboxed", "unsandboxed"],
+)
+def test_a_displayed_png_becomes_a_model_image(sandbox: bool) -> None:
+    runner = SandboxRunner(sandbox=sandbox, timeout=30)
     try:
         outcome = runner.run(DOT_CODE + "display(dot(3))\nprint('drawn')")
     finally:
