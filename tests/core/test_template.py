@@ -25,7 +25,7 @@ from securepy._launchers.cgroups import detect_cgroup_support
 from securepy._launchers.identity import uid_range
 from securepy._launchers.template import TemplateChild, TemplateLauncher, template_problem
 
-from ..conftest import sandbox_problem, wait_until
+from ..conftest import sandbox_problem, skip_unless_ci, wait_until
 
 MiB = 1024 * 1024
 
@@ -33,11 +33,13 @@ MiB = 1024 * 1024
 # Without a sandbox the tests are marked "sandbox": skipped, or failed under CI=true. With one,
 # only a host where templates cannot run (not root, or no pidfds) skips them, for that reason.
 _TEMPLATE_PROBLEM = None if sandbox_problem() else template_problem(probe_interpreter(None))
-pytestmark = [pytest.mark.sandbox] + (
-    []
-    if _TEMPLATE_PROBLEM is None
-    else [pytest.mark.skip(reason=f"no session template here: {_TEMPLATE_PROBLEM}")]
-)
+pytestmark = pytest.mark.sandbox
+
+
+@pytest.fixture(autouse=True)
+def _template_available() -> None:
+    if _TEMPLATE_PROBLEM is not None:
+        skip_unless_ci(f"no session template here: {_TEMPLATE_PROBLEM}")
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +376,7 @@ def test_masked_proc_entries_behave_as_in_a_bubblewrap_session(forked: Any) -> N
 def test_a_fork_reseeds_numpys_global_generator() -> None:
     """Once drawn from, numpy's global generator is state a fork copies: without the reseed a
     forked child draws what its parent draws next (the control), with it something else."""
-    numpy = pytest.importorskip("numpy")
+    import numpy
     from securepy._worker.template import _reseed
 
     def child_draw(reseed: bool) -> float:

@@ -24,6 +24,7 @@ from securepy._launchers.identity import lease_identity
 from securepy._launchers.template import TemplateLauncher
 from securepy._launchers.unsandboxed import UnsandboxedLauncher
 
+from ..conftest import skip_unless_ci
 from .conftest import forked_from_template
 
 pytestmark = pytest.mark.sandbox
@@ -244,7 +245,6 @@ def test_forked_sessions_do_not_share_randomness(host: Any) -> None:
     """Sessions forked from one template with numpy preloaded draw different numbers from
     ``random`` and from numpy's global generator (the reseed itself, with its control, is
     tested in tests/core/test_template.py)."""
-    pytest.importorskip("numpy")
     draw = "import random, numpy\n(random.random(), float(numpy.random.rand()))"
     with (
         securepy.SessionPool(size=2, preload=["numpy"], timeout=30) as pool,
@@ -252,7 +252,7 @@ def test_forked_sessions_do_not_share_randomness(host: Any) -> None:
         pool.session() as two,
     ):
         if not (forked_from_template(one) and forked_from_template(two)):
-            pytest.skip("this pool does not fork its sessions from a template")
+            skip_unless_ci("this pool does not fork its sessions from a template")
         first, second = host.value(one, draw), host.value(two, draw)
     assert first[0] != second[0] and first[1] != second[1]
 
