@@ -161,7 +161,8 @@ def test_tool_span_follows_the_gen_ai_conventions_and_parents_the_tools_own_span
 
 
 def test_tool_span_of_a_failed_call(spans: Any) -> None:
-    span = _tracing.start_tool_span(None, _lookup("lookup"), call_id=1, arguments={})
+    with trace.get_tracer("test").start_as_current_span("execute") as execute:
+        span = _tracing.start_tool_span(execute, _lookup("lookup"), call_id=1, arguments={})
     _tracing.end_tool_span(span, error=KeyError("A-9"))
     call = _by_name(spans)["execute_tool lookup"]
     assert call.attributes["securepy.outcome"] == "error"
@@ -278,3 +279,53 @@ async def test_spans_of_an_async_pool_execute(spans: Any) -> None:
         with trace.get_tracer("app").start_as_current_span("agent step") as step:
             await pool.execute(_CODE)
     _check_one_traced_execute(spans, step)
+
+
+def limited() -> str:
+    """Callable once per execute."""
+    return "ok"
+
+
+def test_refused_tool_calls_get_spans_of_their_own(twin: Any, spans: Any) -> None:
+    once = securepy.Tool("limited", "Callable once per execute.", limited, max_calls=1)
+    session = twin(tools=[lookup, once])
+    code = """
+results = []
+for attempt in (lambda: call_tool('nope'), lambda: lookup(order_id=5),
+                lambda: limited(), lambda: limited()):
+    try:
+        results.append(attempt())
+    except Exception as exc:
+        results.append(type(exc).__name__)
+results
+"""
+    # Invalid arguments come back inside as a ToolError too (its message names the problem).
+    assert session.execute(code).value == ["ToolError", "ToolError", "ok", "PolicyError"]
+    calls = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool ")]
+    execute = _by_name(spans)["securepy.execute"]
+    assert all(c.parent is not None and c.parent.span_id == execute.context.span_id
+               for c in calls)
+    refused = [(c.name, c.attributes["securepy.outcome"], c.attributes["error.type"])
+               for c in calls if c.status.status_code == trace.StatusCode.ERROR]
+    assert refused == [
+        ("execute_tool nope", "refused", "ToolError"),
+        ("execute_tool lookup", "invalid", "ValidationError"),
+        ("execute_tool limited", "refused", "PolicyError"),
+    ]
+    ran = [c for c in calls if c.status.status_code != trace.StatusCode.ERROR]
+    assert [c.name for c in ran] == ["execute_tool limited"]  # the control: it ran once
+    assert execute.attributes["securepy.tool.refused_calls"] == 3
+
+
+def test_refused_call_spans_are_capped_per_execute(spans: Any) -> None:
+    with securepy.Session(sandbox=False, tools=[lookup]) as session:
+        session.execute(
+            "for _ in range(300):\n"
+            "    try:\n        call_tool('nope' * 1000)\n"
+            "    except Exception:\n        pass"
+        )
+    calls = [s for s in spans.get_finished_spans() if s.name.startswith("execute_tool ")]
+    assert len(calls) == _tracing.MAX_REFUSED_SPANS
+    assert all(len(c.name) <= len("execute_tool ") + 100 for c in calls)
+    execute = _by_name(spans)["securepy.execute"]
+    assert execute.attributes["securepy.tool.refused_calls"] == 300

@@ -199,9 +199,11 @@ class Session(SessionBase):
             try:
                 execution = self._run_turn(child, turn, message, started)
             except BaseException as exc:
-                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started)
+                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started,
+                                 refused_calls=turn.refused_calls)
                 raise
-            end_execute_span(turn.span, execution=execution, duration=execution.duration)
+            end_execute_span(turn.span, execution=execution, duration=execution.duration,
+                             refused_calls=turn.refused_calls)
             return execution
         finally:
             self._running = None
@@ -347,9 +349,11 @@ class AsyncSession(SessionBase):
             try:
                 execution = await self._run_turn(child, turn, message, started)
             except BaseException as exc:
-                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started)
+                end_execute_span(turn.span, error=exc, duration=time.monotonic() - started,
+                                 refused_calls=turn.refused_calls)
                 raise
-            end_execute_span(turn.span, execution=execution, duration=execution.duration)
+            end_execute_span(turn.span, execution=execution, duration=execution.duration,
+                             refused_calls=turn.refused_calls)
             return execution
         finally:
             self._running = None

@@ -181,9 +181,8 @@ class SyncTurnLoop:
         if not turn.start(call):
             return True  # answered already: its turn's time is up
         started = time.monotonic()
-        span = None if turn.span is None else start_tool_span(
-            turn.span, call.tool, call_id=call.call_id, arguments=call.raw_arguments,
-            record_arguments=turn.trace_arguments)
+        span = start_tool_span(turn.span, call.tool, call_id=call.call_id,
+                               arguments=call.raw_arguments, record_arguments=turn.trace_arguments)
         value: Any = None
         error: BaseException | None = None
         try:

@@ -15,7 +15,11 @@ Spans, named after OpenTelemetry's semantic conventions for generative AI where 
   hit, the duration and the number of tool calls.
 - ``execute_tool {name}`` (``gen_ai.operation.name = "execute_tool"``): one per tool call
   that runs, under its execute's span; the tool function runs with it as the current span,
-  so the tool's own spans nest under it.
+  so the tool's own spans nest under it. A call the host refuses (no such tool, invalid
+  arguments, a policy: caps, approval) gets one too, ended at once with the outcome
+  ``refused`` or ``invalid`` and the error's type; at most :data:`MAX_REFUSED_SPANS` per
+  execute (a hostile child can send a million refused calls: the rest are only counted, in
+  the execute span's ``securepy.tool.refused_calls``).
 
 Attribute values come from the host's own view (lengths, hashes, names of registered tools,
 outcomes), or are truncated, so a hostile child cannot inflate what an exporter receives.
@@ -51,6 +55,7 @@ __all__ = [
     "current_tracer",
     "end_execute_span",
     "end_tool_span",
+    "record_refused_tool_call",
     "record_session_start",
     "span_made_current",
     "start_execute_span",
@@ -60,6 +65,8 @@ __all__ = [
 TRACER_NAME = "securepy"
 # Longest text put in one attribute (descriptions, the code or arguments when asked for).
 MAX_ATTRIBUTE_CHARS = 4096
+# Refused tool calls cost the host nothing but a reply: their spans must not cost more.
+MAX_REFUSED_SPANS = 100
 
 _cached: tuple[object, Tracer] | None = None
 
@@ -134,8 +141,11 @@ def end_execute_span(
     execution: Execution | None = None,
     error: BaseException | None = None,
     duration: float | None = None,
+    refused_calls: int = 0,
 ) -> None:
-    """Close an execute's span with its outcome: ``execution`` on success, else ``error``."""
+    """Close an execute's span with its outcome: ``execution`` on success, else ``error``;
+    ``refused_calls``: how many tool calls the host refused (each has a span of its own, up
+    to :data:`MAX_REFUSED_SPANS`)."""
     if span is None:
         return
     outcome, limit = _outcome(execution, error)
@@ -146,6 +156,8 @@ def end_execute_span(
         span.set_attribute("securepy.duration", duration)
     if execution is not None:
         span.set_attribute("securepy.tool_calls", len(execution.tool_calls))
+    if refused_calls:
+        span.set_attribute("securepy.tool.refused_calls", refused_calls)
     if error is not None:
         _mark_failed(span, error)
     span.end()
@@ -164,26 +176,66 @@ def start_tool_span(
     ``parent`` is passed explicitly because tool functions run in other threads (and tasks)
     than the execute that asked for them.
     """
+    if parent is None:
+        return None
     tracer = current_tracer()
     if tracer is None:
         return None
-    from opentelemetry import trace
-
-    attributes: dict[str, Any] = {
-        "gen_ai.operation.name": "execute_tool",
-        "gen_ai.tool.name": tool.name,
-        "gen_ai.tool.type": "function",
-        "gen_ai.tool.call.id": str(call_id),
-        "securepy.tool.arguments_size": approximate_size(arguments),
-    }
-    if tool.description:
-        attributes["gen_ai.tool.description"] = _truncate(tool.description)
+    attributes = _tool_attributes(tool.name, call_id, tool.description)
+    attributes["securepy.tool.arguments_size"] = approximate_size(arguments)
     if record_arguments:
         attributes["gen_ai.tool.call.arguments"] = _truncate(repr(dict(arguments)))
-    context = trace.set_span_in_context(parent) if parent is not None else None
+    return _start_under(tracer, parent, f"execute_tool {tool.name}", attributes)
+
+
+def record_refused_tool_call(
+    parent: Span | None,
+    name: str,
+    *,
+    call_id: int,
+    type_name: str,
+    reason: str,
+    tool: Tool | None = None,
+) -> None:
+    """One span, ended at once, for a tool call the host refused before running anything:
+    ``type_name`` is ``ToolError`` (no such tool), ``ValidationError`` (the arguments) or
+    ``PolicyError`` (a cap or the approval hook). ``name`` may be the child's own text (an
+    unknown tool): it is cut short."""
+    if parent is None:
+        return
+    tracer = current_tracer()
+    if tracer is None:
+        return
+    from opentelemetry.trace import Status, StatusCode
+
+    name = name[:100]
+    attributes = _tool_attributes(name, call_id, tool.description if tool is not None else "")
+    attributes["securepy.outcome"] = "invalid" if type_name == "ValidationError" else "refused"
+    attributes["error.type"] = type_name
+    attributes["securepy.refusal"] = _truncate(reason)
+    span = _start_under(tracer, parent, f"execute_tool {name}", attributes)
+    span.set_status(Status(StatusCode.ERROR, type_name))
+    span.end()
+
+
+def _tool_attributes(name: str, call_id: int, description: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": name,
+        "gen_ai.tool.type": "function",
+        "gen_ai.tool.call.id": str(call_id),
+    }
+    if description:
+        attributes["gen_ai.tool.description"] = _truncate(description)
+    return attributes
+
+
+def _start_under(tracer: Tracer, parent: Span, name: str, attributes: dict[str, Any]) -> Span:
+    from opentelemetry import trace
+
     return tracer.start_span(
-        f"execute_tool {tool.name}",
-        context=context,
+        name,
+        context=trace.set_span_in_context(parent),
         kind=trace.SpanKind.INTERNAL,
         attributes=attributes,
     )

@@ -40,6 +40,7 @@ from ._child_text import approximate_size, bounded_arguments, error_from, error_
 from ._execution import Execution, ToolCallRecord
 from ._outputs import MAX_OUTPUTS, Output, decode_bundle
 from ._tools import Tool, ToolCallRequest
+from ._tracing import MAX_REFUSED_SPANS, record_refused_tool_call
 from ._worker import codec
 from .errors import (
     ExecutionError,
@@ -118,6 +119,7 @@ class Turn:
         "deadline",
         "made_calls",
         "phase",
+        "refused_calls",
         "span",
         "trace_arguments",
         "truncated",
@@ -155,6 +157,7 @@ class Turn:
         # Tracing (opaque to the turn): the execute's span, the parent of its tool calls' spans.
         self.span: Any = None
         self.trace_arguments = False
+        self.refused_calls = 0  # tool calls refused before running (each traced, up to a cap)
         self._grace_deadline: float | None = None
         self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
         self._output_size = 0
@@ -284,6 +287,7 @@ class Turn:
                 text: str) -> Send:
         text = self._sanitize(text)
         self._record(name, bounded_arguments(raw), 0.0, ok=False, error=text)
+        self._trace_refusal(call_id, name, type_name, text)
         if self._emit is not None:
             self._emit("tool_error", tool=name[:200], type=type_name, message=text,
                        duration=0.0)
@@ -292,10 +296,17 @@ class Turn:
     def _deny(self, call_id: int, name: str, raw: dict[str, Any], reason: str) -> Send:
         reason = self._sanitize(reason)
         self._record(name, bounded_arguments(raw), 0.0, ok=False, error=reason)
+        self._trace_refusal(call_id, name, "PolicyError", reason)
         if self._emit is not None:
             self._emit("policy_denied", what="tool_call", tool=name, arguments=raw,
                        reason=reason)
         return Send(error_reply(call_id, "PolicyError", reason, kind="policy"))
+
+    def _trace_refusal(self, call_id: int, name: str, type_name: str, reason: str) -> None:
+        self.refused_calls += 1
+        if self.span is not None and self.refused_calls <= MAX_REFUSED_SPANS:
+            record_refused_tool_call(self.span, name, call_id=call_id, type_name=type_name,
+                                     reason=reason, tool=self._tools.get(name))
 
     def _take_end(self, message: dict[str, Any]) -> Finish:
         if self._outstanding:
