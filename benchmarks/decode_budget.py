@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from securepy import _channel
-from securepy._worker import codec, protocol
+from securepy._worker import codec, hash_guard, protocol
 from securepy.errors import ProtocolError
 
 MIB = 1024 * 1024
@@ -137,7 +137,7 @@ def largest_freeze() -> None:
     print(
         f"\nlargest colliding set ({count} ints sharing one hash, a {len(body) / MIB:.0f} MiB"
         f" frame): the decoder refuses it after {refused * 1000:.1f} ms (its first slice of "
-        f"{codec._HASH_SLICE} items); built unchecked it would take hours:"
+        f"{hash_guard.HASH_SLICE} items); built unchecked it would take hours:"
     )
     for n in (1_000, 2_000, 4_000):
         few = [1 + i * P for i in range(n)]

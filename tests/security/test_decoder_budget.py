@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import securepy
 from securepy import _channel, _frame_cost
-from securepy._worker import codec, protocol
+from securepy._worker import codec, hash_guard, protocol
 
 from .test_ipc import RAW
 
@@ -83,7 +83,7 @@ def test_hash_flooded_containers_are_refused_fast(kind: str, container: str) -> 
 @pytest.mark.parametrize("container", CONTAINERS)
 @pytest.mark.parametrize("kind", HASHABLE)
 def test_control_distinct_hashes_of_each_tag_build(kind: str, container: str) -> None:
-    items = colliding(kind, 20)[: codec.MAX_SHARED_HASH]
+    items = colliding(kind, 20)[: hash_guard.MAX_SHARED_HASH]
     tree = json.loads(json.dumps(wrap(container, items)))
     value = codec.decode(tree)
     assert len(value) == len(items)  # a few honest collisions are fine
