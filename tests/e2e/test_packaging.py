@@ -8,34 +8,15 @@ import email.message
 import email.parser
 import email.policy
 import re
-import shutil
-import subprocess
 import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PACKAGES = sorted(path.parent.name for path in ROOT.glob("packages/*/pyproject.toml"))
+from .conftest import PACKAGES, ROOT
+
 LICENSE = (ROOT / "LICENSE").read_text()
-
-
-@pytest.fixture(scope="module")
-def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    uv = shutil.which("uv")
-    assert uv is not None, "uv is needed to build the packages (pip install uv)"
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [uv, "build", "--all-packages", "--wheel", "--offline", "-q", "-o", str(out)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        timeout=300,
-    )
-    built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
-    assert sorted(built) == PACKAGES
-    return built
 
 
 def _metadata(wheel: Path) -> tuple[email.message.Message, list[str]]:
