@@ -2,10 +2,10 @@
 core's (no extra named) runs that adapter's README example sandboxed, as root and as an
 unprivileged host user.
 
-The environment is built on the system's interpreter, which every user can run (this checkout's
-may live under /root), with the versions of uv.lock as constraints (the files come from uv's cache, the
-registry is asked only for its indexes): it tests what the wheels declare, not what the registry
-holds today.
+The environment is built on the system's interpreter, which every user can run (this
+checkout's may live under /root), with the versions of uv.lock as constraints (the files come
+from uv's cache, the registry is asked only for its indexes): it tests what the wheels declare,
+not what the registry holds today.
 """
 
 from __future__ import annotations
