@@ -1,15 +1,25 @@
-"""What the end-to-end tests share: the wheels of this checkout, built once."""
+"""What the end-to-end tests share: the wheels of this checkout, built once, and fresh virtual
+environments made of them on the system's interpreter."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from ..conftest import skip_unless_ci
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = sorted(path.parent.name for path in ROOT.glob("packages/*/pyproject.toml"))
+# Every user can run it (this checkout's interpreter may live under /root, which only root may
+# enter), so a venv made on it serves root, an unprivileged user and a Landlock session's uid.
+SYSTEM_PYTHON = "/usr/bin/python3"
+UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 @pytest.fixture(scope="session")
@@ -28,3 +38,55 @@ def wheels(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     built = {path.name.split("-")[0].replace("_", "-"): path for path in out.glob("*.whl")}
     assert sorted(built) == PACKAGES
     return built
+
+
+@pytest.fixture(scope="module")
+def workdir() -> Iterator[Path]:
+    """A directory every user may read (pytest's own tmp_path is root's alone)."""
+    path = Path(tempfile.mkdtemp(prefix="securepy-e2e-", dir="/tmp"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheels: dict[str, Path], workdir: Path) -> Callable[[str, list[str]], Path]:
+    """``fresh_venv(name, packages)``: a new venv on the system's interpreter holding only these
+    wheels and what they declare, at uv.lock's versions (its files come from uv's cache; the
+    registry is asked only for its indexes), readable by every user. Returns its python."""
+    problem = system_python_problem()
+    if problem is not None:
+        skip_unless_ci(problem)
+    constraints = workdir / "constraints.txt"
+    subprocess.run(
+        ["uv", "export", "--frozen", "--all-packages", "--no-dev", "--no-hashes",
+         "--no-emit-workspace", "--no-header", "-q", "-o", str(constraints)],
+        cwd=ROOT, check=True, capture_output=True, timeout=120,
+    )
+
+    def make(name: str, packages: list[str]) -> Path:
+        venv = workdir / name
+        subprocess.run(["uv", "venv", "-q", "--python", SYSTEM_PYTHON, str(venv)],
+                       check=True, capture_output=True, timeout=120)
+        python = venv / "bin" / "python"
+        install = subprocess.run(
+            ["uv", "pip", "install", "-q", "--python", str(python), "-c", str(constraints),
+             *(str(wheels[package]) for package in packages)],
+            capture_output=True, text=True, timeout=300, check=False,
+        )
+        assert install.returncode == 0, install.stderr[-3000:]
+        subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+        return python
+
+    return make
+
+
+def system_python_problem() -> str | None:
+    """Why the system's interpreter cannot host a fresh venv here, or None."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"no {SYSTEM_PYTHON}"
+    done = subprocess.run(
+        [SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+        capture_output=True, text=True, check=False,
+    )
+    return None if done.stdout.strip() == "True" else f"{SYSTEM_PYTHON} is older than 3.11"
