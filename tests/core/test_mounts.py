@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import sys
+import tempfile
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import securepy
@@ -15,21 +16,29 @@ from ..conftest import skip_unless_ci
 
 
 @pytest.fixture
-def dataset(tmp_path: pathlib.Path) -> pathlib.Path:
-    directory = tmp_path / "dataset"
+def shared_dir() -> Iterator[pathlib.Path]:
+    """A directory other users can enter (pytest's tmp_path sits in a 0700 directory, which
+    a Landlock session's own uid could not pass through)."""
+    directory = pathlib.Path(tempfile.mkdtemp(prefix="securepy-mounts-"))
+    directory.chmod(0o755)
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.fixture
+def dataset(shared_dir: pathlib.Path) -> pathlib.Path:
+    directory = shared_dir / "dataset"
     directory.mkdir()
     (directory / "sales.csv").write_text("region,amount\nnorth,10\n")
-    directory.chmod(0o755)  # the sandbox's user (uid 65534 as root) reads it
-    tmp_path.chmod(0o755)
+    directory.chmod(0o755)  # the sandbox's user (a uid of its own as root) reads it
     return directory
 
 
 @pytest.fixture
-def scratch(tmp_path: pathlib.Path) -> pathlib.Path:
-    directory = tmp_path / "scratch"
+def scratch(shared_dir: pathlib.Path) -> pathlib.Path:
+    directory = shared_dir / "scratch"
     directory.mkdir()
     directory.chmod(0o777)  # and writes here
-    tmp_path.chmod(0o755)
     return directory
 
 
@@ -100,16 +109,32 @@ def test_options_are_checked(dataset: pathlib.Path, tmp_path: pathlib.Path) -> N
         securepy.Session(mounts=["/data"])  # type: ignore[list-item]
 
 
-@pytest.fixture(params=["bubblewrap", "template"])
+@pytest.fixture(params=["bubblewrap", "template", "landlock"])
 def mounted(request: pytest.FixtureRequest, dataset: pathlib.Path, scratch: pathlib.Path
-            ) -> Iterator[Any]:
-    """A session with the dataset read-only at ./data and the scratch directory writable at
-    /scratch: its own bubblewrap, or forked from a pool's template."""
+            ) -> Iterator[tuple[securepy.Session, str]]:
+    """A session with the dataset read-only at ./data and the scratch directory writable (at
+    /scratch; behind the Landlock wall, which cannot put a host directory at another absolute
+    path, at ./scratch):
+    its own bubblewrap, forked from a pool's template, or behind the Landlock wall. Yields the
+    session and where the scratch directory is inside."""
+    if request.param == "landlock":
+        from securepy._launchers.landlock import landlock_problem
+
+        problem = landlock_problem()
+        if problem is not None:
+            pytest.fail(f"the Landlock wall cannot stand here: {problem}")
+        mounts = [securepy.Mount(dataset, "data"),
+                  securepy.Mount(scratch, "scratch", writable=True)]
+        # As root each session has a uid of its own, which cannot enter a pyenv under /root.
+        python = "/usr/bin/python3" if os.geteuid() == 0 else None
+        with securepy.Session(mounts=mounts, wall="landlock", python=python) as session:
+            yield session, "scratch"
+        return
     mounts = [securepy.Mount(dataset, "data"), securepy.Mount(scratch, "/scratch",
                                                                 writable=True)]
     if request.param == "bubblewrap":
-        with securepy.Session(mounts=mounts) as session:
-            yield session
+        with securepy.Session(mounts=mounts, wall="namespaces") as session:
+            yield session, "/scratch"
         return
     from securepy._interpreter import probe_interpreter
     from securepy._launchers.template import template_problem
@@ -119,12 +144,13 @@ def mounted(request: pytest.FixtureRequest, dataset: pathlib.Path, scratch: path
         skip_unless_ci(f"no session template here: {problem}")
     with securepy.SessionPool(1, mounts=mounts) as pool, pool.session() as session:
         assert type(session._child.process).__name__ == "TemplateChild"
-        yield session
+        yield session, "/scratch"
 
 
 @pytest.mark.sandbox
-def test_a_read_only_mount_is_really_read_only(mounted: securepy.Session,
+def test_a_read_only_mount_is_really_read_only(mounted: tuple[securepy.Session, str],
                                                dataset: pathlib.Path) -> None:
+    mounted, _ = mounted
     assert mounted.execute("open('data/sales.csv').read()").value == "region,amount\nnorth,10\n"
     assert mounted.files.read("data/sales.csv") == b"region,amount\nnorth,10\n"
     attempts = mounted.execute(
@@ -151,8 +177,10 @@ def test_a_read_only_mount_is_really_read_only(mounted: securepy.Session,
 
 
 @pytest.mark.sandbox
-def test_a_writable_mount_is_writable(mounted: securepy.Session, scratch: pathlib.Path) -> None:
-    mounted.execute("open('/scratch/result.txt', 'w').write('from the sandbox')")
+def test_a_writable_mount_is_writable(mounted: tuple[securepy.Session, str],
+                                      scratch: pathlib.Path) -> None:
+    mounted, inside = mounted
+    mounted.execute(f"open({inside + '/result.txt'!r}, 'w').write('from the sandbox')")
     assert (scratch / "result.txt").read_text() == "from the sandbox"
     # Only that directory: the rest of the host is as read-only as ever.
     assert mounted.execute("import os\nos.access('/usr', os.W_OK)").value is False

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import os
 import pathlib
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -286,3 +288,156 @@ def test_doctor_names_the_wall() -> None:
         [command, "doctor"], capture_output=True, text=True, timeout=120, check=False
     )
     assert "wall" in proc.stdout and ("namespaces" in proc.stdout or "landlock" in proc.stdout)
+
+
+# -- the workspace's bounds (a host directory: see _launchers/landlock_workspace.py) ----------
+
+MiB = 2**20
+SMALL = securepy.Limits(workspace_bytes=8 * MiB)
+
+FILL = """
+import os
+os.makedirs("fill", exist_ok=True)
+n = 0
+while n < COUNT:
+    with open(f"fill/{n}", "wb") as f:
+        f.write(b"x" * 2**20)
+    n += 1
+n
+"""
+
+EMPTY_FILES = """
+import os
+os.makedirs("many", exist_ok=True)
+n = 0
+while n < COUNT:
+    open(f"many/{n}", "w").close()
+    n += 1
+n
+"""
+
+# Held open and unlinked: in no directory the host can list.
+HIDDEN = """
+import os
+held = []
+for n in range(COUNT):
+    f = open(f"hidden-{n}", "wb")
+    os.unlink(f"hidden-{n}")
+    f.write(b"x" * 2**20)
+    f.flush()
+    held.append(f)
+import time
+time.sleep(WAIT)
+len(held)
+"""
+
+
+def test_filling_the_workspace_stops_the_code(landlocked: Any, host: Any) -> None:
+    session = landlocked(limits=SMALL)
+    assert host.value(session, FILL.replace("COUNT", "4")) == 4  # control: under the bound
+    # ...and keeps it across several of the watch's scans (0.05 s apart)
+    still = "import os, time\ntime.sleep(0.5)\nlen(os.listdir('fill'))"
+    assert host.value(session, still) == 4
+    outcome = host.run(session, FILL.replace("COUNT", "10**6"), timeout=60)
+    assert outcome.error_type == "ResourceLimitError" and outcome.limit == "workspace", outcome
+    assert "workspace limit" in str(outcome.error)
+    assert host.value(session, "import os\n(os.listdir('.'), 6 * 7)") == ([".tmp"], 42)
+
+
+def test_many_empty_files_are_bounded_too(landlocked: Any, host: Any) -> None:
+    """One file per 4 KiB of workspace (2048 for 8 MiB), as a namespace session's nr_inodes."""
+    session = landlocked(limits=SMALL)
+    assert host.value(session, EMPTY_FILES.replace("COUNT", "1000")) == 1000  # control
+    outcome = host.run(session, EMPTY_FILES.replace("COUNT", "10**7"), timeout=60)
+    assert outcome.error_type == "ResourceLimitError" and outcome.limit == "workspace", outcome
+    assert host.value(session, "6 * 7") == 42
+
+
+def test_one_file_never_outgrows_the_workspace(landlocked: Any, host: Any) -> None:
+    """RLIMIT_FSIZE is at most the workspace's size: the write fails inside, synchronously,
+    and the code can catch it (the session keeps its state)."""
+    session = landlocked(limits=securepy.Limits(workspace_bytes=8 * MiB,
+                                                 file_size_bytes=64 * MiB))
+    code = """
+kept = "state"
+try:
+    open("big", "wb").write(b"x" * SIZE)
+    r = "written"
+except OSError as e:
+    r = e.strerror
+r
+"""
+    assert host.value(session, code.replace("SIZE", str(4 * MiB))) == "written"  # control
+    assert host.value(session, code.replace("SIZE", str(16 * MiB))) == "File too large"
+    assert host.value(session, "kept") == "state"
+
+
+@pytest.mark.skipif(not ROOT, reason="needs to read the session's /proc/PID/fd")
+def test_unlinked_open_files_count_against_the_workspace(landlocked: Any, host: Any) -> None:
+    session = landlocked(limits=SMALL)
+    code = HIDDEN.replace("WAIT", "0.5")
+    assert host.value(session, code.replace("COUNT", "2")) == 2  # control: under the bound
+    outcome = host.run(session, HIDDEN.replace("COUNT", "12").replace("WAIT", "30"), timeout=60)
+    assert outcome.error_type == "ResourceLimitError" and outcome.limit == "workspace", outcome
+
+
+def test_a_daemon_outlives_neither_its_dead_worker_nor_the_session(
+    landlocked: Any, host: Any
+) -> None:
+    """The worker is gone first (the code ends it), so the daemon is no longer in its tree:
+    the uid of the session (as root) or its cgroup still finds it."""
+    session = landlocked()
+    daemon = host.value(session, DAEMON.replace("TOKEN", host.token))
+    assert os.path.exists(f"/proc/{daemon}")  # control: it escaped and runs
+    outcome = host.run(session, "import os\nos._exit(3)")
+    assert not outcome.ok
+    session.close()
+    wait_until(lambda: not os.path.exists(f"/proc/{daemon}"), timeout=10)
+
+
+DAEMON = """
+import os
+r, w = os.pipe()
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        os.execv("/bin/sleep", ["sleep", "600", "TOKEN"])
+    os._exit(0)
+os.wait()
+int(os.read(r, 20))
+"""
+
+
+# -- mounts and the font cache ------------------------------------------------------------------
+
+
+def test_a_mount_elsewhere_than_its_host_path_is_refused_with_the_reason(
+    landlocked: Any, tmp_path: pathlib.Path
+) -> None:
+    mount = securepy.Mount(tmp_path, "/data")
+    with pytest.raises(securepy.SandboxUnavailableError, match="stays at its own path"):
+        securepy.Session(wall="landlock", python=_python(), mounts=[mount])
+
+
+def test_the_prepared_font_cache_is_in_the_session(
+    landlocked: Any, host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """matplotlib finds the host's prepared font list in its config directory (it would
+    otherwise rebuild it in every fresh session). The interpreter the wall runs here may have
+    no matplotlib, so the cache is a stand-in with the real name pattern."""
+    from securepy._launchers import landlock_workspace
+
+    cache = tempfile.mkdtemp(prefix="securepy-fonts-")
+    pathlib.Path(cache, "fontlist-v390.json").write_text('{"_version": 390}')
+    monkeypatch.setattr(landlock_workspace, "font_cache", lambda interpreter: cache)
+    try:
+        session = landlocked()
+        code = (
+            "import os\nd = os.environ.get('MPLCONFIGDIR')\n"
+            "(d, open(d + '/fontlist-v390.json').read())"
+        )
+        folder, text = host.value(session, code)
+    finally:
+        shutil.rmtree(cache)
+    assert folder.endswith("/.tmp/.matplotlib") and text == '{"_version": 390}'

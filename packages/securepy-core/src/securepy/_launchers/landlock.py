@@ -33,20 +33,30 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import logging
 import os
-import shutil
 import signal
 import subprocess
-import tempfile
 import time
+from typing import Any
 
 from .._interpreter import Interpreter
+from .._mounts import Mount
 from .._worker import BOOTSTRAP, WORKER_DIR
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .bubblewrap import _ETC_FILES, _SYSTEM_LINKS, bind_sources, create_cgroup
 from .cgroups import ChildCgroup
 from .identity import Identity, lease_identity
+from .landlock_mounts import place_mounts
+from .landlock_workspace import (
+    WorkspaceWatch,
+    copy_font_cache,
+    file_bound,
+    make_workspace,
+    remove_workspace,
+    watch,
+)
 from .procfs import child_pids, read_process_usage
 from .seccomp import SeccompUnavailable, compile_filter
 from .spawner import spawn
@@ -58,6 +68,8 @@ __all__ = [
     "landlock_problem",
     "landlock_problem_for",
 ]
+
+logger = logging.getLogger("securepy")
 
 # The worker's bootstrap with the wall raised between loading the package and the worker.
 _HEAD, _SEP, _TAIL = BOOTSTRAP.partition("del b,e,d,s,m\n")
@@ -83,24 +95,20 @@ class LandlockLauncher:
             securepy.errors.SandboxUnavailableError: Landlock, seccomp or no-new-privs are
                 missing here (the message names which).
         """
-        if spec.mounts:
-            # Landlock cannot place a host directory elsewhere; granting its path as it is
-            # (and a link to it in the workspace) is not built yet.
-            raise SandboxUnavailableError(
-                "the Landlock wall does not support mounts yet; use the namespaces wall "
-                "(wall='namespaces') for sessions with mounts")
         problem = landlock_problem_for(spec.interpreter)
         if problem is not None:
             raise SandboxUnavailableError(f"the Landlock wall cannot stand here: {problem}")
         identity = lease_identity() if os.geteuid() == 0 else None
-        workspace = _make_workspace(identity)
+        workspace = make_workspace(identity)
         cgroup: ChildCgroup | None = None
         fds: list[int] = []
         try:
+            links = place_mounts(spec.mounts, workspace, identity)
+            copy_font_cache(spec.interpreter, workspace, identity)
             cgroup = create_cgroup(spec, own_processes=0)
             if cgroup is not None:
                 fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup.thread_join_files]
-            plan = _plan(spec.interpreter, workspace)
+            plan = _plan(spec, workspace, links)
             plan_fd = _memfd(json.dumps(plan).encode() + b"\n" + compile_filter("landlock"))
             fds.insert(0, plan_fd)
             argv = (
@@ -131,14 +139,16 @@ class LandlockLauncher:
         except BaseException:
             if cgroup is not None:
                 cgroup.kill_and_remove()
-            _remove_workspace(workspace)
+            remove_workspace(workspace)
             if identity is not None:
                 identity.release()
             raise
         finally:
             for fd in fds:
                 os.close(fd)
-        return LandlockChild(popen, cgroup, identity, workspace)
+        child = LandlockChild(popen, cgroup, identity, workspace)
+        child.watch_workspace(spec.limits.workspace_bytes)
+        return child
 
 
 class LandlockChild(PopenChild):
@@ -158,6 +168,26 @@ class LandlockChild(PopenChild):
         self._cgroup = cgroup
         self._identity = identity
         self._workspace: str | None = workspace
+        self._watch: WorkspaceWatch | None = None
+        self._exceeded: str | None = None
+
+    def watch_workspace(self, max_bytes: int | None) -> None:
+        """Bound the workspace from the host (see :mod:`.landlock_workspace`)."""
+        assert self._workspace is not None
+        self._watch = watch(WorkspaceWatch(
+            self._workspace, max_bytes=max_bytes, max_files=file_bound(max_bytes),
+            worker_pid=self._popen.pid, on_exceeded=self._stop_for_workspace))
+
+    def _stop_for_workspace(self, reason: str) -> None:
+        """Called on the watch thread: the workspace passed its bound. The session learns it
+        from the worker's death (``describe_exit``) and replaces the child."""
+        logger.info("securepy: session workspace %s: %s; stopping the child",
+                    self._workspace, reason)
+        self._exceeded = reason
+        if self._popen.returncode is None:
+            _kill_tree(self._popen.pid)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self._popen.pid, signal.SIGKILL)
 
     def interrupt(self) -> None:
         if self._popen.poll() is None:
@@ -174,6 +204,9 @@ class LandlockChild(PopenChild):
         root, every process still running as the session's uid is killed too, and the uid is
         given back only when none is left.
         """
+        if self._watch is not None:
+            self._watch.stop()
+            self._watch = None
         if self._popen.returncode is None:
             _kill_tree(self._popen.pid)
             with contextlib.suppress(ProcessLookupError):
@@ -187,12 +220,14 @@ class LandlockChild(PopenChild):
                 self._identity.release()
             self._identity = None
         if self._workspace is not None:
-            _remove_workspace(self._workspace)
+            remove_workspace(self._workspace)
             self._workspace = None
         if self._popen.stderr is not None:
             self._popen.stderr.close()
 
     def describe_exit(self, status: int) -> str | None:
+        if self._exceeded is not None:
+            return "workspace"
         if status == -signal.SIGKILL and self._cgroup is not None and self._cgroup.oom_killed():
             return "memory"
         return describe_signal_exit(-status if status < 0 else 0)
@@ -269,42 +304,22 @@ def _bootstrap_options(argv: tuple[str, ...]) -> tuple[str, ...]:
     return argv[1 : argv.index("-c") + 1] if "-c" in argv else ("-I", "-S", "-c")
 
 
-def _plan(interpreter: Interpreter, workspace: str) -> dict[str, list[str]]:
+def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str, Any]:
+    """What the worker's bootstrap builds the wall from (``_worker/landlock.py``)."""
     system = ["/usr", *(f"/{name}" for name in _SYSTEM_LINKS)]
     etc = [path for path in _ETC_FILES if os.path.exists(path)]
     return {
-        "read_only": [*system, *etc, *bind_sources(interpreter)],
-        "read_write": [workspace],
+        "read_only": [
+            *system, *etc, *bind_sources(spec.interpreter),
+            *(m.host_path for m in spec.mounts if not m.writable),
+        ],
+        "read_write": [workspace, *(m.host_path for m in spec.mounts if m.writable)],
         "devices": list(_DEVICES),
+        # One file never outgrows the workspace (the rest is WorkspaceWatch's).
+        "file_size_cap": spec.limits.workspace_bytes,
+        # For session.files: a mount's link in the workspace is walked from its host path.
+        "mounts": {inside: [m.host_path, m.writable] for inside, m in links.items()},
     }
-
-
-def _make_workspace(identity: Identity | None) -> str:
-    """A fresh directory the session owns: mode 0700, the session's uid, a .tmp inside."""
-    base = os.path.join(tempfile.gettempdir(), f"securepy-workspaces-{os.geteuid()}")
-    os.makedirs(base, mode=0o711, exist_ok=True)
-    info = os.lstat(base)
-    if info.st_uid != os.geteuid() or not os.path.isdir(base) or info.st_mode & 0o022:
-        raise SandboxUnavailableError(
-            f"{base} is not a directory owned by this user and writable by it alone; "
-            "remove it, or set TMPDIR to a private directory"
-        )
-    workspace = tempfile.mkdtemp(prefix="session-", dir=base)
-    os.mkdir(f"{workspace}/.tmp", 0o700)
-    if identity is not None:
-        for path in (workspace, f"{workspace}/.tmp"):
-            os.chown(path, identity.uid, identity.gid)
-    return workspace
-
-
-def _remove_workspace(workspace: str) -> None:
-    """Remove the workspace even where the code took its own permissions away (its files are
-    this user's, or the host is root)."""
-    for directory, subdirectories, _ in os.walk(workspace):
-        for name in subdirectories:
-            with contextlib.suppress(OSError):
-                os.chmod(os.path.join(directory, name), 0o700, follow_symlinks=False)
-    shutil.rmtree(workspace, ignore_errors=True)
 
 
 def _kill_tree(root: int, *, timeout: float = 5.0) -> None:

@@ -18,6 +18,7 @@ import binascii
 import errno
 import os
 import stat
+import sys
 
 from .protocol import MAX_FILE_ENTRIES, encode_frame_with_data
 
@@ -112,7 +113,7 @@ class Files:
         file_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         if file_limit != resource.RLIM_INFINITY and offset + len(raw) > file_limit:
             raise _Refused("file_size", str(file_limit))  # the write would die of SIGXFSZ
-        parent = self._walk(parts[:-1], create=True)
+        parent = self._walk(parts[:-1], create=True, writing=True)
         try:
             fd = _open_last(parent, parts[-1], os.O_WRONLY | os.O_CREAT, 0o644)
             try:
@@ -154,7 +155,7 @@ class Files:
     def _remove(self, parts: list[str]) -> dict[str, Any]:
         if not parts:
             raise _Refused("invalid", "the workspace itself cannot be removed")
-        parent = self._walk(parts[:-1], create=False)
+        parent = self._walk(parts[:-1], create=False, writing=True)
         try:
             name = parts[-1]
             info = os.stat(name, dir_fd=parent, follow_symlinks=False)
@@ -170,10 +171,14 @@ class Files:
             os.close(parent)
         return {"ok": True}
 
-    def _walk(self, parts: list[str], *, create: bool, flags: int = _DIR_FLAGS) -> int:
+    def _walk(
+        self, parts: list[str], *, create: bool, flags: int = _DIR_FLAGS, writing: bool = False
+    ) -> int:
         """An fd of the directory ``parts`` names under the workspace, with no symbolic link
-        followed on the way (made, mode 0755, where missing and ``create``)."""
-        fd = os.open(self._workspace, _DIR_FLAGS if parts else flags)
+        followed on the way (made, mode 0755, where missing and ``create``). A path within a
+        mount the Landlock wall shows by a link is walked from the mount's host path."""
+        start, parts = _start_of(self._workspace, parts, writing)
+        fd = os.open(start, _DIR_FLAGS if parts else flags)
         for index, part in enumerate(parts):
             last = index == len(parts) - 1
             try:
@@ -194,6 +199,21 @@ class Files:
                 os.close(fd)
             fd = step
         return fd
+
+
+def _start_of(workspace: str, parts: list[str], writing: bool) -> tuple[str, list[str]]:
+    """Where a walk of ``parts`` starts: the workspace, or the host path of the Landlock
+    mount whose link ``parts`` passes through (the code may have replaced that link: the host
+    path is what the host named, and all the wall lets it reach)."""
+    landlock = sys.modules.get(__name__.rpartition(".")[0] + ".landlock")
+    mounts = getattr(landlock, "MOUNTS", None) or {}
+    for count in range(len(parts), 0, -1):
+        mount = mounts.get("/".join(parts[:count]))
+        if mount is not None:
+            if writing and not mount[1]:
+                raise _Refused("read_only", "/".join(parts[:count]))
+            return mount[0], parts[count:]
+    return workspace, parts
 
 
 def _parts(path: Any) -> list[str]:

@@ -8,11 +8,13 @@ session, with the session's workspace as cwd; this module then, in order:
 2. becomes a child subreaper, so every process the code starts stays in this worker's tree
    even after its parent dies (the host finds and kills that whole tree: there is no pid
    namespace to end);
-3. sets no-new-privs;
+3. sets no-new-privs, and ``RLIMIT_FSIZE`` at most the workspace's size (one file never
+   outgrows it; the host bounds the total);
 4. restricts itself with Landlock: read and execute beneath the interpreter, its packages and
    the system paths Python needs, read-write beneath the workspace only, nothing else (no
    ``/proc``, no ``/sys``, no home, no ``/tmp``); TCP bind and connect denied (ABI 4); signals
-   and abstract unix sockets scoped to the session (ABI 6);
+   and abstract unix sockets scoped to the session (ABI 6); the host directories of the
+   session's mounts, read-only or read-write;
 5. installs the seccomp allow list (Landlock variant: no ``socket()`` at all, AF_UNIX
    ``socketpair`` only, no SysV IPC).
 
@@ -24,10 +26,15 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import resource
 import struct
 import sys
 
-__all__ = ["enter"]
+__all__ = ["MOUNTS", "enter"]
+
+# Mounts shown by a link in the workspace: relative path -> (host path, writable). Read by
+# files.py, so session.files walks them from the host path, never through the link.
+MOUNTS: dict[str, tuple[str, bool]] = {}
 
 _SYS_CREATE_RULESET = 444  # the same number on every architecture (added after the split)
 _SYS_ADD_RULE = 445
@@ -75,6 +82,11 @@ def enter() -> None:
         os.close(fd)
     _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
     _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    cap = plan.get("file_size_cap")
+    if cap is not None:  # the worker's own limits only lower it further
+        resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
+    for inside, (host_path, writable) in (plan.get("mounts") or {}).items():
+        MOUNTS[inside] = (host_path, bool(writable))
     restrict(plan["read_only"], plan["read_write"], plan["devices"])
     program = ctypes.create_string_buffer(seccomp, len(seccomp))
     fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(program))

@@ -1,0 +1,264 @@
+"""The Landlock wall's workspace: a host directory per session, and what bounds it.
+
+A namespace session's workspace is a tmpfs with a size and an inode count. The Landlock wall
+exists for hosts that cannot mount one (a default container has no ``CAP_SYS_ADMIN``, and
+neither loop devices, quotas nor a tmpfs of its own are available there), so its workspace is
+a directory the host makes (mode 0700, owned by the session's uid) and removes. What bounds it:
+
+- **one file**: the session's ``RLIMIT_FSIZE`` is at most ``Limits.workspace_bytes`` (set by
+  the worker's bootstrap), so a single file never outgrows the workspace: the write fails
+  inside with ``EFBIG``, synchronously;
+- **everything together**: a host thread (:class:`WorkspaceWatch`, one for all sessions)
+  measures every live workspace in turn, bytes allocated (``st_blocks``, so sparse files count
+  what they use) and files (each inode once, directories and links included) every
+  :data:`SCAN_INTERVAL` seconds, or ten times as long as its last scan took when the tree is
+  large. Past ``workspace_bytes`` or :func:`file_bound` files, it kills the session's
+  processes; the execute then raises ``ResourceLimitError`` with ``limit="workspace"`` and the
+  session restarts with a fresh workspace. So many empty files are bounded like bytes.
+
+What this does not give, and the tmpfs does: the bound is reactive, so between two scans the
+code can write past it (at most what it writes in one interval, each file within
+``RLIMIT_FSIZE``); the session's state is lost when it is stopped (a full tmpfs answers
+``ENOSPC`` and keeps it); and a file the code unlinked while holding it open is counted only
+where the host may read the session's ``/proc/PID/fd`` (the same uid, or ``CAP_SYS_PTRACE``;
+not root in a default container, where ``Limits.open_files`` times the file bound caps it).
+For a hard bound on the host's disk, point ``TMPDIR`` at a size-limited volume (``docker run
+--tmpfs /securepy:size=1g`` and ``TMPDIR=/securepy``): every session's workspace lives there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import stat
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+from .._fontcache import font_cache
+from .._interpreter import Interpreter
+from ..errors import SandboxUnavailableError
+from .identity import Identity
+from .procfs import child_pids
+
+__all__ = [
+    "SCAN_INTERVAL",
+    "WorkspaceWatch",
+    "copy_font_cache",
+    "file_bound",
+    "make_workspace",
+    "remove_workspace",
+    "watch",
+]
+
+logger = logging.getLogger("securepy")
+
+SCAN_INTERVAL = 0.05  # seconds between two scans of one workspace (a small tree)
+_SLOWDOWN = 10  # a large tree is scanned at most a tenth of the time
+
+
+def file_bound(workspace_bytes: int | None) -> int:
+    """How many files a workspace of ``workspace_bytes`` may hold: one per 4 KiB, at least
+    1024, as a namespace session's tmpfs (``nr_inodes``)."""
+    return 65536 if workspace_bytes is None else max(1024, workspace_bytes // 4096)
+
+
+def make_workspace(identity: Identity | None) -> str:
+    """A fresh directory the session owns: mode 0700, the session's uid, a .tmp inside."""
+    base = os.path.join(tempfile.gettempdir(), f"securepy-workspaces-{os.geteuid()}")
+    os.makedirs(base, mode=0o711, exist_ok=True)
+    info = os.lstat(base)
+    if info.st_uid != os.geteuid() or not os.path.isdir(base) or info.st_mode & 0o022:
+        raise SandboxUnavailableError(
+            f"{base} is not a directory owned by this user and writable by it alone; "
+            "remove it, or set TMPDIR to a private directory"
+        )
+    workspace = tempfile.mkdtemp(prefix="session-", dir=base)
+    os.mkdir(f"{workspace}/.tmp", 0o700)
+    if identity is not None:
+        for path in (workspace, f"{workspace}/.tmp"):
+            os.chown(path, identity.uid, identity.gid)
+    return workspace
+
+
+def remove_workspace(workspace: str) -> None:
+    """Remove the workspace even where the code took its own permissions away (its files are
+    this user's, or the host is root)."""
+    for directory, subdirectories, _ in os.walk(workspace):
+        for name in subdirectories:
+            # os.walk lists links to directories (a mount's, or the code's) among them: a
+            # link's target is never touched, even one swapped in while this runs.
+            with contextlib.suppress(OSError):
+                fd = os.open(os.path.join(directory, name),
+                             os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:  # an O_PATH fd opens even a directory the code made mode 000
+                    os.chmod(f"/proc/self/fd/{fd}", 0o700)
+                finally:
+                    os.close(fd)
+    shutil.rmtree(workspace, ignore_errors=True)
+
+
+class WorkspaceWatch:
+    """One session's workspace under watch: its bounds, the worker whose tree may hold files
+    open, and what to do when a bound is passed (called once, on the watch thread)."""
+
+    def __init__(
+        self,
+        workspace: str,
+        *,
+        max_bytes: int | None,
+        max_files: int,
+        worker_pid: int,
+        on_exceeded: Callable[[str], None],
+    ) -> None:
+        self.workspace = workspace
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+        self.worker_pid = worker_pid
+        self._on_exceeded = on_exceeded
+        self._next_scan = 0.0
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Stop watching (the session ended). Idempotent."""
+        self._stopped = True
+        with _lock, contextlib.suppress(ValueError):
+            _watches.remove(self)
+
+    def check_now(self) -> str | None:
+        """Measure now; on a bound passed, act on it and return why (else None)."""
+        started = time.monotonic()
+        used_bytes, files = measure(self.workspace, self.worker_pid)
+        self._next_scan = time.monotonic() + max(
+            SCAN_INTERVAL, _SLOWDOWN * (time.monotonic() - started)
+        )
+        reason = None
+        if self.max_bytes is not None and used_bytes > self.max_bytes:
+            reason = f"{used_bytes} bytes, over Limits.workspace_bytes={self.max_bytes}"
+        elif files > self.max_files:
+            reason = f"{files} files, over the workspace's bound of {self.max_files}"
+        if reason is not None and not self._stopped:
+            self.stop()
+            self._on_exceeded(reason)
+        return reason
+
+
+def watch(entry: WorkspaceWatch) -> WorkspaceWatch:
+    """Put ``entry`` under the watch thread (started on first use)."""
+    global _thread
+    with _lock:
+        _watches.append(entry)
+        if _thread is None or not _thread.is_alive():
+            _thread = threading.Thread(target=_watch_forever, name="securepy-workspaces",
+                                       daemon=True)
+            _thread.start()
+        _wake.set()
+    return entry
+
+
+_lock = threading.Lock()
+_watches: list[WorkspaceWatch] = []
+_wake = threading.Event()
+_thread: threading.Thread | None = None
+
+
+def _watch_forever() -> None:
+    while True:
+        with _lock:
+            due = list(_watches)
+        if not due:
+            _wake.wait()
+            _wake.clear()
+            continue
+        now = time.monotonic()
+        for entry in due:
+            if entry._next_scan <= now:
+                try:
+                    entry.check_now()
+                except Exception:  # a bug here must not end the watch of every session
+                    logger.exception("securepy: scanning workspace %s failed", entry.workspace)
+        next_due = min((e._next_scan for e in due), default=now + SCAN_INTERVAL)
+        time.sleep(min(max(next_due - time.monotonic(), 0.001), SCAN_INTERVAL))
+
+
+def measure(workspace: str, worker_pid: int) -> tuple[int, int]:
+    """Bytes allocated and inodes in ``workspace``, plus regular files on its file system that
+    the session's processes hold open but are no longer in it (unlinked, ``O_TMPFILE``)."""
+    seen: set[int] = set()
+    used = 0
+    try:
+        device = os.lstat(workspace).st_dev
+    except OSError:
+        return 0, 0
+    stack = [workspace]
+    while stack:
+        try:
+            entries = os.scandir(stack.pop())
+        except OSError:
+            continue  # removed meanwhile, or the code took its permissions away (root reads on)
+        with entries:
+            for entry in entries:
+                try:
+                    info = entry.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                if info.st_ino in seen:
+                    continue
+                seen.add(info.st_ino)
+                used += info.st_blocks * 512
+                if stat.S_ISDIR(info.st_mode):
+                    stack.append(entry.path)
+    for pid in _tree(worker_pid):
+        used += _held_open(pid, device, seen)
+    return used, len(seen)
+
+
+def _tree(root: int) -> list[int]:
+    found = [root]
+    stack = [root]
+    while stack:
+        for pid in child_pids(stack.pop()):
+            found.append(pid)
+            stack.append(pid)
+    return found
+
+
+def _held_open(pid: int, device: int, seen: set[int]) -> int:
+    """Bytes of regular files on ``device`` that ``pid`` holds open and ``seen`` lacks."""
+    used = 0
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return 0  # gone, or not ours to read (root without CAP_SYS_PTRACE)
+    for fd in fds:
+        try:
+            info = os.stat(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if info.st_dev == device and stat.S_ISREG(info.st_mode) and info.st_ino not in seen:
+            seen.add(info.st_ino)
+            used += info.st_blocks * 512
+    return used
+
+
+def copy_font_cache(interpreter: Interpreter, workspace: str, identity: Identity | None) -> None:
+    """Put matplotlib's prepared font cache (``_fontcache``) in the session's matplotlib
+    directory, where the worker looks (``$TMPDIR/.matplotlib``), so the first plot does not
+    rebuild it. A copy, not a Landlock rule: the cache sits under the host user's home, which a
+    session's own uid cannot enter; it is a few tens of KiB."""
+    cache = font_cache(interpreter)
+    if cache is None:
+        return
+    target = os.path.join(workspace, ".tmp", ".matplotlib")
+    os.mkdir(target, 0o700)
+    made = [target]
+    for name in os.listdir(cache):
+        if name.startswith("fontlist-") and name.endswith(".json"):
+            shutil.copyfile(os.path.join(cache, name), os.path.join(target, name))
+            made.append(os.path.join(target, name))
+    if identity is not None:
+        for path in made:
+            os.chown(path, identity.uid, identity.gid)
