@@ -20,12 +20,20 @@ This wall is built from those alone (the worker side is ``_worker/landlock.py``)
 - no-new-privs, the seccomp allow list, the same rlimits as the namespace wall, and a memory
   and pids cgroup where the host offers one.
 
+- **Mounts**: a Landlock rule on each ``securepy.Mount``'s host path, read-only or writable
+  (:mod:`.landlock_mounts`: a host directory stays at its own path, shown by a link in the
+  workspace for a relative ``path_inside``); matplotlib's prepared font cache is copied into
+  the session's matplotlib directory.
+- **The workspace's size** (:mod:`.landlock_workspace`): ``RLIMIT_FSIZE`` at most
+  ``Limits.workspace_bytes``, and a host thread that measures every live workspace (bytes and
+  files) and stops a session past its bounds (``ResourceLimitError``, ``limit="workspace"``).
+
 What it does not give (docs/threat-model.md has the table): no pid namespace (the code can
 learn other pids exist, with ``kill(pid, 0)`` answering EPERM rather than ESRCH, though it can
 neither signal nor read them), no network namespace (loopback UDP is refused by seccomp, not
 by a namespace), no private ``/dev/shm`` (refused instead), and the workspace is a directory
-on the host's disk: ``Limits.workspace_bytes`` is not enforced by a tmpfs (``file_size_bytes``
-still bounds each file, the memory cgroup charges page cache, not disk).
+on the host's disk, bounded after the fact rather than by a tmpfs (the code can pass the bound
+by what it writes between two scans, and the session's state is lost when it is stopped).
 """
 
 from __future__ import annotations
