@@ -395,6 +395,40 @@ def test_a_daemon_outlives_neither_its_dead_worker_nor_the_session(
     wait_until(lambda: not os.path.exists(f"/proc/{daemon}"), timeout=10)
 
 
+
+ORPHAN = """
+import os, time
+r, w = os.pipe()
+if os.fork() == 0:          # a child that leaves a grandchild behind, then exits
+    if os.fork() == 0:
+        os.write(w, str(os.getpid()).encode())
+        time.sleep(0.2)
+        os._exit(0)
+    os._exit(0)
+os.wait()
+int(os.read(r, 20))
+"""
+
+OWN_CHILD = """
+import os, time
+mine = os.fork()
+if mine == 0:
+    os._exit(5)
+time.sleep(0.3)             # exited, not yet waited for: still the code's to wait for
+os.waitstatus_to_exitcode(os.waitpid(mine, 0)[1])
+"""
+
+
+def test_orphans_are_reaped_and_own_children_are_kept(landlocked: Any, host: Any) -> None:
+    """The keeper reaps what it adopts (no zombie holds a pid of the session's budget); the
+    code's own children stay its own, their status included (the control). Seen from the
+    host: there is no /proc inside."""
+    session = landlocked()
+    orphan = host.value(session, ORPHAN)
+    wait_until(lambda: not os.path.exists(f"/proc/{orphan}"), timeout=10)  # reaped, not Z
+    assert host.value(session, OWN_CHILD) == 5
+
+
 DAEMON = """
 import os
 r, w = os.pipe()
@@ -441,3 +475,62 @@ def test_the_prepared_font_cache_is_in_the_session(
     finally:
         shutil.rmtree(cache)
     assert folder.endswith("/.tmp/.matplotlib") and text == '{"_version": 390}'
+
+
+NON_ROOT_HOST = """
+import json, os, securepy
+out = {}
+with securepy.Session(wall="landlock", timeout=30) as session:
+    out["uid"] = session.execute("__import__('os').getuid()").value
+    out["daemon"] = session.execute(DAEMON).value
+    out["alive"] = os.path.exists(f"/proc/{out['daemon']}")
+    try:
+        session.execute("import os\\nos._exit(3)")
+    except securepy.SecurePyError as e:
+        out["ended"] = type(e).__name__
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not ROOT, reason="becoming an unprivileged host user needs root")
+def test_without_root_a_daemon_ends_with_its_session(tmp_path: pathlib.Path) -> None:
+    """A non-root host runs every session as its own uid and, here, has no cgroup to find
+    them by: the keeper above the worker (a child subreaper outside the wall) holds the daemon
+    in its tree after the code ended the worker, and ends it."""
+    packages = _copy_host_packages()
+    try:
+        script = NON_ROOT_HOST.replace("DAEMON", repr(DAEMON.replace("TOKEN", "nonroot")))
+        proc = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+             "-c", script],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
+            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False,
+        )
+    finally:
+        shutil.rmtree(packages)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    assert out["uid"] == 65534  # the host user's own uid: no uid of its own to sweep
+    assert out["alive"] is True  # control: the daemon escaped the worker and runs
+    assert out["ended"] == "ProtocolError"
+    wait_until(lambda: not os.path.exists(f"/proc/{out['daemon']}"), timeout=10)
+
+
+def _copy_host_packages() -> str:
+    """securepy and what it imports, where uid 65534 can read them (this interpreter's
+    packages may sit under /root)."""
+    packages = tempfile.mkdtemp(prefix="securepy-nonroot-", dir="/tmp")
+    for name in ("securepy", "pyseccomp", "pydantic", "pydantic_core", "typing_extensions",
+                 "annotated_types", "typing_inspection", "jsonschema",
+                 "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
+        source = __import__(name).__file__ or ""
+        if os.path.basename(source) == "__init__.py":
+            source = os.path.dirname(source)
+        target = os.path.join(packages, os.path.basename(source))
+        if os.path.isdir(source):
+            shutil.copytree(source, target)
+        else:
+            shutil.copyfile(source, target)
+    subprocess.run(["chmod", "-R", "a+rX", packages], check=True)
+    os.chmod(packages, 0o755)
+    return packages

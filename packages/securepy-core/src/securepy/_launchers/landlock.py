@@ -15,6 +15,9 @@ This wall is built from those alone (the worker side is ``_worker/landlock.py``)
   itself: only ``socketpair(AF_UNIX)`` (UDP, raw and netlink sockets included).
 - **Other processes**: signals and abstract unix sockets scoped to the session (Landlock
   ABI 6); ``ptrace``, ``process_vm_*`` and ``pidfd_getfd`` refused by seccomp.
+- **Its own processes**: the process started here forks the worker and stays outside the
+  wall as the session's keeper (``_worker/keeper.py``, a child subreaper): every process the
+  code starts stays in its tree, orphans are reaped, and what is left dies with the worker.
 - **Identity**: as root (also root in a container), a uid and gid of its own
   (:mod:`.identity`), no capabilities (the uid change from root clears them all), no groups.
 - no-new-privs, the seccomp allow list, the same rlimits as the namespace wall, and a memory
@@ -113,7 +116,7 @@ class LandlockLauncher:
         try:
             links = place_mounts(spec.mounts, workspace, identity)
             copy_font_cache(spec.interpreter, workspace, identity)
-            cgroup = create_cgroup(spec, own_processes=0)
+            cgroup = create_cgroup(spec, own_processes=1)  # the keeper
             if cgroup is not None:
                 fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup.thread_join_files]
             plan = _plan(spec, workspace, links)
@@ -198,6 +201,7 @@ class LandlockChild(PopenChild):
                 os.kill(self._popen.pid, signal.SIGKILL)
 
     def interrupt(self) -> None:
+        """SIGINT to the keeper, which forwards it to the worker."""
         if self._popen.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._popen.pid, signal.SIGINT)
@@ -206,11 +210,12 @@ class LandlockChild(PopenChild):
         """Kill the worker and every process it started, reap it, remove its cgroup and its
         workspace, give its uid back. Idempotent.
 
-        There is no pid namespace to end: the worker is a child subreaper, so its whole tree
-        stays below it; that tree is killed leaves-last until none is left (anything forked
-        meanwhile is reparented to the worker, still alive, and found by the next pass). As
-        root, every process still running as the session's uid is killed too, and the uid is
-        given back only when none is left.
+        There is no pid namespace to end: the process the host started is the session's
+        keeper (``_worker/keeper.py``), a child subreaper, so the whole tree stays below it
+        even where the code ended the worker; that tree is killed leaves-last until none is
+        left (anything forked meanwhile is reparented to the keeper, still alive, and found by
+        the next pass), then the keeper. As root, every process still running as the
+        session's uid is killed too, and the uid is given back only when none is left.
         """
         if self._watch is not None:
             self._watch.stop()
@@ -241,7 +246,7 @@ class LandlockChild(PopenChild):
         return describe_signal_exit(-status if status < 0 else 0)
 
     def resource_usage(self) -> dict[str, float] | None:
-        return read_process_usage(self._popen.pid)
+        return read_process_usage(_first_child(self._popen.pid) or self._popen.pid)
 
 
 @functools.cache
@@ -328,6 +333,16 @@ def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str
         # For session.files: a mount's link in the workspace is walked from its host path.
         "mounts": {inside: [m.host_path, m.writable] for inside, m in links.items()},
     }
+
+
+def _first_child(pid: int) -> int | None:
+    """The worker: the keeper's first child (orphans it adopts come after it)."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            children = f.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def _kill_tree(root: int, *, timeout: float = 5.0) -> None:

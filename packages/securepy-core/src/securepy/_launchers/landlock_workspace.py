@@ -9,8 +9,9 @@ a directory the host makes (mode 0700, owned by the session's uid) and removes. 
   the worker's bootstrap), so a single file never outgrows the workspace: the write fails
   inside with ``EFBIG``, synchronously;
 - **everything together**: a host thread (:class:`WorkspaceWatch`, one for all sessions)
-  measures every live workspace in turn, bytes allocated (``st_blocks``, so sparse files count
-  what they use) and files (each inode once, directories and links included) every
+  measures every live workspace in turn, bytes allocated to files (``st_blocks``, so sparse
+  files count what they use; not directories, as a tmpfs's size counts only data pages) and
+  files (each inode once, directories and links included) every
   :data:`SCAN_INTERVAL` seconds, or ten times as long as its last scan took when the tree is
   large. Past ``workspace_bytes`` or :func:`file_bound` files, it kills the session's
   processes; the execute then raises ``ResourceLimitError`` with ``limit="workspace"`` and the
@@ -208,9 +209,10 @@ def measure(workspace: str, worker_pid: int) -> tuple[int, int]:
                 if info.st_ino in seen:
                     continue
                 seen.add(info.st_ino)
-                used += info.st_blocks * 512
                 if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)
+                    stack.append(entry.path)  # its blocks are not counted, as on a tmpfs
+                else:
+                    used += info.st_blocks * 512
     for pid in _tree(worker_pid):
         used += _held_open(pid, device, seen)
     return used, len(seen)

@@ -5,9 +5,10 @@ The host starts the interpreter already as the session's uid (when it is root), 
 session, with the session's workspace as cwd; this module then, in order:
 
 1. moves the process into its cgroups (the host passes the join files open);
-2. becomes a child subreaper, so every process the code starts stays in this worker's tree
-   even after its parent dies (the host finds and kills that whole tree: there is no pid
-   namespace to end);
+2. becomes a child subreaper and forks: the parent stays outside the wall as the session's
+   keeper (``keeper.py``: it holds every process the code starts in its tree, even after the
+   worker's death, reaps orphans, and kills what is left when the worker ends; there is no
+   pid namespace to end), the child goes on to be the worker;
 3. sets no-new-privs, and ``RLIMIT_FSIZE`` at most the workspace's size (one file never
    outgrows it; the host bounds the total);
 4. restricts itself with Landlock: read and execute beneath the interpreter, its packages and
@@ -30,7 +31,10 @@ import resource
 import struct
 import sys
 
-__all__ = ["MOUNTS", "enter"]
+__all__ = ["KEEPER", "MOUNTS", "enter"]
+
+# True in a worker that has a keeper above it (one more process of the session's uid).
+KEEPER = False
 
 # Mounts shown by a link in the workspace: relative path -> (host path, writable). Read by
 # files.py, so session.files walks them from the host path, never through the link.
@@ -81,6 +85,13 @@ def enter() -> None:
         os.write(fd, b"0")
         os.close(fd)
     _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
+    worker = os.fork()
+    if worker:
+        from .keeper import keep
+
+        keep(worker, int(sys.argv[2]))
+    global KEEPER
+    KEEPER = True
     _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
     cap = plan.get("file_size_cap")
     if cap is not None:  # the worker's own limits only lower it further

@@ -36,7 +36,9 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool, address_space: int | No
         resource.RLIMIT_NOFILE: limits.get("open_files"),
     }
     if nproc and processes is not None:
-        wanted[resource.RLIMIT_NPROC] = processes + _OWN_THREADS
+        # The Landlock wall's keeper is one more process of the uid (see landlock.py).
+        landlock = sys.modules.get(__name__.rpartition(".")[0] + ".landlock")
+        wanted[resource.RLIMIT_NPROC] = processes + _OWN_THREADS + getattr(landlock, "KEEPER", 0)
     for which, value in wanted.items():
         if value is None:
             continue
