@@ -198,7 +198,7 @@ if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         os.write(w, str(os.getpid()).encode())
-        os.execv("/bin/sleep", ["sleep", "600", {host.token!r}])
+        os.execv("/bin/sleep", [{host.token!r}, "600"])  # the token as argv[0]: marked
     os._exit(0)
 os.wait()
 int(os.read(r, 20))
@@ -436,7 +436,7 @@ if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
         os.write(w, str(os.getpid()).encode())
-        os.execv("/bin/sleep", ["sleep", "600", "TOKEN"])
+        os.execv("/bin/sleep", ["TOKEN", "600"])  # the token as argv[0]: marked
     os._exit(0)
 os.wait()
 int(os.read(r, 20))

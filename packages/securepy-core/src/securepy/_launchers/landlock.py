@@ -48,7 +48,6 @@ import logging
 import os
 import signal
 import subprocess
-import time
 from typing import Any
 
 from .._interpreter import Interpreter
@@ -60,6 +59,7 @@ from .bubblewrap import _ETC_FILES, _SYSTEM_LINKS, bind_sources, create_cgroup
 from .cgroups import ChildCgroup
 from .identity import Identity, lease_identity
 from .landlock_mounts import place_mounts
+from .landlock_processes import first_child, kill_tree, kill_uid
 from .landlock_workspace import (
     WorkspaceWatch,
     copy_font_cache,
@@ -68,7 +68,7 @@ from .landlock_workspace import (
     remove_workspace,
     watch,
 )
-from .procfs import child_pids, read_process_usage
+from .procfs import read_process_usage
 from .seccomp import SeccompUnavailable, compile_filter
 from .spawner import spawn
 
@@ -196,7 +196,7 @@ class LandlockChild(PopenChild):
                     self._workspace, reason)
         self._exceeded = reason
         if self._popen.returncode is None:
-            _kill_tree(self._popen.pid)
+            kill_tree(self._popen.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._popen.pid, signal.SIGKILL)
 
@@ -221,7 +221,7 @@ class LandlockChild(PopenChild):
             self._watch.stop()
             self._watch = None
         if self._popen.returncode is None:
-            _kill_tree(self._popen.pid)
+            kill_tree(self._popen.pid)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self._popen.pid, signal.SIGKILL)
             self._popen.wait()
@@ -229,7 +229,7 @@ class LandlockChild(PopenChild):
             self._cgroup.kill_and_remove()
             self._cgroup = None
         if self._identity is not None:
-            if _kill_uid(self._identity.uid):
+            if kill_uid(self._identity.uid):
                 self._identity.release()
             self._identity = None
         if self._workspace is not None:
@@ -246,7 +246,7 @@ class LandlockChild(PopenChild):
         return describe_signal_exit(-status if status < 0 else 0)
 
     def resource_usage(self) -> dict[str, float] | None:
-        return read_process_usage(_first_child(self._popen.pid) or self._popen.pid)
+        return read_process_usage(first_child(self._popen.pid) or self._popen.pid)
 
 
 @functools.cache
@@ -333,57 +333,6 @@ def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str
         # For session.files: a mount's link in the workspace is walked from its host path.
         "mounts": {inside: [m.host_path, m.writable] for inside, m in links.items()},
     }
-
-
-def _first_child(pid: int) -> int | None:
-    """The worker: the keeper's first child (orphans it adopts come after it)."""
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
-            children = f.read().split()
-    except OSError:
-        return None
-    return int(children[0]) if children else None
-
-
-def _kill_tree(root: int, *, timeout: float = 5.0) -> None:
-    """SIGKILL every descendant of ``root`` until a pass finds none."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: list[int] = []
-        stack = [root]
-        while stack:
-            for pid in child_pids(stack.pop()):
-                found.append(pid)
-                stack.append(pid)
-        if not found:
-            return
-        for pid in found:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.001)
-
-
-def _kill_uid(uid: int, *, timeout: float = 5.0) -> bool:
-    """SIGKILL every process running as ``uid``; True once none is left."""
-    deadline = time.monotonic() + timeout
-    while True:
-        left = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                if os.stat(f"/proc/{name}").st_uid == uid:
-                    left.append(int(name))
-            except OSError:
-                continue
-        if not left:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        for pid in left:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.001)
 
 
 def _memfd(data: bytes) -> int:
