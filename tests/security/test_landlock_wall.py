@@ -252,6 +252,13 @@ with securepy.Session(python=PYTHON, timeout=30) as session:
     out["etc"] = session.execute(
         "import os\\ntry:\\n    open('/etc/shadow').read()\\nexcept OSError as e:\\n"
         "    r = type(e).__name__\\nr").value
+small = securepy.Limits(workspace_bytes=8 * 2**20)
+with securepy.Session(python=PYTHON, timeout=30, limits=small) as session:
+    try:
+        session.execute("import os\\nn = 0\\nwhile True:\\n"
+                        "    open(f'f{n}', 'wb').write(b'x' * 2**20)\\n    n += 1")
+    except securepy.ResourceLimitError as e:
+        out["fill"] = e.limit
 try:
     securepy.Session(wall="namespaces", python=PYTHON)
     out["pinned"] = "started"
@@ -278,6 +285,7 @@ def test_in_a_default_container_auto_picks_landlock(tmp_path: pathlib.Path) -> N
     assert out["unshare"] != 0  # the reproduction holds: namespaces are refused
     assert out["wall"] == "landlock" and out["value"] == 42
     assert out["etc"] == "PermissionError"
+    assert out["fill"] == "workspace"  # the workspace bound holds there (no CAP_SYS_PTRACE)
     assert "namespace" in out["pinned"] or "bubblewrap" in out["pinned"], out["pinned"]
     assert "Landlock wall" in proc.stderr  # chosen, never silently
 
