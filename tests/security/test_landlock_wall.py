@@ -528,6 +528,15 @@ def _copy_host_packages() -> str:
     """securepy and what it imports, where uid 65534 can read them (this interpreter's
     packages may sit under /root)."""
     packages = tempfile.mkdtemp(prefix="securepy-nonroot-", dir="/tmp")
+    try:
+        _copy_modules(packages)
+    except BaseException:
+        shutil.rmtree(packages)
+        raise
+    return packages
+
+
+def _copy_modules(packages: str) -> None:
     for name in ("securepy", "pyseccomp", "pydantic", "pydantic_core", "typing_extensions",
                  "annotated_types", "typing_inspection", "jsonschema",
                  "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
@@ -541,4 +550,3 @@ def _copy_host_packages() -> str:
             shutil.copyfile(source, target)
     subprocess.run(["chmod", "-R", "a+rX", packages], check=True)
     os.chmod(packages, 0o755)
-    return packages
