@@ -49,7 +49,7 @@ def test_tools_are_real_functions_inside(twin: Any) -> None:
     assert session.execute("query_db(table='cars', limit=1)").value == [
         {"table": "cars", "id": 0}]
     assert session.execute("import inspect\nstr(inspect.signature(query_db))").value == (
-        "(table: str, limit: int = 3)")
+        "(table: str, limit: int = 3) -> list[dict[str, Any]]")
     assert session.execute("query_db.__doc__, query_db.__name__").value == (
         "Rows of a table.", "query_db")
     assert session.execute("from securepy_tools import query_db as q\nq('a', 1)").value == [

@@ -14,6 +14,7 @@ from typing import Any, overload
 import pydantic
 
 from ._schema import ArgumentChecker, refuse_hash_flooding
+from ._tool_doc import return_type_text, tool_doc
 
 __all__ = ["Tool", "ToolCallRequest", "tool"]
 
@@ -169,8 +170,14 @@ class Tool:
         return self._checker.check(arguments)
 
     def to_wire(self) -> dict[str, Any]:
-        """Name, description and schema, as the worker needs them to build the function."""
-        return {"name": self.name, "description": self.description, "parameters": self.parameters}
+        """Name, docstring, schema and return type, as the worker needs them to build the
+        function (the docstring within its budget: ``securepy._tool_doc``)."""
+        return {
+            "name": self.name,
+            "description": tool_doc(self),
+            "parameters": self.parameters,
+            "returns": return_type_text(self.fn),
+        }
 
 
 @overload

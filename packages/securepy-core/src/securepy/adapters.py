@@ -11,8 +11,10 @@ failure into text a model can read, so an agent loop never breaks on an error in
 
 The run_python description lists each host tool as a Python stub: its signature with the return
 type, its docstring, and an ``Args:`` section built from the argument descriptions in its schema
-(when the docstring has none). Each stub is cut to :data:`TOOL_DESCRIPTION_CHARS`; once the
-listing passes :data:`DESCRIPTION_BUDGET_CHARS`, the remaining tools are listed by signature only.
+(when the docstring has none); ``help(name)`` inside the session shows the same. Each docstring
+is cut to :data:`TOOL_DESCRIPTION_CHARS` (2,000) characters, with a marker line; once the
+listing passes :data:`DESCRIPTION_BUDGET_CHARS` (16,000), the remaining tools are listed by
+signature only, and a last line says so.
 
 Images the code displays (``Execution.outputs``) reach the model as :class:`ModelImage` objects
 on :attr:`RunOutcome.images`, which each adapter puts into its framework's own image block: at
@@ -26,8 +28,6 @@ import asyncio
 import base64
 import contextlib
 import dataclasses
-import inspect
-import re
 import threading
 import typing
 import weakref
@@ -38,6 +38,7 @@ from ._config import OnOutput, make_config
 from ._execution import DEFAULT_TEXT_CHARS, truncate_middle
 from ._pool import AsyncSessionPool, SessionPool
 from ._session import AsyncSession, Session
+from ._tool_doc import TOOL_DOC_CHARS, return_type_text, stub_header, tool_stub
 from ._tools import Tool, collect_tools
 from .errors import ExecutionError, ExecutionTimeout, SandboxUnavailableError, SecurePyError
 
@@ -73,8 +74,9 @@ CODE_DESCRIPTION = (
     "Python source to run in the persistent sandboxed session; what it prints is returned, "
     "then the value of its last expression."
 )
-#: Most characters of one host tool's stub in the run_python description.
-TOOL_DESCRIPTION_CHARS = 2000
+#: Most characters of one host tool's docstring, in the run_python description and in
+#: ``help()`` inside the session (a marker line says when it was cut).
+TOOL_DESCRIPTION_CHARS = TOOL_DOC_CHARS
 #: Past this many characters of stubs, further host tools are listed by signature only.
 DESCRIPTION_BUDGET_CHARS = 16000
 
@@ -452,11 +454,11 @@ def host_tool(
             the run_python description shows.
         **tool_options: ``timeout``, ``max_calls``, ``approve`` (see :class:`securepy.Tool`).
     """
-    returns = _return_annotation(returns_like) if returns_like is not None else _EMPTY
+    returns = return_type_text(returns_like) if returns_like is not None else ""
     if returns_like is not fn:  # never rewrite the caller's own function
         annotations = dict(getattr(fn, "__annotations__", {}))
         annotations.pop("return", None)
-        if returns is not _EMPTY:
+        if returns:
             annotations["return"] = returns
         with contextlib.suppress(AttributeError, TypeError):
             fn.__annotations__ = annotations
@@ -464,15 +466,31 @@ def host_tool(
 
 
 def describe_sandbox(tools: Iterable[Tool]) -> str:
-    """:data:`DEFAULT_DESCRIPTION`, plus a Python stub of each host tool (within the budget)."""
+    """:data:`DEFAULT_DESCRIPTION`, plus a Python stub of each host tool (:func:`describe_tool`).
+
+    Budget: each stub's docstring is at most :data:`TOOL_DESCRIPTION_CHARS` characters (then
+    cut, with a marker line); once the stubs pass :data:`DESCRIPTION_BUDGET_CHARS`, the
+    remaining tools are listed by their ``def`` line only, and a last line says so (their
+    docstrings stay readable inside the session through ``help(name)``).
+    """
     listed: list[str] = []
-    used = 0
+    used = signature_only = 0
     for tool in tools:
-        stub = describe_tool(tool) if used < DESCRIPTION_BUDGET_CHARS else _header(tool) + " ..."
+        if used < DESCRIPTION_BUDGET_CHARS:
+            stub = describe_tool(tool)
+        else:
+            stub = stub_header(tool) + " ..."
+            signature_only += 1
         used += len(stub)
         listed.append(stub)
     if not listed:
         return DEFAULT_DESCRIPTION
+    if signature_only:
+        listed.append(
+            f"[{signature_only} more host functions are listed by signature only: the "
+            f"description's budget of {DESCRIPTION_BUDGET_CHARS:,} characters is spent; "
+            "help(name) in the session shows a function's docstring.]"
+        )
     return (
         DEFAULT_DESCRIPTION
         + "\nThese host functions are defined inside the session; call them like normal "
@@ -483,65 +501,10 @@ def describe_sandbox(tools: Iterable[Tool]) -> str:
 
 def describe_tool(tool: Tool, max_chars: int = TOOL_DESCRIPTION_CHARS) -> str:
     """One host tool as the model reads it: a ``def`` line with the return type, then a
-    docstring with the description and an ``Args:`` section from the schema's argument
-    descriptions (unless the description already documents its arguments)."""
-    doc = inspect.cleandoc(tool.description) if tool.description.strip() else ""
-    args = _argument_lines(tool.parameters)
-    if args and not _DOCUMENTS_ARGS.search(doc):
-        doc = (doc + "\n\n" if doc else "") + "Args:\n" + "\n".join(args)
-    if len(doc) > max_chars:
-        doc = doc[:max_chars].rstrip() + " [...]"
-    if not doc:
-        return _header(tool) + " ..."
-    first, *rest = doc.replace('"' * 3, "'" * 3).splitlines()
-    body = "".join("\n" + ("    " + line).rstrip() for line in rest)
-    quotes = '"' * 3
-    closing = f"\n    {quotes}" if rest else quotes
-    return f"{_header(tool)}\n    {quotes}{first}{body}{closing}"
-
-
-_EMPTY = inspect.Signature.empty
-_DOCUMENTS_ARGS = re.compile(
-    r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s", re.MULTILINE
-)
-
-
-def _header(tool: Tool) -> str:
-    returns = _return_annotation(tool.fn)
-    return f"def {tool.signature()}" + (
-        f" -> {_type_name(returns)}:" if returns is not _EMPTY else ":"
-    )
-
-
-def _argument_lines(parameters: Mapping[str, Any]) -> list[str]:
-    properties = parameters.get("properties")
-    if not isinstance(properties, Mapping):
-        return []
-    lines = []
-    for name, prop in properties.items():
-        text = prop.get("description") if isinstance(prop, Mapping) else None
-        if isinstance(text, str) and text.strip():
-            lines.append(f"    {name}: {' '.join(text.split())}")
-    return lines
-
-
-def _return_annotation(fn: Any) -> Any:
-    try:
-        returns = inspect.signature(fn).return_annotation
-    except (TypeError, ValueError):
-        return _EMPTY
-    # "-> Any" tells the model nothing: shown as no annotation.
-    return _EMPTY if returns is Any or returns in ("Any", "typing.Any") else returns
-
-
-def _type_name(annotation: Any) -> str:
-    if isinstance(annotation, str):
-        return annotation
-    if annotation is None or annotation is type(None):
-        return "None"
-    if isinstance(annotation, type) and not typing.get_args(annotation):
-        return annotation.__qualname__
-    return re.sub(r"\btyping\.|\bcollections\.abc\.", "", repr(annotation))
+    docstring with the whole description and each argument's description (from the
+    description's own ``Args:`` section, else from the schema), cut to ``max_chars`` with a
+    marker line. ``help(name)`` inside the session shows the same docstring."""
+    return tool_stub(tool, max_chars)
 
 
 def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) -> str:

@@ -107,7 +107,8 @@ _MISSING = _Missing()
 
 def make_tool_function(spec: dict[str, Any], call: Callable[..., Any]) -> Any:
     """A real function for one host tool: its name, a signature from its JSON Schema (required
-    parameters first), the description as docstring, and an awaitable twin as ``.aio``.
+    parameters first) and the host function's return type, the docstring the host built (the
+    description and each argument's), and an awaitable twin as ``.aio``.
 
     The function is compiled from a ``def`` so that its signature is native (``help()``,
     ``inspect.signature`` and argument errors behave as for any function) and so that the
@@ -134,6 +135,9 @@ def make_tool_function(spec: dict[str, Any], call: Callable[..., Any]) -> Any:
     function = scope[name]
     function.__doc__ = spec.get("description") or None
     function.__module__ = "securepy_tools"
+    returns = spec.get("returns")
+    if isinstance(returns, str) and returns:
+        annotations["return"] = _TypeText(returns)
     function.__annotations__ = annotations
 
     async def call_tool_async(*args: Any, **kwargs: Any) -> Any:
@@ -145,6 +149,20 @@ def make_tool_function(spec: dict[str, Any], call: Callable[..., Any]) -> Any:
     call_tool_async.__doc__ = function.__doc__
     function.aio = call_tool_async
     return function
+
+
+class _TypeText:
+    """A host type named by its source text: ``help()`` and ``inspect.signature`` show the
+    text as written (``-> dict[str, int]``), where a plain string would show quoted. The type
+    itself may not exist in the sandbox, so it is never evaluated."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
 
 
 def _parameters_from_schema(

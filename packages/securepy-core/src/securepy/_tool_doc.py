@@ -1,0 +1,108 @@
+"""How a host tool reads, to the model and to ``help()`` inside the sandbox: a ``def`` line with
+its return type, and a docstring holding its whole description and each argument's description.
+
+The argument descriptions come from the description itself when it documents its arguments (a
+Google ``Args:`` section, or ``:param x:`` lines), else from the ``description`` of each property
+of the tool's JSON Schema (``Annotated[str, Field(description=...)]`` on a typed function, or a
+native framework tool's schema), written as an ``Args:`` section.
+
+Budget: one tool's docstring is at most :data:`TOOL_DOC_CHARS` characters plus a one-line marker
+where it was cut (``[... cut: this docstring has 5,210 characters, over 2,000]``). Over the
+budget the description is cut first, so the generated ``Args:`` section survives unless it alone
+is more than half the budget. The
+same docstring is the run_python description's stub of the tool (``securepy.adapters``) and the
+function's ``__doc__`` inside the sandbox; the worker receives it already bounded.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._tools import Tool
+
+__all__ = ["TOOL_DOC_CHARS", "return_type_text", "stub_header", "tool_doc", "tool_stub"]
+
+#: Most characters of one host tool's docstring (the marker of a cut comes on top).
+TOOL_DOC_CHARS = 2000
+
+_DOCUMENTS_ARGS = re.compile(
+    r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s", re.MULTILINE
+)
+
+
+def tool_stub(tool: Tool, max_chars: int = TOOL_DOC_CHARS) -> str:
+    """``tool`` as a Python stub: ``def name(sig) -> T:`` and its docstring (:func:`tool_doc`)."""
+    doc = tool_doc(tool, max_chars)
+    if not doc:
+        return stub_header(tool) + " ..."
+    quotes = '"' * 3
+    first, *rest = doc.replace(quotes, "'" * 3).splitlines()
+    body = "".join("\n" + ("    " + line).rstrip() for line in rest)
+    closing = f"\n    {quotes}" if rest else quotes
+    return f"{stub_header(tool)}\n    {quotes}{first}{body}{closing}"
+
+
+def stub_header(tool: Tool) -> str:
+    """The stub's ``def`` line: ``def name(a: int, b: str = 'x') -> float:``."""
+    returns = return_type_text(tool.fn)
+    return f"def {tool.signature()}" + (f" -> {returns}:" if returns else ":")
+
+
+def tool_doc(tool: Tool, max_chars: int = TOOL_DOC_CHARS) -> str:
+    """The tool's docstring: its description, then an ``Args:`` section from the schema's
+    argument descriptions (unless the description documents its arguments), within
+    ``max_chars`` (plus a marker line when cut)."""
+    description = inspect.cleandoc(tool.description) if tool.description.strip() else ""
+    args = [] if _DOCUMENTS_ARGS.search(description) else _argument_lines(tool.parameters)
+    section = "Args:\n" + "\n".join(args) if args else ""
+    whole = "\n\n".join(part for part in (description, section) if part)
+    if len(whole) <= max_chars:
+        return whole
+    marker = f"[... cut: this docstring has {len(whole):,} characters, over {max_chars:,}]"
+    if section and len(section) <= max_chars // 2:
+        # The arguments matter more to a caller than the description's tail: cut that first.
+        kept = _cut(description, max_chars - len(section) - 2)
+        return f"{kept}\n{marker}\n\n{section}" if kept else f"{marker}\n\n{section}"
+    return f"{_cut(whole, max_chars)}\n{marker}"
+
+
+def _cut(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars``, at a space when one is near the end."""
+    kept = text[: max(max_chars, 0)]
+    head, space, _ = kept.rpartition(" ")
+    return (head if space and len(head) > len(kept) - 80 else kept).rstrip()
+
+
+def return_type_text(fn: Any) -> str:
+    """``fn``'s return annotation as Python source (``"dict[str, int]"``), "" when it has none
+    or it is ``Any`` (which tells a caller nothing)."""
+    try:
+        returns = inspect.signature(fn).return_annotation
+    except (TypeError, ValueError):
+        return ""
+    if returns is inspect.Signature.empty or returns is Any or returns in ("Any", "typing.Any"):
+        return ""
+    if isinstance(returns, str):
+        return returns
+    if returns is None or returns is type(None):
+        return "None"
+    if isinstance(returns, type) and not typing.get_args(returns):
+        return returns.__qualname__
+    return re.sub(r"\btyping\.|\bcollections\.abc\.", "", repr(returns))
+
+
+def _argument_lines(parameters: Mapping[str, Any]) -> list[str]:
+    properties = parameters.get("properties")
+    if not isinstance(properties, Mapping):
+        return []
+    lines = []
+    for name, prop in properties.items():
+        text = prop.get("description") if isinstance(prop, Mapping) else None
+        if isinstance(text, str) and text.strip():
+            lines.append(f"    {name}: {' '.join(text.split())}")
+    return lines
