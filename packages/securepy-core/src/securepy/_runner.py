@@ -1,6 +1,5 @@
 """The sandbox as a model's tool, before any framework's idiom: :class:`SandboxRunner` runs code
-for a model and turns every result and failure into text (:class:`RunOutcome`);
-:func:`host_tool` builds a securepy Tool around a framework's native tool."""
+for a model and turns every result and failure into text (:class:`RunOutcome`)."""
 
 from __future__ import annotations
 
@@ -10,31 +9,20 @@ import dataclasses
 import threading
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ._config import OnOutput, make_config
 from ._execution import DEFAULT_TEXT_CHARS
 from ._model_images import ModelImage, model_images
-from ._model_text import describe_error, describe_sandbox, shorten
+from ._model_text import code_problem, describe_error, describe_sandbox
+from ._native import Convert, convert_tools
 from ._pool import AsyncSessionPool, SessionPool
 from ._session import AsyncSession, Session
-from ._tool_doc import return_type_text
 from ._tools import Tool, collect_tools
 from .errors import SandboxUnavailableError, SecurePyError
 
-__all__ = [
-    "AnySession",
-    "Convert",
-    "RunOutcome",
-    "SandboxRunner",
-    "SandboxToolMixin",
-    "convert_tools",
-    "field_of",
-    "host_tool",
-]
-
-Convert = Callable[[Any], "Tool | None"]
+__all__ = ["AnySession", "RunOutcome", "SandboxOwnerMixin", "SandboxRunner", "SandboxToolMixin"]
 
 
 @typing.final
@@ -165,7 +153,54 @@ class SandboxRunner:
         return self._succeeded(execution)
 
     async def arun(self, code: str, *, on_output: OnOutput | None = None) -> RunOutcome:
-        """Async counterpart of :meth:`run`; never blocks the event loop."""
+        """Async counterpart of :meth:`run`; never blocks the event loop.
+
+        ``on_output`` may also be a coroutine function (a framework's async callbacks): each
+        coroutine it returns runs on this event loop, wherever the output arrives from, and
+        all have finished when ``arun`` returns.
+        """
+        if on_output is None:
+            return await self._arun(code, None)
+        loop = asyncio.get_running_loop()
+        pending: list[asyncio.Future[Any]] = []
+
+        def deliver(stream: str, text: str) -> None:
+            # Called on this loop (an async session) or on a worker thread (a sync one).
+            result = on_output(stream, text)
+            if not asyncio.iscoroutine(result):
+                return
+            if _running_loop() is loop:
+                pending.append(asyncio.ensure_future(result))
+            else:
+                future = asyncio.run_coroutine_threadsafe(result, loop)
+                pending.append(asyncio.wrap_future(future, loop=loop))
+
+        try:
+            return await self._arun(code, deliver)
+        finally:
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def run_arguments(self, arguments: Any, *, on_output: OnOutput | None = None) -> RunOutcome:
+        """Run the code of the arguments a model sent, decoded: ``{"code": ...}``. Malformed
+        arguments give an error outcome (:func:`code_problem`'s text, telling the model what
+        to send); they never raise.
+
+        Raises:
+            securepy.errors.SandboxUnavailableError: as :meth:`run`.
+        """
+        code = self._code_of(arguments)
+        return code if isinstance(code, RunOutcome) else self.run(code, on_output=on_output)
+
+    async def arun_arguments(
+        self, arguments: Any, *, on_output: OnOutput | None = None
+    ) -> RunOutcome:
+        """Async counterpart of :meth:`run_arguments`."""
+        code = self._code_of(arguments)
+        if isinstance(code, RunOutcome):
+            return code
+        return await self.arun(code, on_output=on_output)
+
+    async def _arun(self, code: str, on_output: OnOutput | None) -> RunOutcome:
         target = self._target
         if isinstance(target, AsyncSession | AsyncSessionPool):
             try:
@@ -176,6 +211,10 @@ class SandboxRunner:
                 return self._failed(exc)
             return self._succeeded(execution)
         return await asyncio.to_thread(self.run, code, on_output=on_output)
+
+    def _code_of(self, arguments: Any) -> str | RunOutcome:
+        problem = code_problem(self.name, arguments)
+        return str(arguments["code"]) if problem is None else RunOutcome(problem, True)
 
     def close(self) -> None:
         """Close the session this runner created (a session or pool passed in stays open)."""
@@ -210,21 +249,12 @@ class SandboxRunner:
         return RunOutcome(describe_error(error, self.max_output_chars), True, error=error)
 
 
-class SandboxToolMixin:
-    """The face every adapter's ``SecurePyTool`` shares, over its ``_runner``: ``name``,
-    ``description``, ``tools``, ``session``, ``close()`` and use as a context manager."""
+class SandboxOwnerMixin:
+    """What a sandbox tool owns, over its ``_runner``: ``tools``, ``session``, ``close()`` and
+    use as a context manager (for a tool type that already has ``name`` and ``description``
+    fields of its own, as LangChain's does)."""
 
     _runner: SandboxRunner
-
-    @property
-    def name(self) -> str:
-        """The tool's name as the model sees it."""
-        return self._runner.name
-
-    @property
-    def description(self) -> str:
-        """The description the model sees, with a stub of each host tool."""
-        return self._runner.description
 
     @property
     def tools(self) -> dict[str, Tool]:
@@ -246,74 +276,27 @@ class SandboxToolMixin:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
+
+class SandboxToolMixin(SandboxOwnerMixin):
+    """The face every adapter's ``SecurePyTool`` shares, over its ``_runner``: ``name``,
+    ``description``, ``tools``, ``session``, ``close()`` and use as a context manager."""
+
+    @property
+    def name(self) -> str:
+        """The tool's name as the model sees it."""
+        return self._runner.name
+
+    @property
+    def description(self) -> str:
+        """The description the model sees, with a stub of each host tool."""
+        return self._runner.description
+
     def __repr__(self) -> str:
         return f"<{type(self).__module__}.SecurePyTool {self.name!r} tools={sorted(self.tools)}>"
 
 
-def convert_tools(
-    items: Iterable[Any], convert: Convert | None, framework: str | None = None
-) -> list[Tool | Callable[..., Any]]:
-    """``items`` with each native tool converted; securepy Tools and functions as they are.
-
-    Raises:
-        TypeError: an item is neither a securepy Tool, a function with a name that is a
-            Python identifier, nor a native tool ``convert`` accepts.
-    """
-    if isinstance(items, Tool) or callable(items):
-        items = [items]
-    result: list[Tool | Callable[..., Any]] = []
-    for item in items:
-        converted = convert(item) if convert is not None and not isinstance(item, Tool) else None
-        if converted is not None:
-            result.append(converted)
-        elif isinstance(item, Tool) or (
-            callable(item) and str(getattr(item, "__name__", "")).isidentifier()
-        ):
-            result.append(item)
-        else:
-            native = f", {framework} tools" if framework else ""
-            raise TypeError(
-                f"tools= takes securepy Tools, typed functions{native}; got "
-                f"{type(item).__module__}.{type(item).__qualname__} "
-                f"{shorten(item, 80)}"
-            )
-    return result
-
-
-def host_tool(
-    name: str,
-    description: str,
-    fn: Callable[..., Any],
-    *,
-    parameters: Mapping[str, Any],
-    returns_like: Callable[..., Any] | None = None,
-    **tool_options: Any,
-) -> Tool:
-    """A securepy Tool calling a native tool on the host, as every ``from_<fw>_tool`` builds it.
-
-    Args:
-        name: the function's name inside the sandbox.
-        description: the native tool's description, kept as it is.
-        fn: the host function (sync or async) taking the arguments as keywords.
-        parameters: the native tool's argument schema, as the model would see it.
-        returns_like: the native tool's own function, whose return annotation the stub in
-            the run_python description shows.
-        **tool_options: ``timeout``, ``max_calls``, ``approve`` (see :class:`securepy.Tool`).
-    """
-    returns = return_type_text(returns_like) if returns_like is not None else ""
-    if returns_like is not fn:  # never rewrite the caller's own function
-        annotations = dict(getattr(fn, "__annotations__", {}))
-        annotations.pop("return", None)
-        if returns:
-            annotations["return"] = returns
-        with contextlib.suppress(AttributeError, TypeError):
-            fn.__annotations__ = annotations
-    return Tool(name, description, fn, parameters=dict(parameters), **tool_options)
-
-
-def field_of(item: Any, key: str) -> Any:
-    """``item[key]`` for a mapping, else ``item.key``; None when absent (SDK objects and the
-    dicts users write for them read alike)."""
-    if isinstance(item, Mapping):
-        return item.get(key)
-    return getattr(item, key, None)
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None

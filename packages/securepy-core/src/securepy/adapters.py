@@ -39,11 +39,13 @@ from ._model_text import code_schema as code_schema
 from ._model_text import describe_error as describe_error
 from ._model_text import describe_sandbox as describe_sandbox
 from ._model_text import describe_tool as describe_tool
+from ._native import field_of as field_of
+from ._native import host_tool as host_tool
+from ._native import keyword_function as keyword_function
 from ._runner import RunOutcome as RunOutcome
+from ._runner import SandboxOwnerMixin as SandboxOwnerMixin
 from ._runner import SandboxRunner as SandboxRunner
 from ._runner import SandboxToolMixin as SandboxToolMixin
-from ._runner import field_of as field_of
-from ._runner import host_tool as host_tool
 
 __all__ = [
     "CODE_DESCRIPTION",
@@ -55,6 +57,7 @@ __all__ = [
     "TOOL_DESCRIPTION_CHARS",
     "ModelImage",
     "RunOutcome",
+    "SandboxOwnerMixin",
     "SandboxRunner",
     "SandboxToolMixin",
     "code_problem",
@@ -65,10 +68,17 @@ __all__ = [
     "describe_tool",
     "field_of",
     "host_tool",
+    "keyword_function",
     "model_images",
 ]
 
 # Documented here, where adapters import them from.
-for _name in ("ModelImage", "RunOutcome", "SandboxRunner", "SandboxToolMixin"):
+for _name in (
+    "ModelImage",
+    "RunOutcome",
+    "SandboxOwnerMixin",
+    "SandboxRunner",
+    "SandboxToolMixin",
+):
     globals()[_name].__module__ = __name__
 del _name

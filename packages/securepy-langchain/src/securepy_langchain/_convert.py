@@ -12,7 +12,7 @@ from langchain_core.messages import ToolMessage
 from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tools.base import get_all_basemodel_annotations
 from langchain_core.utils.function_calling import convert_to_openai_tool
-from securepy.adapters import host_tool
+from securepy.adapters import host_tool, keyword_function
 
 __all__ = ["convert", "from_langchain", "from_langchain_tool"]
 
@@ -129,14 +129,8 @@ def _host_function(
 
     # invoke() cannot run a StructuredTool built from a coroutine alone, so that one is
     # awaited; every other tool is called synchronously (an AsyncSession runs it in a thread).
-    if isinstance(tool, StructuredTool) and tool.func is None:
-
-        async def call_async(**arguments: Any) -> Any:
-            return result(await tool.ainvoke(tool_input(arguments)))
-
-        return call_async
-
-    def call(**arguments: Any) -> Any:
-        return result(tool.invoke(tool_input(arguments)))
-
-    return call
+    coroutine_only = isinstance(tool, StructuredTool) and tool.func is None
+    invoke = tool.ainvoke if coroutine_only else tool.invoke
+    return keyword_function(
+        lambda arguments: invoke(tool_input(arguments)), is_async=coroutine_only, result=result
+    )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import typing
 from collections.abc import Callable, Iterable
 from typing import Any, Literal
@@ -22,6 +21,7 @@ from securepy.adapters import (
     CODE_DESCRIPTION,
     DEFAULT_TEXT_CHARS,
     RunOutcome,
+    SandboxOwnerMixin,
     SandboxRunner,
     code_problem,
 )
@@ -30,9 +30,6 @@ from ._convert import convert
 
 __all__ = ["RunPythonInput", "SecurePyTool", "securepy_tool"]
 
-_SessionOrPool = (
-    securepy.Session | securepy.AsyncSession | securepy.SessionPool | securepy.AsyncSessionPool
-)
 # The ToolMessage content: text, or (when the code displayed images) standard content blocks.
 Content = str | list[TextContentBlock | ImageContentBlock]
 
@@ -46,7 +43,7 @@ class RunPythonInput(BaseModel):
     code: str = Field(description=CODE_DESCRIPTION)
 
 
-class SecurePyTool(BaseTool):
+class SecurePyTool(SandboxOwnerMixin, BaseTool):
     """The sandbox as a LangChain tool: a persistent Python session the model writes code for.
 
     Construct it directly or through :func:`securepy_tool` (same arguments). It takes one
@@ -117,67 +114,17 @@ class SecurePyTool(BaseTool):
         # Malformed arguments (no "code", not a string) go back to the model as text.
         self.handle_validation_error = self._argument_error
 
-    @property
-    def tools(self) -> dict[str, securepy.Tool]:
-        """The host tools callable from the code, by name."""
-        return dict(self._runner.tools)
-
-    @property
-    def session(self) -> _SessionOrPool | None:
-        """The session or pool in use (None until an owned session is first needed)."""
-        return self._runner.session
-
-    def close(self) -> None:
-        """Stop the session this tool created; a session or pool passed in stays open."""
-        self._runner.close()
-
-    def __enter__(self) -> SecurePyTool:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     def _run(
         self, code: str, run_manager: CallbackManagerForToolRun | None = None
     ) -> tuple[Content, securepy.Execution]:
-        on_output = None
-        if run_manager is not None:
-            manager = run_manager
-
-            def on_output(stream: str, text: str) -> None:
-                manager.on_text(text, stream=stream)
-
-        return _content_and_artifact(self._runner.run(code, on_output=on_output))
+        outcome = self._runner.run(code, on_output=_streamed_to(run_manager))
+        return _content_and_artifact(outcome)
 
     async def _arun(
         self, code: str, run_manager: AsyncCallbackManagerForToolRun | None = None
     ) -> tuple[Content, securepy.Execution]:
-        if run_manager is None:
-            return _content_and_artifact(await self._runner.arun(code))
-        loop = asyncio.get_running_loop()
-        pending: list[asyncio.Future[Any]] = []
-        manager = run_manager
-
-        def on_output(stream: str, text: str) -> None:
-            # Called on the loop (an async session) or on the runner's thread (a sync one).
-            coroutine = manager.on_text(text, stream=stream)
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                pending.append(asyncio.ensure_future(coroutine))
-            else:
-                pending.append(
-                    asyncio.wrap_future(
-                        asyncio.run_coroutine_threadsafe(coroutine, loop), loop=loop
-                    )
-                )
-
-        try:
-            outcome = await self._runner.arun(code, on_output=on_output)
-        finally:
-            await asyncio.gather(*pending, return_exceptions=True)
+        # The async manager's on_text is a coroutine: the runner awaits each on this loop.
+        outcome = await self._runner.arun(code, on_output=_streamed_to(run_manager))
         return _content_and_artifact(outcome)
 
     def _argument_error(self, error: ValidationError | ValidationErrorV1) -> str:
@@ -226,6 +173,19 @@ def securepy_tool(
         max_output_chars=max_output_chars,
         **session_options,
     )
+
+
+def _streamed_to(
+    manager: CallbackManagerForToolRun | AsyncCallbackManagerForToolRun | None,
+) -> Callable[[str, str], Any] | None:
+    """What the code prints, to the run's callbacks (``on_text``) as it is printed."""
+    if manager is None:
+        return None
+
+    def on_output(stream: str, text: str) -> Any:
+        return manager.on_text(text, stream=stream)
+
+    return on_output
 
 
 def _content_and_artifact(outcome: RunOutcome) -> tuple[Content, securepy.Execution]:
