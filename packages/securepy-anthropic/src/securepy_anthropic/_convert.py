@@ -7,7 +7,7 @@ from typing import Any
 
 import securepy
 from anthropic.lib.tools import BetaAsyncFunctionTool, BetaFunctionTool
-from securepy.adapters import host_tool
+from securepy.adapters import host_tool, keyword_function
 
 __all__ = ["convert", "from_anthropic_tool"]
 
@@ -63,7 +63,11 @@ def from_anthropic_tool(
         return host_tool(
             name or definition.name,
             definition.description,
-            _call_through(definition),
+            keyword_function(
+                definition.call,
+                is_async=isinstance(definition, BetaAsyncFunctionTool),
+                result=_plain_result,
+            ),
             parameters=dict(definition.input_schema),
             returns_like=definition.func,
             **tool_options,
@@ -105,23 +109,6 @@ def convert(item: Any) -> securepy.Tool | None:
     if isinstance(item, tuple) and len(item) == 2 and callable(item[1]):
         return from_anthropic_tool(item[0], item[1])
     return None
-
-
-def _call_through(
-    beta: BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any],
-) -> Callable[..., Any]:
-    """A keyword-argument function that runs ``beta.call(input)``, sync or async as it is."""
-    if isinstance(beta, BetaAsyncFunctionTool):
-
-        async def call_async(**arguments: Any) -> Any:
-            return _plain_result(await beta.call(arguments))
-
-        return call_async
-
-    def call(**arguments: Any) -> Any:
-        return _plain_result(beta.call(arguments))
-
-    return call
 
 
 def _plain_result(result: Any) -> Any:

@@ -15,7 +15,6 @@ from securepy.adapters import (
     RunOutcome,
     SandboxRunner,
     SandboxToolMixin,
-    code_problem,
     code_schema,
     field_of,
 )
@@ -140,32 +139,38 @@ class SecurePyTool(SandboxToolMixin):
         ``anthropic.lib.tools.ToolError`` with the error text, which the runner sends back as a
         ``tool_result`` with ``is_error`` set.
         """
-        return _with_close(
-            BetaFunctionTool(
-                _sync_beta_function(self._runner),
-                name=self.name,
-                description=self.description,
-                input_schema=code_schema(),
-                **self._options,
-            ),
-            self._runner,
-        )
+        runner = self._runner
+
+        def run_python(code: str) -> Content:
+            return _content_or_raise(runner.run(code))
+
+        return self._beta(BetaFunctionTool, run_python)
 
     @functools.cached_property
     def beta_async_tool(
         self,
     ) -> BetaAsyncFunctionTool[Callable[[str], Coroutine[Any, Any, Content]]]:
         """Async counterpart of :attr:`beta_tool`, for the ``AsyncAnthropic`` tool runner."""
-        return _with_close(
-            BetaAsyncFunctionTool(
-                _async_beta_function(self._runner),
-                name=self.name,
-                description=self.description,
-                input_schema=code_schema(),
-                **self._options,
-            ),
-            self._runner,
+        runner = self._runner
+
+        async def run_python(code: str) -> Content:
+            return _content_or_raise(await runner.arun(code))
+
+        return self._beta(BetaAsyncFunctionTool, run_python)
+
+    def _beta(self, kind: Callable[..., _BetaToolT], function: Callable[..., Any]) -> _BetaToolT:
+        beta = kind(
+            function,
+            name=self.name,
+            description=self.description,
+            input_schema=code_schema(),
+            **self._options,
         )
+        # The SDK's session runners call a tool's ``close``; the Messages runner does not.
+        # The beta tool holds the runner, not this object: pydantic's validate_call keeps a
+        # reference cycle through the beta tool, which must not keep this object alive.
+        beta.close = self._runner.close
+        return beta
 
     def handle(self, block: Any) -> ToolResultBlockParam:
         """Run the code of one ``tool_use`` block and return its ``tool_result`` block.
@@ -181,66 +186,40 @@ class SecurePyTool(SandboxToolMixin):
             TypeError: the tool wraps an ``AsyncSession`` or ``AsyncSessionPool`` (use
                 :meth:`ahandle`).
         """
-        tool_use_id, code, problem = self._read_block(block)
-        if problem is not None:
-            return _tool_result(tool_use_id, problem, is_error=True)
-        return _result_of(tool_use_id, self._runner.run(code))
+        tool_use_id, problem = self._check_block(block)
+        return _result_of(
+            tool_use_id, problem or self._runner.run_arguments(field_of(block, "input"))
+        )
 
     async def ahandle(self, block: Any) -> ToolResultBlockParam:
         """Async counterpart of :meth:`handle`; same arguments, never blocks the event loop."""
-        tool_use_id, code, problem = self._read_block(block)
-        if problem is not None:
-            return _tool_result(tool_use_id, problem, is_error=True)
-        return _result_of(tool_use_id, await self._runner.arun(code))
+        tool_use_id, problem = self._check_block(block)
+        outcome = problem or await self._runner.arun_arguments(field_of(block, "input"))
+        return _result_of(tool_use_id, outcome)
 
-    def _read_block(self, block: Any) -> tuple[str, str, str | None]:
-        """The block's id and code, or a problem the model can read instead of the code."""
-        kind, name, arguments = (field_of(block, key) for key in ("type", "name", "input"))
+    def _check_block(self, block: Any) -> tuple[str, RunOutcome | None]:
+        """The block's id, and a problem the model can read when it is no call of this tool."""
         tool_use_id = field_of(block, "id")
         tool_use_id = tool_use_id if isinstance(tool_use_id, str) else ""
-        if kind != "tool_use" or not tool_use_id:
-            return (
-                tool_use_id,
-                "",
-                (f"Error: expected a tool_use block with an id, got {_shorten(block)}"),
-            )
-        if name != self.name:
-            return tool_use_id, "", f"Error: this handler runs {self.name!r}, not {name!r}."
-        problem = code_problem(self.name, arguments)
-        if problem is not None:
-            return tool_use_id, "", problem
-        return tool_use_id, str(arguments["code"]), None
+        if field_of(block, "type") != "tool_use" or not tool_use_id:
+            text = f"Error: expected a tool_use block with an id, got {_shorten(block)}"
+            return tool_use_id, RunOutcome(text, True)
+        if field_of(block, "name") != self.name:
+            text = f"Error: this handler runs {self.name!r}, not {field_of(block, 'name')!r}."
+            return tool_use_id, RunOutcome(text, True)
+        return tool_use_id, None
 
 
 _BetaToolT = typing.TypeVar("_BetaToolT", bound=BetaFunctionTool[Any] | BetaAsyncFunctionTool[Any])
 
 
-def _with_close(beta: _BetaToolT, runner: SandboxRunner) -> _BetaToolT:
-    # The SDK's session runners call a tool's ``close``; the Messages runner does not. The
-    # beta tools hold the runner, not the SecurePyTool: pydantic's validate_call keeps a
-    # reference cycle through the beta tool, which must not keep the SecurePyTool alive.
-    beta.close = runner.close
-    return beta
-
-
-def _sync_beta_function(runner: SandboxRunner) -> Callable[[str], Content]:
-    def run_python(code: str) -> Content:
-        return _text_or_raise(runner.run(code))
-
-    return run_python
-
-
-def _async_beta_function(
-    runner: SandboxRunner,
-) -> Callable[[str], Coroutine[Any, Any, Content]]:
-    async def run_python(code: str) -> Content:
-        return _text_or_raise(await runner.arun(code))
-
-    return run_python
-
-
 def _result_of(tool_use_id: str, outcome: RunOutcome) -> ToolResultBlockParam:
-    return _tool_result(tool_use_id, _content(outcome), is_error=outcome.is_error)
+    return {
+        "type": "tool_result",
+        "tool_use_id": tool_use_id,
+        "content": _content(outcome),
+        "is_error": outcome.is_error,
+    }
 
 
 def _content(outcome: RunOutcome) -> Content:
@@ -259,16 +238,7 @@ def _content(outcome: RunOutcome) -> Content:
     return blocks
 
 
-def _tool_result(tool_use_id: str, content: Content, *, is_error: bool) -> ToolResultBlockParam:
-    return {
-        "type": "tool_result",
-        "tool_use_id": tool_use_id,
-        "content": content,
-        "is_error": is_error,
-    }
-
-
-def _text_or_raise(outcome: RunOutcome) -> Content:
+def _content_or_raise(outcome: RunOutcome) -> Content:
     # The tool runner turns ToolError into a tool_result with is_error set and this text.
     if outcome.is_error:
         raise ToolError(outcome.text)

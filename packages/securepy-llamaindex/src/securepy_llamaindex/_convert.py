@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from typing import Any
 
 import securepy
 from llama_index.core.tools import AsyncBaseTool, BaseTool, FunctionTool, ToolOutput
-from securepy.adapters import host_tool
+from securepy.adapters import host_tool, keyword_function
 
 __all__ = ["convert", "from_llamaindex", "from_llamaindex_tool"]
 
@@ -83,19 +84,12 @@ def _description_of(description: str, native_name: str | None) -> str:
 
 
 def _host_function(tool: BaseTool) -> Any:
+    result = functools.partial(_result_of, tool)
     if _is_natively_async(tool):
         async_tool: AsyncBaseTool = tool  # type: ignore[assignment]
-
-        async def call_async(**arguments: Any) -> Any:
-            return _result_of(tool, await async_tool.acall(**arguments))
-
-        return call_async
-
-    def call(**arguments: Any) -> Any:
-        output = tool.call(**arguments) if isinstance(tool, AsyncBaseTool) else tool(**arguments)
-        return _result_of(tool, output)
-
-    return call
+        return keyword_function(lambda kw: async_tool.acall(**kw), is_async=True, result=result)
+    run = tool.call if isinstance(tool, AsyncBaseTool) else tool
+    return keyword_function(lambda kw: run(**kw), is_async=False, result=result)
 
 
 def _is_natively_async(tool: BaseTool) -> bool:

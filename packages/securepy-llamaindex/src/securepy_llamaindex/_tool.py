@@ -15,9 +15,9 @@ from securepy.adapters import (
     CODE_DESCRIPTION,
     DEFAULT_TEXT_CHARS,
     RunOutcome,
+    SandboxOwnerMixin,
     SandboxRunner,
     SandboxToolMixin,
-    code_problem,
 )
 
 from ._convert import convert
@@ -110,18 +110,10 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
 
         # Keyword arguments as the model sent them: malformed ones become an error output.
         def run_python(**arguments: Any) -> ToolOutput:
-            problem = code_problem(runner.name, arguments)
-            if problem is not None:
-                return _problem_output(runner.name, arguments, problem)
-            code = arguments["code"]
-            return _tool_output(runner.name, code, runner.run(code))
+            return _tool_output(runner.name, arguments, runner.run_arguments(arguments))
 
         async def arun_python(**arguments: Any) -> ToolOutput:
-            problem = code_problem(runner.name, arguments)
-            if problem is not None:
-                return _problem_output(runner.name, arguments, problem)
-            code = arguments["code"]
-            return _tool_output(runner.name, code, await runner.arun(code))
+            return _tool_output(runner.name, arguments, await runner.arun_arguments(arguments))
 
         if metadata is None:
             metadata = ToolMetadata(
@@ -138,24 +130,19 @@ class SecurePyTool(SandboxToolMixin, FunctionTool):
         )
 
 
-def _tool_output(name: str, code: str, outcome: RunOutcome) -> ToolOutput:
+def _tool_output(name: str, arguments: dict[str, Any], outcome: RunOutcome) -> ToolOutput:
     blocks: list[ContentBlock] = [TextBlock(text=outcome.text)]
     blocks += [
         ImageBlock(image=image.data, image_mimetype=image.mime_type) for image in outcome.images
     ]
+    ran = outcome.execution is not None or outcome.error is not None  # not malformed arguments
     return ToolOutput(
         tool_name=name,
         blocks=blocks,
-        raw_input={"code": code},
-        raw_output=outcome,
+        raw_input=arguments,
+        raw_output=outcome if ran else None,
         is_error=outcome.is_error,
         exception=outcome.error,
-    )
-
-
-def _problem_output(name: str, arguments: dict[str, Any], problem: str) -> ToolOutput:
-    return ToolOutput(
-        tool_name=name, content=problem, raw_input=arguments, raw_output=None, is_error=True
     )
 
 
@@ -167,7 +154,7 @@ async def _akeep_tool_output(result: Any) -> ToolOutput | None:
     return _keep_tool_output(result)
 
 
-class SecurePyToolSpec(BaseToolSpec):
+class SecurePyToolSpec(SandboxOwnerMixin, BaseToolSpec):
     """The sandbox as a LlamaIndex tool spec, the convention of ``llama-index-tools-*``.
 
     ``to_tool_list()`` returns the same tool as :func:`securepy_tool`, also when it is asked
@@ -219,16 +206,6 @@ class SecurePyToolSpec(BaseToolSpec):
                 self._tool if metadata is None else SecurePyTool(self._runner, metadata=metadata)
             )
         return tools
-
-    def close(self) -> None:
-        """Close the session this spec created (a session or pool passed in stays open)."""
-        self._runner.close()
-
-    def __enter__(self) -> SecurePyToolSpec:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
 
 def code_execute_fn(

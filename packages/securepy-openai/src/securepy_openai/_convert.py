@@ -4,7 +4,6 @@ model, or an Agents SDK ``FunctionTool`` -> securepy.Tool."""
 from __future__ import annotations
 
 import copy
-import functools
 import inspect
 import itertools
 import json
@@ -13,7 +12,7 @@ from typing import Any
 
 import pydantic
 import securepy
-from securepy.adapters import host_tool
+from securepy.adapters import host_tool, keyword_function
 
 __all__ = [
     "convert",
@@ -159,18 +158,10 @@ def from_pydantic(
     schema = model.model_json_schema()
     schema.pop("title", None)
     schema.setdefault("additionalProperties", False)
-    if inspect.iscoroutinefunction(fn):
-
-        async def call_async(**arguments: Any) -> Any:
-            return await fn(model.model_validate(arguments))
-
-        host: Callable[..., Any] = call_async
-    else:
-
-        def call(**arguments: Any) -> Any:
-            return fn(model.model_validate(arguments))
-
-        host = call
+    host = keyword_function(
+        lambda arguments: fn(model.model_validate(arguments)),
+        is_async=inspect.iscoroutinefunction(fn),
+    )
     if description is None:
         # inspect.getdoc inherits: a model without a docstring would get BaseModel's.
         own = model.__dict__.get("__doc__")
@@ -220,19 +211,10 @@ def _fill_defaults(fn: Callable[..., Any], defaults: dict[str, Any]) -> Callable
     """``fn``, called with every relaxed argument the code left out set to its default."""
     if not defaults:
         return fn
-    if inspect.iscoroutinefunction(fn):
-
-        @functools.wraps(fn)
-        async def call_async(**arguments: Any) -> Any:
-            return await fn(**{**copy.deepcopy(defaults), **arguments})
-
-        return call_async
-
-    @functools.wraps(fn)
-    def call(**arguments: Any) -> Any:
-        return fn(**{**copy.deepcopy(defaults), **arguments})
-
-    return call
+    return keyword_function(
+        lambda arguments: fn(**{**copy.deepcopy(defaults), **arguments}),
+        is_async=inspect.iscoroutinefunction(fn),
+    )
 
 
 _call_ids = itertools.count(1)

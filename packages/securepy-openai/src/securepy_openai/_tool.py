@@ -15,7 +15,6 @@ from securepy.adapters import (
     RunOutcome,
     SandboxRunner,
     SandboxToolMixin,
-    code_problem,
     code_schema,
     describe_image,
     field_of,
@@ -170,40 +169,34 @@ class SecurePyTool(SandboxToolMixin):
                 setup problem for the developer, not something the model can fix).
         """
         parsed = read_call(call)
-        code = self._code_or_problem(parsed)
-        if isinstance(code, _Problem):
-            return reply_to(parsed, code.text)
-        return _reply_with_outcome(parsed, self._runner.run(code))
+        arguments = self._arguments_of(parsed)
+        if not isinstance(arguments, RunOutcome):
+            arguments = self._runner.run_arguments(arguments)
+        return _reply_with_outcome(parsed, arguments)
 
     async def ahandle(self, call: Any) -> dict[str, Any]:
         """Async counterpart of :meth:`handle`; same arguments."""
         parsed = read_call(call)
-        code = self._code_or_problem(parsed)
-        if isinstance(code, _Problem):
-            return reply_to(parsed, code.text)
-        return _reply_with_outcome(parsed, await self._runner.arun(code))
+        arguments = self._arguments_of(parsed)
+        if not isinstance(arguments, RunOutcome):
+            arguments = await self._runner.arun_arguments(arguments)
+        return _reply_with_outcome(parsed, arguments)
 
-    def _code_or_problem(self, call: ToolCall) -> str | _Problem:
+    def _arguments_of(self, call: ToolCall) -> Any:
+        """The call's decoded arguments, or (as an error outcome) why there are none: a call
+        of another tool, or arguments that are not JSON."""
         if call.name != self.name:
-            return _Problem(f"Error: there is no tool named {call.name!r}; call {self.name!r}.")
+            text = f"Error: there is no tool named {call.name!r}; call {self.name!r}."
+            return RunOutcome(text, True)
         if call.free_form:
-            return call.payload
+            return {"code": call.payload}
         try:
-            arguments = json.loads(call.payload)
+            return json.loads(call.payload)
         except (ValueError, RecursionError) as exc:  # deep nesting exhausts the parser's stack
-            return _Problem(
-                f"Error: the arguments are not valid JSON ({exc}); send "
-                '{"code": "<python source>"}.'
+            send = '{"code": "<python source>"}'
+            return RunOutcome(
+                f"Error: the arguments are not valid JSON ({exc}); send {send}.", True
             )
-        problem = code_problem(self.name, arguments)
-        if problem is not None:
-            return _Problem(problem)
-        return str(arguments["code"])
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Problem:
-    text: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
