@@ -3,11 +3,14 @@
 An adapter (securepy-langchain, -openai, -anthropic, -llamaindex) is a thin layer over this
 module. It builds one :class:`SandboxRunner` (passing ``convert=`` so its framework's native
 tools can go straight into ``tools=``), offers the runner as its framework's own tool type with
-the one argument described by :func:`code_schema`, and converts native tools into
-:class:`securepy.Tool` objects with :func:`host_tool`. The runner owns a session it creates
-(lazily, on first use; with ``sanitize_errors=True`` unless told otherwise, since its errors are
-read by a model) or uses a session or pool the caller passes, and turns every result and every
-failure into text a model can read, so an agent loop never breaks on an error in the code.
+the one argument described by :func:`code_schema` (:class:`SandboxToolMixin`, or
+:class:`SandboxOwnerMixin` for a tool type with its own name and description fields), and
+converts native tools into :class:`securepy.Tool` objects with :func:`host_tool` (and
+:func:`keyword_function` for the call itself). The runner owns a session it creates (lazily, on
+first use; with ``sanitize_errors=True`` unless told otherwise, since its errors are read by a
+model) or uses a session or pool the caller passes, and turns every result and every failure
+into text a model can read (:meth:`SandboxRunner.run_arguments` also the model's malformed
+arguments), so an agent loop never breaks on an error in the code.
 
 The run_python description lists each host tool as a Python stub: its signature with the return
 type, its docstring, and an ``Args:`` section built from the argument descriptions in its schema
