@@ -30,9 +30,9 @@ if TYPE_CHECKING:
     import jsonschema.validators  # type: ignore[import-untyped]
     import referencing.exceptions
 
-__all__ = ["ArgumentChecker", "SchemaProblem", "refuse_hash_flooding"]
+__all__ = ["JSON_TYPE_NAMES", "ArgumentChecker", "SchemaProblem", "refuse_hash_flooding"]
 
-_JSON_TYPE_NAMES = {
+JSON_TYPE_NAMES = {
     "string": "str",
     "integer": "int",
     "number": "float",
@@ -197,7 +197,7 @@ def _describe(error: jsonschema.exceptions.ValidationError) -> str:
             if isinstance(error.validator_value, list)
             else [error.validator_value]
         )
-        expected = " or ".join(_JSON_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
+        expected = " or ".join(JSON_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
         return (
             f"{_where(error)} must be {expected}, got {type(instance).__name__} {_short(instance)}"
         )

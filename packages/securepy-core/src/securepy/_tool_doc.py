@@ -22,10 +22,19 @@ import typing
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from ._schema import JSON_TYPE_NAMES
+
 if TYPE_CHECKING:
     from ._tools import Tool
 
-__all__ = ["TOOL_DOC_CHARS", "return_type_text", "stub_header", "tool_doc", "tool_stub"]
+__all__ = [
+    "TOOL_DOC_CHARS",
+    "return_type_text",
+    "schema_type_text",
+    "stub_header",
+    "tool_doc",
+    "tool_stub",
+]
 
 #: Most characters of one host tool's docstring (the marker of a cut comes on top).
 TOOL_DOC_CHARS = 2000
@@ -106,3 +115,22 @@ def _argument_lines(parameters: Mapping[str, Any]) -> list[str]:
         if isinstance(text, str) and text.strip():
             lines.append(f"    {name}: {' '.join(text.split())}")
     return lines
+
+
+def schema_type_text(prop: Mapping[str, Any]) -> str:
+    """A JSON Schema property's type as Python source: ``list[str]``, ``int | None``, ... ("" when
+    it names none)."""
+    if "enum" in prop and isinstance(prop["enum"], list):
+        return "Literal[" + ", ".join(repr(v) for v in prop["enum"]) + "]"
+    for key in ("anyOf", "oneOf"):
+        options = prop.get(key)
+        if isinstance(options, list):
+            texts = [t for t in (schema_type_text(o) for o in options if isinstance(o, dict)) if t]
+            return " | ".join(dict.fromkeys(texts))
+    kind = prop.get("type")
+    if isinstance(kind, list):
+        return " | ".join(JSON_TYPE_NAMES.get(k, "Any") for k in kind if isinstance(k, str))
+    if kind == "array" and isinstance(prop.get("items"), dict):
+        inner = schema_type_text(prop["items"])
+        return f"list[{inner}]" if inner else "list"
+    return JSON_TYPE_NAMES.get(kind, "") if isinstance(kind, str) else ""

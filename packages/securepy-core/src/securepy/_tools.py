@@ -14,19 +14,9 @@ from typing import Any, overload
 import pydantic
 
 from ._schema import ArgumentChecker, refuse_hash_flooding
-from ._tool_doc import return_type_text, tool_doc
+from ._tool_doc import return_type_text, schema_type_text, tool_doc
 
 __all__ = ["Tool", "ToolCallRequest", "tool"]
-
-_JSON_TYPE_NAMES = {
-    "string": "str",
-    "integer": "int",
-    "number": "float",
-    "boolean": "bool",
-    "array": "list",
-    "object": "dict",
-    "null": "None",
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -113,6 +103,7 @@ class Tool:
         self._model: type[pydantic.BaseModel] | None = None
         self._plain: dict[str, tuple[frozenset[type] | None, Any]] | None = None
         self._checker: ArgumentChecker | None = None
+        self._wire: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         if parameters is not None:
             self.parameters = _check_object_schema(name, dict(parameters))
             self._checker = ArgumentChecker(name, self.parameters)
@@ -136,7 +127,7 @@ class Tool:
         for prop_name in required + [n for n in properties if n not in required]:
             prop = properties[prop_name] if isinstance(properties[prop_name], dict) else {}
             text = prop_name
-            type_name = _type_text(prop)
+            type_name = schema_type_text(prop)
             if type_name:
                 text += f": {type_name}"
             if prop_name not in required:
@@ -172,12 +163,17 @@ class Tool:
     def to_wire(self) -> dict[str, Any]:
         """Name, docstring, schema and return type, as the worker needs them to build the
         function (the docstring within its budget: ``securepy._tool_doc``)."""
-        return {
-            "name": self.name,
-            "description": tool_doc(self),
-            "parameters": self.parameters,
-            "returns": return_type_text(self.fn),
-        }
+        # Every session start sends it; building the docstring costs ~20 us a tool.
+        key = (self.name, self.description, self.fn, id(self.parameters))
+        if self._wire is None or self._wire[0] != key:
+            wire = {
+                "name": self.name,
+                "description": tool_doc(self),
+                "parameters": self.parameters,
+                "returns": return_type_text(self.fn),
+            }
+            self._wire = (key, wire)
+        return dict(self._wire[1])
 
 
 @overload
@@ -403,20 +399,3 @@ def _describe_validation_error(name: str, exc: pydantic.ValidationError) -> str:
         else:
             problems.append(f"argument {where!r}: {error['msg']} (got {error['input']!r:.60})")
     return f"{name}(): " + "; ".join(problems)
-
-
-def _type_text(prop: Mapping[str, Any]) -> str:
-    if "enum" in prop and isinstance(prop["enum"], list):
-        return "Literal[" + ", ".join(repr(v) for v in prop["enum"]) + "]"
-    for key in ("anyOf", "oneOf"):
-        options = prop.get(key)
-        if isinstance(options, list):
-            texts = [t for t in (_type_text(o) for o in options if isinstance(o, dict)) if t]
-            return " | ".join(dict.fromkeys(texts))
-    kind = prop.get("type")
-    if isinstance(kind, list):
-        return " | ".join(_JSON_TYPE_NAMES.get(k, "Any") for k in kind if isinstance(k, str))
-    if kind == "array" and isinstance(prop.get("items"), dict):
-        inner = _type_text(prop["items"])
-        return f"list[{inner}]" if inner else "list"
-    return _JSON_TYPE_NAMES.get(kind, "") if isinstance(kind, str) else ""
