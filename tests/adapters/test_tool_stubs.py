@@ -12,7 +12,13 @@ import pytest
 import securepy
 import securepy_langchain
 from pydantic import Field
-from securepy.adapters import DESCRIPTION_BUDGET_CHARS, TOOL_DESCRIPTION_CHARS, describe_sandbox
+from securepy._tool_doc import tool_doc
+from securepy.adapters import (
+    DESCRIPTION_BUDGET_CHARS,
+    TOOL_DESCRIPTION_CHARS,
+    describe_sandbox,
+    describe_tool,
+)
 
 
 def typed_function() -> Any:
@@ -125,6 +131,29 @@ def test_an_oversized_docstring_is_cut_at_the_budget_keeping_the_arguments() -> 
         assert "Sales of one day. Every line" in text
         assert "day: the day, as YYYY-MM-DD" in text
     assert TOOL_DESCRIPTION_CHARS - 100 < int(kept) <= TOOL_DESCRIPTION_CHARS
+
+
+def test_a_long_docstring_keeps_its_own_args_section_when_cut() -> None:
+    def report(day: str) -> str:
+        return day
+
+    report.__doc__ = (
+        "Sales of one day.\n\n"
+        + "Every line of the ledger, explained.\n" * 100
+        + "\nArgs:\n    day: the day, as YYYY-MM-DD\n\nReturns:\n    The report."
+    )
+    stub = describe_tool(securepy.tool(report))
+    assert re.search(
+        r"\n    \[\.\.\. cut: this docstring has 3,\d{3} characters, over 2,000\]\n", stub
+    )
+    assert stub.endswith(
+        "\n\n    Args:\n        day: the day, as YYYY-MM-DD\n\n    Returns:\n        The report.\n"
+        '    """'
+    )
+    doc = tool_doc(securepy.tool(report))
+    marker_line = re.search(r"\n\[\.\.\. cut: .*\]\n", doc)
+    assert marker_line is not None
+    assert len(doc) - len(marker_line.group()) <= TOOL_DESCRIPTION_CHARS
 
 
 def test_past_the_description_budget_tools_are_listed_by_signature_with_a_note() -> None:

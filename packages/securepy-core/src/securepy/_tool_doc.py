@@ -8,10 +8,11 @@ native framework tool's schema), written as an ``Args:`` section.
 
 Budget: one tool's docstring is at most :data:`TOOL_DOC_CHARS` characters plus a one-line marker
 where it was cut (``[... cut: this docstring has 5,210 characters, over 2,000]``). Over the
-budget the description is cut first, so the generated ``Args:`` section survives unless it alone
-is more than half the budget. The
-same docstring is the run_python description's stub of the tool (``securepy.adapters``) and the
-function's ``__doc__`` inside the sandbox; the worker receives it already bounded.
+budget the description is cut first, so the arguments' section (the description's own ``Args:``
+and what follows it, or the generated one) survives unless it alone is more than half the
+budget. The same docstring is the run_python description's stub of the tool
+(``securepy.adapters``) and the function's ``__doc__`` inside the sandbox; the worker receives
+it already bounded.
 """
 
 from __future__ import annotations
@@ -67,12 +68,16 @@ def tool_doc(tool: Tool, max_chars: int = TOOL_DOC_CHARS) -> str:
     argument descriptions (unless the description documents its arguments), within
     ``max_chars`` (plus a marker line when cut)."""
     description = inspect.cleandoc(tool.description) if tool.description.strip() else ""
-    args = [] if _DOCUMENTS_ARGS.search(description) else _argument_lines(tool.parameters)
+    documented = _DOCUMENTS_ARGS.search(description)
+    args = [] if documented else _argument_lines(tool.parameters)
     section = "Args:\n" + "\n".join(args) if args else ""
     whole = "\n\n".join(part for part in (description, section) if part)
     if len(whole) <= max_chars:
         return whole
     marker = f"[... cut: this docstring has {len(whole):,} characters, over {max_chars:,}]"
+    if documented:  # the description's own Args: section (and what follows it)
+        start = description.rfind("\n", 0, documented.start()) + 1
+        description, section = description[:start].rstrip(), description[start:].strip()
     if section and len(section) <= max_chars // 2:
         # The arguments matter more to a caller than the description's tail: cut that first.
         kept = _cut(description, max_chars - len(section) - 2)
