@@ -39,6 +39,8 @@ __all__ = [
 
 #: Most characters of one host tool's docstring (the marker of a cut comes on top).
 TOOL_DOC_CHARS = 2000
+#: Most characters of its return type (a long ``Literal[...]``, say), cut with "...".
+RETURN_TYPE_CHARS = 200
 
 _DOCUMENTS_ARGS = re.compile(
     r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s", re.MULTILINE
@@ -94,7 +96,12 @@ def _cut(text: str, max_chars: int) -> str:
 
 def return_type_text(fn: Any) -> str:
     """``fn``'s return annotation as Python source (``"dict[str, int]"``), "" when it has none
-    or it is ``Any`` (which tells a caller nothing)."""
+    or it is ``Any`` (which tells a caller nothing); at most :data:`RETURN_TYPE_CHARS`."""
+    text = _return_type_text(fn)
+    return text if len(text) <= RETURN_TYPE_CHARS else text[: RETURN_TYPE_CHARS - 3] + "..."
+
+
+def _return_type_text(fn: Any) -> str:
     try:
         returns = inspect.signature(fn).return_annotation
     except (TypeError, ValueError):
