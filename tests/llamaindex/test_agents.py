@@ -16,10 +16,22 @@ from llama_index.core.agent.workflow import (
     ReActAgent,
     ToolCallResult,
 )
-from llama_index.core.base.llms.types import ToolCallBlock
+from llama_index.core.base.llms.types import (
+    ChatResponse,
+    ChatResponseAsyncGen,
+    ChatResponseGen,
+    CompletionResponse,
+    CompletionResponseAsyncGen,
+    CompletionResponseGen,
+    LLMMetadata,
+    ToolCallBlock,
+)
 from llama_index.core.llms import ChatMessage, MessageRole
-from llama_index.core.llms.mock import MockFunctionCallingLLM
-from llama_index.core.tools import FunctionTool
+from llama_index.core.llms.callbacks import llm_chat_callback
+from llama_index.core.llms.function_calling import FunctionCallingLLM
+from llama_index.core.llms.llm import ToolSelection
+from llama_index.core.tools import BaseTool, FunctionTool
+from pydantic import PrivateAttr
 from securepy_llamaindex import code_execute_fn, from_llamaindex, securepy_tool
 
 # llama-index's workflows package lists each agent's members with inspect.getmembers, which
@@ -66,8 +78,8 @@ class Script:
         self.prompts: list[Sequence[ChatMessage]] = []
 
     @property
-    def llm(self) -> MockFunctionCallingLLM:
-        return MockFunctionCallingLLM(response_generator=self)
+    def llm(self) -> ScriptedLLM:
+        return ScriptedLLM(self)
 
     def __call__(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatMessage:
         self.prompts.append(list(messages))
@@ -115,6 +127,101 @@ class Script:
             (m.content or "").removeprefix("Observation: ")
             for m in messages
             if m.role != MessageRole.SYSTEM and (m.content or "").startswith("Observation:")
+        ]
+
+
+class ScriptedLLM(FunctionCallingLLM):
+    """A function-calling model whose every reply is ``script(messages)``.
+
+    Written here rather than taken from ``llama_index.core.llms.mock``: its
+    ``MockFunctionCallingLLM`` takes a reply function only from llama-index-core 0.14.12 on,
+    and the adapter supports 0.14.10 (the lowest-direct run tests it there).
+    """
+
+    _script: Callable[[Sequence[ChatMessage]], ChatMessage] = PrivateAttr()
+
+    def __init__(self, script: Callable[[Sequence[ChatMessage]], ChatMessage]) -> None:
+        super().__init__()
+        self._script = script
+
+    @property
+    def metadata(self) -> LLMMetadata:
+        return LLMMetadata(is_chat_model=True, is_function_calling_model=True)
+
+    @llm_chat_callback()
+    def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        message = self._script(messages)
+        return ChatResponse(message=message, delta=message.content or "")
+
+    @llm_chat_callback()
+    async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        return self.chat(messages)
+
+    @llm_chat_callback()
+    def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        response = self.chat(messages)
+        return iter([response])
+
+    @llm_chat_callback()
+    async def astream_chat(
+        self, messages: Sequence[ChatMessage], **kwargs: Any
+    ) -> ChatResponseAsyncGen:
+        response = self.chat(messages)
+
+        async def one() -> ChatResponseAsyncGen:
+            yield response
+
+        return one()
+
+    def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        raise AssertionError("the agents under test only chat")
+
+    async def acomplete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponse:
+        raise AssertionError("the agents under test only chat")
+
+    def stream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseGen:
+        raise AssertionError("the agents under test only chat")
+
+    async def astream_complete(
+        self, prompt: str, formatted: bool = False, **kwargs: Any
+    ) -> CompletionResponseAsyncGen:
+        raise AssertionError("the agents under test only chat")
+
+    def _prepare_chat_with_tools(
+        self,
+        tools: Sequence[BaseTool],
+        user_msg: str | ChatMessage | None = None,
+        chat_history: list[ChatMessage] | None = None,
+        verbose: bool = False,
+        allow_parallel_tool_calls: bool = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        messages = list(chat_history or [])
+        if isinstance(user_msg, str):
+            messages.append(ChatMessage(role=MessageRole.USER, content=user_msg))
+        elif user_msg is not None:
+            messages.append(user_msg)
+        return {"messages": messages}
+
+    def get_tool_calls_from_response(
+        self, response: ChatResponse, error_on_no_tool_call: bool = True, **kwargs: Any
+    ) -> list[ToolSelection]:
+        return [
+            ToolSelection(
+                tool_id=block.tool_call_id or "",
+                tool_name=block.tool_name,
+                tool_kwargs=(
+                    json.loads(block.tool_kwargs)
+                    if isinstance(block.tool_kwargs, str)
+                    else block.tool_kwargs
+                ),
+            )
+            for block in response.message.blocks
+            if isinstance(block, ToolCallBlock)
         ]
 
 
