@@ -7,6 +7,7 @@ what the tools returned. Both the manual ``messages.create`` loop and the SDK's 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,14 @@ LOOKUP_ORDER = {
     },
 }
 _ids = itertools.count(1)
+
+# Server-side threads are off where the SDK has them (the fake server has none); the SDK's
+# tool runner takes `thread` only from a later release than the adapter's lowest (1.0).
+NO_THREADS: dict[str, Any] = (
+    {"thread": False}
+    if "thread" in inspect.signature(anthropic.resources.beta.Messages.tool_runner).parameters
+    else {}
+)
 
 
 def reply(*content: dict[str, Any], stop_reason: str = "tool_use") -> dict[str, Any]:
@@ -198,7 +207,7 @@ def test_tool_runner_drives_beta_tool(
             model=MODEL,
             max_tokens=512,
             tools=[run_python.beta_tool],
-            thread=False,
+            **NO_THREADS,
             messages=[{"role": "user", "content": "Divide order 2's total by zero."}],
         )
         final = runner.until_done()
@@ -215,7 +224,7 @@ async def test_async_tool_runner_drives_beta_async_tool(
             model=MODEL,
             max_tokens=512,
             tools=[run_python.beta_async_tool],
-            thread=False,
+            **NO_THREADS,
             messages=[{"role": "user", "content": "Divide order 2's total by zero."}],
         )
         final = await runner.until_done()
@@ -247,7 +256,7 @@ def test_the_model_reads_a_timeout_and_a_denied_call(fake_model_server: Callable
             model=MODEL,
             max_tokens=512,
             tools=[tool.beta_tool],
-            thread=False,
+            **NO_THREADS,
             messages=[{"role": "user", "content": "Get the secret."}],
         ).until_done()
     [timed_out] = tool_results(server, 1)
