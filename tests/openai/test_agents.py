@@ -11,9 +11,10 @@ import pytest
 import securepy
 from agents import Agent, FunctionTool, Runner, function_tool, set_tracing_disabled
 from agents.items import ToolCallOutputItem
-from agents.testing import ScriptedModel, assistant_message, function_call
 from securepy.adapters import CODE_DESCRIPTION
 from securepy_openai.agents import from_agents_tool, securepy_function_tool
+
+from .agents_model import ScriptedModel, assistant_message, function_call
 
 
 @pytest.fixture(autouse=True)

@@ -72,8 +72,9 @@ def test_a_text_only_run_is_still_a_string() -> None:
 
 async def test_the_agents_sdk_sends_the_image_as_an_input_image() -> None:
     from agents import Agent, Runner, set_tracing_disabled
-    from agents.testing import ScriptedModel, assistant_message, function_call
     from securepy_openai.agents import securepy_function_tool
+
+    from .agents_model import ScriptedModel, assistant_message, function_call
 
     model = ScriptedModel(
         [
