@@ -7,16 +7,31 @@ fork of the ready template plus its own mounts, about 2–4 ms.
 
 What each session gets is the wall of :mod:`.bubblewrap`, made per session by the forked
 child instead of by bubblewrap: its own pid, mount, net, IPC, UTS and cgroup namespaces, its
-own workspace, ``/tmp``, ``/dev/shm`` and ``/proc`` (same read-only and masked entries), a uid
-and gid of its own (leased from :mod:`.identity` for the session's life) with no capabilities,
-an empty bounding set, no-new-privs, the seccomp filter, the same rlimits and, where the host
-has them, a memory and pids cgroup of its own. pid 1 of its namespace is a reaper the template
+own workspace, ``/tmp``, ``/dev/shm`` and ``/proc`` (same read-only and masked entries), the
+identity a bubblewrap session has (see below) with no capabilities, an empty bounding set,
+no-new-privs, the seccomp filter, the same rlimits and, where the host has them, a memory and
+pids cgroup of its own. pid 1 of its namespace is a reaper the template
 forked ahead of time (as bubblewrap's pid 1, it reaps orphans); the worker is pid 2. Killing
 the reaper ends the namespace, so that is how a session is killed.
 
-Root-drop mode only: the template keeps ``CAP_SYS_ADMIN`` (and the set-id and ``NET_ADMIN``
-capabilities) inside bubblewrap's namespaces to build each session, which needs host root. For
-other hosts, :func:`template_problem` says why and callers start sessions one by one.
+The template keeps what it needs to build each session, in both of bubblewrap's modes:
+
+- **root-drop** (host root): ``CAP_SYS_ADMIN`` and the set-id and ``NET_ADMIN`` capabilities
+  inside bubblewrap's namespaces; each session runs as a uid and gid of its own, leased from
+  :mod:`.identity` for the session's life.
+- **user** (any other host user): bubblewrap's unprivileged user namespace with the template
+  as its uid 0, holding ``CAP_SYS_ADMIN``, ``CAP_SETPCAP`` and ``CAP_SETFCAP`` over that
+  namespace only (no ``--disable-userns``: sessions need one more user namespace each). Each
+  session makes its namespaces and mounts there, then takes a user namespace of its own that
+  maps the host user's uid and gid (``uid_map`` reads ``1000 0 1``, as in a user-mode
+  bubblewrap session) and holds no further user namespace (``max_user_namespaces`` 0, what
+  ``--disable-userns`` gives). Every session runs as the host user's uid, as bubblewrap's do;
+  cgroups only where that user has a delegated one. Why this order, and which kernel rules it
+  meets, is in ``_worker/privileges.py`` and ``_worker/template.py``.
+
+Where neither can run (no pidfds, or no seccomp binding for a user-mode template, which relies
+on the filter as root's does), :func:`template_problem` says why and callers start sessions
+one by one.
 """
 
 from __future__ import annotations
@@ -64,9 +79,16 @@ _START_TIMEOUT = 30.0
 _SPAWN_TIMEOUT = 10.0
 _EXIT_TIMEOUT = 5.0
 # What the template needs to build each session; each session then drops all of them.
-_TEMPLATE_CAPS = (
+_ROOT_TEMPLATE_CAPS = (
     "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETUID",
     "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP", "--cap-add", "CAP_NET_ADMIN",
+)  # fmt: skip
+# In user mode, over bubblewrap's user namespace only: namespaces and mounts (SYS_ADMIN), the
+# bounding-set drops (SETPCAP), and each session's uid_map onto the template's uid 0, which the
+# kernel allows only when its creator held SETFCAP (verify_root_map).
+_USER_TEMPLATE_CAPS = (
+    "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+    "--cap-add", "CAP_SETFCAP",
 )  # fmt: skip
 
 
@@ -77,9 +99,9 @@ def template_problem(interpreter: Interpreter) -> str | None:
         securepy.errors.SandboxUnavailableError: the sandbox itself cannot start.
     """
     config = wall_config(interpreter)
-    if config.mode != "root-drop":
-        return ("the template needs host root (it builds each session's namespaces); as "
-                f"uid {os.geteuid()} each session starts its own bubblewrap")
+    if not config.seccomp:
+        return ("the template needs the seccomp filter (each session it forks installs it): "
+                "install the seccomp binding (pip install pyseccomp)")
     if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
         return "the template needs pidfds (Linux 5.3 or newer)"
     return None
@@ -272,6 +294,7 @@ class _Template:
         self._sandbox = sandbox
         self._control = control
         self.mounts: tuple[Mount, ...] = ()
+        self.mode = "root-drop"  # or "user": bubblewrap's mode (see the module docstring)
         self._spawn_lock = threading.Lock()
         self._replies: queue.SimpleQueue[tuple[dict[str, Any], list[int]]] = queue.SimpleQueue()
         self._children: dict[int, TemplateChild] = {}
@@ -316,6 +339,7 @@ class _Template:
             os.close(seccomp_fd)
         template = cls(sandbox, host)
         template.mounts = session_spec.mounts
+        template.mode = config.mode
         try:
             template._configure(config, interpreter, preload)
         except BaseException:
@@ -327,6 +351,7 @@ class _Template:
     def _configure(self, config: WallConfig, interpreter: Interpreter,
                    preload: tuple[str, ...]) -> None:
         plan = {
+            "mode": config.mode,
             "workspace": config.workspace,
             "own_tmp": config.own_tmp,
             "tmp_binds": [p for p in bind_sources(interpreter)
@@ -361,14 +386,17 @@ class _Template:
         identity: Identity | None = None
         join_fds: list[int] = []
         try:
-            identity = lease_identity()
+            # One uid per session as root; as any other user, the user's own (bubblewrap's too).
+            identity = lease_identity() if self.mode == "root-drop" else None
             if cgroup is not None:
                 join_fds += [os.open(path, os.O_WRONLY | os.O_CLOEXEC)
                              for path in cgroup.thread_join_files]
             with self._spawn_lock:
-                request = {"kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
-                           "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds),
-                           "uid": identity.uid, "gid": identity.gid}
+                request: dict[str, Any] = {
+                    "kind": "spawn", "workspace_bytes": spec.limits.workspace_bytes,
+                    "shm_bytes": _shm_bytes(spec.limits), "cgroups": len(join_fds)}
+                if identity is not None:
+                    request |= {"uid": identity.uid, "gid": identity.gid}
                 send_control(self._control, request, [spec.child_fd, *join_fds])
                 try:
                     reply, fds = self._replies.get(timeout=_SPAWN_TIMEOUT)
@@ -480,16 +508,24 @@ def _template_wall(config: WallConfig, mounts: tuple[Mount, ...] = ()) -> WallCo
     """The template's bubblewrap: the sandbox's mounts and namespaces, the capabilities it
     needs to build sessions, no setpriv (it stays root) and no seccomp (each session installs
     it on itself). The sessions' mounts are staged under /securepy (and their places outside the
-    workspace made, while the root is still writable)."""
+    workspace made, while the root is still writable).
+
+    In user mode the template is uid 0 of bubblewrap's user namespace, which may hold more
+    (each session makes its own, and limits that one): no ``--disable-userns``."""
     import dataclasses
 
     options = list(config.options)
+    caps: tuple[str, ...] = _ROOT_TEMPLATE_CAPS
+    if config.mode == "user":
+        at = options.index("--disable-userns")
+        options[at : at + 1] = ["--uid", "0", "--gid", "0"]
+        caps = _USER_TEMPLATE_CAPS
     for index, mount in enumerate(mounts):
         options += ["--bind" if mount.writable else "--ro-bind", mount.host_path,
                     _staging(index)]
         if mount.path_inside.startswith("/"):
             options += ["--perms", "0755", "--dir", mount.path_inside]
-    return dataclasses.replace(config, options=tuple(options), caps=_TEMPLATE_CAPS, prefix=(),
+    return dataclasses.replace(config, options=tuple(options), caps=caps, prefix=(),
                                seccomp=False)
 
 

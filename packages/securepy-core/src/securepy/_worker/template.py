@@ -17,11 +17,13 @@ Per session, the forked child:
 - mounts its own workspace and ``/dev/shm`` tmpfs (sizes from the host), its own ``/tmp`` when
   the sandbox has one, and a fresh ``/proc`` with the same read-only and masked entries as
   bubblewrap's (its loopback stays down: seccomp refuses every socket family but AF_UNIX);
-- drops to the uid and gid the host leased for this session alone (``_launchers/identity``)
-  with no groups, empties every capability set and the bounding set, sets no-new-privs,
-  installs the seccomp filter, reseeds the random generators the fork copied (``random`` does
-  so itself at fork; ``numpy.random``'s global state when a preload imported it), and only then
-  serves the socket the host passed in.
+- drops its powers (``privileges.py``): as root, to the uid and gid the host leased for this
+  session alone (``_launchers/identity``) with no groups; as any other host user, into a user
+  namespace of its own mapping the host user's uid, which can make no further one. Either way
+  it then empties every capability set and the bounding set, sets no-new-privs, installs the
+  seccomp filter, reseeds the random generators the fork copied (``random`` does so itself at
+  fork; ``numpy.random``'s global state when a preload imported it), and only then serves the
+  socket the host passed in.
 
 What a fork cannot renew, and sessions of one template therefore share: the str hash secret
 (``PYTHONHASHSEED``, fixed when the interpreter started) and the address-space layout (ASLR
@@ -29,10 +31,22 @@ positions of the interpreter, its libraries and its heap). Neither is a secret a
 use against another here (no shared memory, no way to read another session's addresses), but
 code relying on their being unpredictable should use ``template=False`` sessions.
 
-The template itself keeps the capabilities it needs for that (it is host root inside
-bubblewrap's namespaces: root-drop mode only). It never runs sandboxed code and reads nothing
-but the host's control socket; sessions cannot see it (another pid namespace), signal it,
-reach its files (another mount namespace) or talk to it (another network namespace).
+The template itself keeps the capabilities it needs for that: host root inside bubblewrap's
+namespaces (root-drop mode), or uid 0 of bubblewrap's user namespace with ``CAP_SYS_ADMIN``,
+``CAP_SETPCAP`` and ``CAP_SETFCAP`` over that namespace only (user mode, any other host user).
+It never runs sandboxed code and reads nothing but the host's control socket; sessions cannot
+see it (another pid namespace), signal it, reach its files (another mount namespace) or talk
+to it (another network namespace), and in user mode hold no capability in its user namespace.
+
+In user mode every namespace a session has, its user namespace apart, is made while the session
+is still in the template's user namespace, and its own user namespace comes last. The kernel
+requires that order for the fresh ``/proc``: mounting proc for a pid namespace needs
+``CAP_SYS_ADMIN`` in the user namespace owning it, and a mount namespace made together with (or
+after) a new user namespace inherits the template's mounts *locked*, where the kernel then
+refuses a new proc mount unless some proc mount is fully visible (``mnt_too_revealing``): the
+template's ``/proc``, masked like every session's, is not. Made in that order, the masks are
+the template's own unlocked mounts, the mount is allowed, and the session ends with no
+capability over any of its namespaces.
 
 Control messages are JSON objects, one per SOCK_SEQPACKET message:
 
@@ -53,11 +67,11 @@ import contextlib
 import ctypes
 import os
 import select
-import struct
 import sys
 
 from . import protocol
 from .control import receive_control, send_control
+from .privileges import PrivilegeDrop, capability_set, read_status
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -83,14 +97,7 @@ _MS_BIND = 4096
 _MS_MOVE = 8192
 _MS_REC = 16384
 _MS_PRIVATE = 1 << 18
-_PR_SET_DUMPABLE = 4
-_PR_SET_SECCOMP = 22
 _PR_CAPBSET_DROP = 24
-_PR_SET_NO_NEW_PRIVS = 38
-_PR_CAP_AMBIENT = 47
-_PR_CAP_AMBIENT_CLEAR_ALL = 4
-_SECCOMP_MODE_FILTER = 2
-_CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 # prctl reads its arguments as unsigned longs, and some options insist the unused ones are
@@ -102,10 +109,6 @@ _libc.prctl.argtypes = [
     ctypes.c_ulong,
     ctypes.c_ulong,
 ]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
 def serve_template(control_fd: int, seccomp_fd: int) -> None:
@@ -160,12 +163,12 @@ class _Template:
         self.serve_session = serve
         # The template itself never needs more than bubblewrap left it: empty the rest of its
         # bounding set once, so each session has only those few to drop.
-        status = _status()
-        effective = _capability_set(status, "CapEff")
-        for cap in _capability_set(status, "CapBnd"):
+        status = read_status()
+        effective = capability_set(status, "CapEff")
+        for cap in capability_set(status, "CapBnd"):
             if cap not in effective:
                 _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
-        self.privileges = _PrivilegeDrop(self.plan, seccomp)
+        self.privileges = PrivilegeDrop(self.plan, seccomp)
         # Once here rather than per session: a session's mounts are copies of these, private
         # too, so nothing a session mounts reaches the template or another session.
         _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
@@ -369,10 +372,16 @@ class _Template:
         if _libc.unshare(namespaces) != 0:
             # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
             _check(_libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
-        _isolate(message, self.plan)
-        self.privileges.apply(
-            int(message.get("uid", self.plan["uid"])), int(message.get("gid", self.plan["gid"]))
-        )
+        limits_dir = _isolate(message, self.plan)
+        try:
+            self.privileges.apply(
+                int(message.get("uid", self.plan["uid"])),
+                int(message.get("gid", self.plan["gid"])),
+                limits_dir,
+            )
+        finally:
+            if limits_dir >= 0:
+                os.close(limits_dir)
 
     def _prove_isolation(self) -> None:
         """Fork one session that isolates itself and leaves, before serving any: a host that
@@ -433,14 +442,15 @@ def _reseed() -> None:
         numpy_random.seed()
 
 
-def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
-    """The session's own mounts, as root, in its new namespaces."""
+def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> int:
+    """The session's own mounts, as root, in its new namespaces. Returns, in user mode, an fd
+    of the fresh /proc's writable ``sys/user`` directory (see :func:`_fresh_proc`), else -1."""
     os.setsid()
     null = os.open("/dev/null", os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
-    _fresh_proc(plan)  # before the workspace tmpfs hides the template's read-only null file
+    limits_dir = _fresh_proc(plan)  # before the workspace tmpfs hides the read-only null file
     workspace = plan["workspace"]
     workspace_bytes = message.get("workspace_bytes")
     _tmpfs(workspace, 0o777, workspace_bytes, _inodes(workspace_bytes))
@@ -455,6 +465,7 @@ def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> None:
             _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"), _inodes(message.get("shm_bytes")))
     os.chdir(workspace)
+    return limits_dir
 
 
 def _inodes(size: int | None) -> int:
@@ -506,9 +517,16 @@ def _prepare_proc_masks(plan: dict[str, Any]) -> None:
     )
 
 
-def _fresh_proc(plan: dict[str, Any]) -> None:
-    """A /proc of this pid namespace, hardened like bubblewrap's (see _launchers.bubblewrap)."""
+def _fresh_proc(plan: dict[str, Any]) -> int:
+    """A /proc of this pid namespace, hardened like bubblewrap's (see _launchers.bubblewrap).
+
+    In user mode, returns an fd of its ``sys/user`` directory, opened before ``/proc/sys`` turns
+    read-only: the session's own user namespace, made last, sets its limit through it (-1 in
+    root-drop mode)."""
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
+    limits_dir = -1
+    if plan.get("mode") == "user":
+        limits_dir = os.open("/proc/sys/user", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     for name in plan["proc_read_only"]:
         path = f"/proc/{name}"
         _mount(path, path, None, _MS_BIND | _MS_REC)
@@ -522,69 +540,7 @@ def _fresh_proc(plan: dict[str, Any]) -> None:
         _mount(plan["read_only_null"], f"/proc/{name}", None, _MS_BIND)
     for name in plan["proc_masked_dirs"]:
         _mount("tmpfs", f"/proc/{name}", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=555,size=4096")
-
-
-class _PrivilegeDrop:
-    """Becoming the session's uid/gid with no capability left anywhere, no-new-privs and the
-    seccomp filter: prepared once in the template, applied in each session (a few kernel
-    calls)."""
-
-    def __init__(self, plan: dict[str, Any], seccomp: bytes) -> None:
-        if not seccomp:
-            raise OSError("the seccomp filter is required and missing")
-        # Only what the template still has: each drop is a credential change costing microseconds.
-        self.bounding_set = _capability_set(_status(), "CapBnd")
-        self.cap_header = ctypes.create_string_buffer(
-            struct.pack("=Ii", _CAPABILITY_VERSION_3, 0), 8
-        )
-        self.cap_data = ctypes.create_string_buffer(24)  # {effective, permitted, inheritable} x2
-        self.program = ctypes.create_string_buffer(seccomp, len(seccomp))
-        self.fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
-        self.capset = _libc.capset
-
-    def apply(self, uid: int, gid: int) -> None:
-        """Become ``uid``/``gid`` (never root) with nothing left, then seccomp."""
-        if uid <= 0 or gid <= 0:
-            raise OSError(f"refusing to run a session as uid {uid}, gid {gid}")
-        self._drop(uid, gid)
-
-    def drop_capabilities(self) -> None:
-        """Keep the uid (root, for a reaper), drop everything else, then seccomp."""
-        self._drop(None, None)
-
-    def _drop(self, uid: int | None, gid: int | None) -> None:
-        for cap in self.bounding_set:
-            _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
-        _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient capabilities")
-        os.setgroups([])
-        if uid is not None and gid is not None:
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)  # clears the effective and permitted sets
-        _check(self.capset(self.cap_header, self.cap_data), "capset")  # all three sets
-        status = _status()
-        if any(f"{name}:\t0000000000000000" not in status for name in ("CapBnd", "CapEff")):
-            raise OSError("capabilities are left after the drop")
-        # The uid change made the process undumpable, which would make its /proc entries
-        # root's; the exec in bubblewrap's path (setpriv) resets this the same way.
-        _check(_prctl(_PR_SET_DUMPABLE, 1), "prctl(SET_DUMPABLE)")
-        _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(NO_NEW_PRIVS)")
-        _check(
-            _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)), "seccomp"
-        )
-
-
-def _capability_set(status: str, name: str) -> list[int]:
-    """The capabilities in one set ("CapBnd", "CapEff", ...) of a /proc/self/status text."""
-    for line in status.splitlines():
-        if line.startswith(f"{name}:"):
-            mask = int(line.split()[1], 16)
-            return [cap for cap in range(mask.bit_length()) if mask >> cap & 1]
-    raise OSError(f"no {name} line in /proc/self/status")
-
-
-def _status() -> str:
-    with open("/proc/self/status", encoding="ascii") as f:
-        return f.read()
+    return limits_dir
 
 
 def _report_start_failure(session_fd: int, exc: BaseException) -> None:
