@@ -20,7 +20,7 @@ from ._interpreter import Interpreter, probe_interpreter
 from ._launchers import bubblewrap
 from ._launchers.cgroups import detect_cgroup_support
 from ._launchers.seccomp import SeccompUnavailable, compile_filter
-from .errors import SandboxUnavailableError
+from .errors import SandboxUnavailableError, SecurePyError
 
 __all__ = ["Check", "can_sandbox", "chosen_wall", "report", "run_checks"]
 
@@ -323,27 +323,52 @@ def _uid_text(uid: int, mode: str) -> str:
 
 
 def _check_template(python: str | None) -> Check:
+    """Whether pools can fork sessions from a template here: proven by forking one."""
     from ._launchers.template import template_problem
 
+    mode = "root-drop"
     try:
-        problem = template_problem(probe_interpreter(python))
+        interpreter = probe_interpreter(python)
+        mode = bubblewrap.wall_config(interpreter).mode
+        problem = template_problem(interpreter) or _fork_one_session(python)
     except SandboxUnavailableError as exc:
         problem = str(exc)
     if problem is None:
+        how = ("each as a uid of its own" if mode == "root-drop" else
+               "as this user, each in a user namespace of its own")
         return Check(
             "session template",
             True,
-            "pools fork each session from a sandboxed template (a few ms a session)",
+            f"pools fork each session from a sandboxed template (a few ms a session, {how}; "
+            f"{mode} mode)",
             required=False,
         )
     return Check(
         "session template",
         False,
         problem,
-        "none needed: pools start each session with bubblewrap (about 30 ms); run as "
-        "root for template starts",
+        "none needed: pools start each session with bubblewrap (about 30 ms)",
         required=False,
     )
+
+
+def _fork_one_session(python: str | None) -> str | None:
+    """Start a template and fork one session from it; why that failed, or None."""
+    from ._launchers.template import TemplateChild, TemplateLauncher
+    from ._session import Session
+
+    launcher = TemplateLauncher()
+    try:
+        with Session(launcher=launcher, python=python, timeout=30) as session:
+            if session.execute("6 * 7").value != 42:
+                return "a session forked from the template gave a wrong answer"
+            if not isinstance(session._child.process, TemplateChild):  # type: ignore[union-attr]
+                return "the session was not forked from the template"
+    except SecurePyError as exc:
+        return f"the session template cannot run here: {exc}"
+    finally:
+        launcher.close()
+    return None
 
 
 def _fix_of(exc: Exception) -> str:
