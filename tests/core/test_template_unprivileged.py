@@ -41,7 +41,7 @@ import securepy
 from securepy._launchers.bubblewrap import BubblewrapLauncher
 
 LOOK = """
-import ctypes, os
+import ctypes, os, socket
 fields = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read().splitlines()
               if ":\\t" in line)
 def attempt(f):
@@ -74,6 +74,11 @@ def write_sysctl():
  "proc_sys_readable": attempt(lambda: open("/proc/sys/kernel/hostname").read().strip()),
  "proc_status_readable": "Name:" in open("/proc/self/status").read(),
  "pid1_environ": attempt(lambda: len(open("/proc/1/environ", "rb").read())),
+ "inet_socket": attempt(lambda: socket.socket(socket.AF_INET).close()),
+ "unix_pair": attempt(lambda: [s.close() for s in socket.socketpair()] and "paired"),
+ "write_root": attempt(lambda: open("/escape", "w").close()),
+ "write_workspace": attempt(lambda: open("/workspace/ok", "w").close() or "written"),
+ "shadow": attempt(lambda: open("/etc/shadow").read()),
  "hostname": os.uname().nodename, "cwd": os.getcwd()}
 """
 
@@ -218,6 +223,15 @@ def test_a_forked_session_has_the_identity_of_a_user_mode_bubblewrap_session(
         assert (look["hostname"], look["cwd"]) == ("sandbox", "/workspace")
     for key in ("status", "uid_map", "gid_map", "setgroups", "pid", "pids", "hostname", "cwd"):
         assert forked[key] == reference[key], key
+
+
+def test_no_network_read_only_root_and_no_host_files(report: dict[str, Any]) -> None:
+    for look in (report["look"], report["bubblewrap_look"]):
+        assert look["inet_socket"] == ["error", errno.EPERM]
+        assert look["unix_pair"] == ["ok", "paired"]  # control: AF_UNIX pairs work
+        assert look["write_root"] == ["error", errno.EROFS]
+        assert look["write_workspace"] == ["ok", "written"]  # control: its workspace is its own
+        assert look["shadow"] == ["error", errno.ENOENT]
 
 
 def test_a_forked_session_cannot_make_a_user_namespace(report: dict[str, Any]) -> None:

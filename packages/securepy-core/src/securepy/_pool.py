@@ -105,9 +105,11 @@ class SessionPool:
         template: start sessions by forking them from a sandboxed template process the pool
             starts once (about 4 ms a session instead of about 30 ms for a bubblewrap start;
             ``preload`` modules are imported once, in the template). Each forked session has
-            its own namespaces, workspace, limits and cgroup, exactly as a bubblewrap session.
-            Needs host root (root-drop mode); elsewhere, or with ``template=False``, every
-            session starts its own bubblewrap. Ignored with ``sandbox=False``.
+            its own namespaces, workspace, limits and cgroup, exactly as a bubblewrap session,
+            as root or not (for another host user the template runs in bubblewrap's user
+            namespace and each session takes one of its own). Where no template can run (no
+            pidfds, no seccomp binding), or with ``template=False``, every session starts its
+            own bubblewrap. Ignored with ``sandbox=False``.
         **session_options: the options of :class:`securepy.Session` (``tools``, ``sandbox``,
             ``limits``, ``timeout``, ...), checked once, here, and shared by every session.
 

@@ -52,7 +52,7 @@ Control messages are JSON objects, one per SOCK_SEQPACKET message:
 
     host -> template   configure (plan, path, preload)           once
     template -> host   ready | error (message)                   after one trial session
-    host -> template   spawn (workspace_bytes, shm_bytes, cgroups, uid, gid)
+    host -> template   spawn (workspace_bytes, shm_bytes, cgroups, [uid, gid as root])
                        + the session socket's fd and the cgroups' join files
     template -> host   spawned (pid, reaper) + pidfds of the session and of its reaper
                        | spawn_failed (message)
