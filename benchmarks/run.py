@@ -188,7 +188,7 @@ class Bench:
         return session
 
     def template(self) -> TemplateLauncher | None:
-        """A started session template (root-drop hosts only), closed with the peers."""
+        """A started session template (where one can run, root or not), closed with the peers."""
         if not self.sandbox or template_problem(probe_interpreter(None)) is not None:
             return None
         if self._template is None:

@@ -100,8 +100,9 @@ def template_problem(interpreter: Interpreter) -> str | None:
     """
     config = wall_config(interpreter)
     if not config.seccomp:
-        return ("the template needs the seccomp filter (each session it forks installs it): "
-                "install the seccomp binding (pip install pyseccomp)")
+        return ("the template needs the seccomp filter (each session it forks installs it), "
+                "and the seccomp binding or the system libseccomp is missing: reinstall "
+                "securepy-core, or pip install pyseccomp, and apt install libseccomp2")
     if not hasattr(os, "pidfd_open") or not hasattr(signal, "pidfd_send_signal"):
         return "the template needs pidfds (Linux 5.3 or newer)"
     return None
