@@ -143,6 +143,12 @@ with securepy.SessionPool(2, tools=[add]) as pool:
                     "child.wait()")
         report["kill_all"] = one.execute(kill_all).value
         report["sibling_after_kill_all"] = two.execute("kept").value
+        # pid 1 runs as the same host uid here (as bubblewrap's does in user mode): signals
+        # from inside to a namespace's init without a handler are dropped by the kernel.
+        report["kill_pid1"] = one.execute(
+            "import os, signal\nfor s in (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL):\n"
+            "    os.kill(1, s)\n'sent'").value
+        report["state_after_kill_pid1"] = one.execute("x + 1").value
         template = next(iter(pool._core._template._templates.values()))
         template_pid = template._sandbox.pid
         os.kill(template_pid, 0)  # control: the host reaches it
@@ -270,6 +276,11 @@ def test_a_forked_session_sees_neither_the_template_nor_its_sibling(
     assert report["kill_all"] == -9  # control: its own subprocess was reachable, and died
     assert report["sibling_after_kill_all"] == 42
     assert report["template_reach"] == [errno.ESRCH, errno.ENOENT]  # the host reaches it
+
+
+def test_signals_to_pid_1_leave_the_session_running(report: dict[str, Any]) -> None:
+    assert report["kill_pid1"] == "sent"
+    assert report["state_after_kill_pid1"] == 42
 
 
 def _system_python_is_usable() -> bool:
