@@ -1,12 +1,13 @@
 """New-session time for a host user who is not root: forked from a pool's template against a
 bubblewrap start, side by side in one run.
 
-    uv run python benchmarks/nonroot_template.py [--quick] [--uid 65534]
+    uv run python benchmarks/nonroot_template.py [--quick] [--uid 65534] [--as-root]
 
 As root, the script runs itself again as ``--uid`` (default 65534) through setpriv, with the
 system Python (``/usr/bin/python3``) and a copy of securepy and its dependencies that the user
 can read, as tests/core/test_template_unprivileged.py does; as any other user it measures
-directly. Cases run round-robin, so drift on a shared machine hits each alike; each cell is
+directly; ``--as-root`` measures root's pools the same way, for comparison. Cases run
+round-robin, so drift on a shared machine hits each alike; each cell is
 the median and the min-max of the repetitions.
 
 Rows:
@@ -40,8 +41,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--uid", type=int, default=65534, help="the user to run as, when root")
+    parser.add_argument("--as-root", action="store_true",
+                        help="measure root's pools instead (root-drop mode), for comparison")
     args = parser.parse_args()
-    if os.geteuid() == 0:
+    if os.geteuid() == 0 and not args.as_root:
         sys.exit(_run_as(args.uid, sys.argv[1:]))
     _measure(quick=args.quick)
 
@@ -56,11 +59,15 @@ def _run_as(uid: int, argv: list[str]) -> int:
                 source = os.path.dirname(source)
             target = os.path.join(packages, os.path.basename(source))
             if os.path.isdir(source):
-                shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(source, target)
             else:
                 shutil.copy(source, target)
         script = os.path.join(packages, "nonroot_template.py")
         shutil.copy(__file__, script)
+        # Bytecode for the system Python, written now: the user cannot write it there, and
+        # every bubblewrap start would otherwise compile the worker from source.
+        subprocess.run([_SYSTEM_PYTHON, "-m", "compileall", "-q", packages], check=True,
+                       stdout=subprocess.DEVNULL)
         subprocess.run(["chmod", "-R", "a+rX", packages], check=True)
         return subprocess.run(
             ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", _SYSTEM_PYTHON,
@@ -107,7 +114,7 @@ def _measure(*, quick: bool) -> None:
         return time.perf_counter() - started
 
     rows = _round_robin({"forked from the pool's template (TemplateLauncher)": start(template),
-                         "started by bubblewrap (user mode)": start(bubblewrap),
+                         f"started by bubblewrap ({config.mode} mode)": start(bubblewrap),
                          "bare `python -I -S -c pass`": bare}, reps)
     _print_table("cold session start, then 1+1", rows, "ms", 1000.0, "started by bubblewrap")
     template.close()

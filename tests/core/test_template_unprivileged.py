@@ -299,7 +299,7 @@ def _copy_packages(target: str) -> None:
             source = os.path.dirname(source)
         destination = os.path.join(target, os.path.basename(source))
         if os.path.isdir(source):
-            shutil.copytree(source, destination, ignore=shutil.ignore_patterns("__pycache__"))
+            shutil.copytree(source, destination)  # with its bytecode: the user cannot write it
         else:
             shutil.copy(source, destination)
     subprocess.run(["chmod", "-R", "a+rX", target], check=True)
