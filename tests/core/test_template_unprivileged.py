@@ -157,7 +157,8 @@ with securepy.SessionPool(2, tools=[add]) as pool:
             "    try:\n        f(); out.append('reached')\n"
             "    except OSError as exc:\n        out.append(exc.errno)\nout"
             % (template_pid, template_pid)).value
-with securepy.SessionPool(2, template=False) as pool:
+# The launcher named: a plain Session may come to fork from a shared template too.
+with securepy.SessionPool(2, template=False, launcher=BubblewrapLauncher()) as pool:
     with pool.session() as started, pool.session():
         report["bubblewrap_pool"] = child_kind(started)
         report["bubblewraps_for_two_started"] = bubblewraps_started_here()
