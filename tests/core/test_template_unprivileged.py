@@ -247,7 +247,7 @@ def test_a_forked_session_cannot_make_a_user_namespace(report: dict[str, Any]) -
     for look in (report["look"], report["bubblewrap_look"]):
         assert look["unshare_user"] == ["error", errno.EPERM]  # the seccomp filter first
     # Below seccomp, the session's own user namespace may hold none (--disable-userns limits
-    # bubblewrap's through the parent's count instead, so its own reads the default).
+    # bubblewrap's sessions through their parent namespace's count, so theirs reads the default).
     assert report["look"]["max_user_namespaces"] == "0"
 
 
