@@ -21,12 +21,9 @@ import inspect
 import re
 import typing
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ._schema import JSON_TYPE_NAMES
-
-if TYPE_CHECKING:
-    from ._tools import Tool
 
 __all__ = [
     "TOOL_DOC_CHARS",
@@ -41,6 +38,21 @@ __all__ = [
 TOOL_DOC_CHARS = 2000
 #: Most characters of its return type (a long ``Literal[...]``, say), cut with "...".
 RETURN_TYPE_CHARS = 200
+
+
+
+class Tool(Protocol):
+    """What a stub is made from (a :class:`securepy.Tool`; a protocol here, as ``_tools``
+    builds on this module)."""
+
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any]: ...
+    @property
+    def fn(self) -> Any: ...
+    def signature(self) -> str: ...
+
 
 _DOCUMENTS_ARGS = re.compile(
     r"^\s*(Args|Arguments|Parameters|Params)\s*:?\s*$|:param\s", re.MULTILINE
