@@ -227,8 +227,10 @@ async def test_async_waiting_never_blocks_the_loop() -> None:
 
 
 async def test_async_acquire_timeout_and_cancel_leave_no_waiter() -> None:
-    async with securepy.AsyncSessionPool(1, sandbox=False, acquire_timeout=0.1,
+    # 0.5 s: the waiter below must still be waiting when it is cancelled, on a loaded machine.
+    async with securepy.AsyncSessionPool(1, sandbox=False, acquire_timeout=0.5,
                                          reset_between_uses=False) as pool:
+        assert (await pool.execute("0")).value == 0  # the one session is up
         async with pool.session():
             with pytest.raises(errors.SessionClosedError, match=r"^no session of the pool"):
                 await pool.execute("1")
