@@ -20,7 +20,7 @@ import pytest
 import securepy
 from securepy import _doctor
 from securepy._interpreter import probe_interpreter
-from securepy._launchers import bubblewrap
+from securepy._launchers import bubblewrap, bwrap_binary
 from securepy._launchers.base import LaunchSpec
 from securepy._launchers.bubblewrap import BubblewrapChild, BubblewrapLauncher
 from securepy._launchers.cgroups import detect_cgroup_support
@@ -410,7 +410,7 @@ def test_pids_cgroup_bounds_processes(sandbox: Any) -> None:
 
 
 def test_missing_bubblewrap_is_refused_with_the_fix(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(bubblewrap, "_which_bwrap", lambda: None)
+    monkeypatch.setattr(bwrap_binary, "_which_bwrap", lambda: None)
     bubblewrap.build_wall_config.cache_clear()
     try:
         with pytest.raises(

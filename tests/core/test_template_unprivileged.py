@@ -101,9 +101,13 @@ def child_kind(session):
 
 
 def bubblewraps_started_here():
-    mine = os.getpid()
-    return sum(1 for p in os.listdir("/proc") if p.isdigit() and parent(int(p)) == mine
-               and cmdline(int(p))[:1] == ["/usr/bin/bwrap"])
+    mine, found = os.getpid(), 0
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:  # other processes on the machine come and go meanwhile
+            found += parent(int(p)) == mine and cmdline(int(p))[:1] == ["/usr/bin/bwrap"]
+        except (FileNotFoundError, ProcessLookupError, StopIteration):
+            pass
+    return found
 
 
 @securepy.tool

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._interpreter import Interpreter, probe_interpreter
-from ._launchers import bubblewrap
+from ._launchers import bubblewrap, bwrap_binary
 from ._launchers.cgroups import detect_cgroup_support
 from ._launchers.seccomp import SeccompUnavailable, compile_filter
 from .errors import SandboxUnavailableError, SecurePyError
@@ -205,7 +205,7 @@ def _check_bubblewrap() -> Check:
         path = bubblewrap.find_bwrap()
     except SandboxUnavailableError as exc:
         return Check("bubblewrap", False, str(exc).split(";")[0], _fix_of(exc))
-    version = ".".join(map(str, bubblewrap.bwrap_version(path)))
+    version = ".".join(map(str, bwrap_binary.bwrap_version(path)))
     return Check("bubblewrap", True, f"{path}, version {version}")
 
 

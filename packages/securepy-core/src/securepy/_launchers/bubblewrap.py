@@ -45,6 +45,11 @@ Identity (never host uid 0's powers inside):
 
 Resource limits: the worker sets its rlimits itself; this launcher adds the tmpfs sizes and,
 where the host offers one, a memory and pids cgroup per child (:mod:`.cgroups`).
+
+The parts: :mod:`.wall_config` builds what every sandbox of one interpreter shares (namespaces,
+mounts, identity), :mod:`.bwrap_binary` finds bubblewrap and explains its failures, and this
+module proves the wall once, starts each sandbox with its own workspace and environment, and
+stops it.
 """
 
 from __future__ import annotations
@@ -54,21 +59,31 @@ import dataclasses
 import functools
 import logging
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterable
 
-from .._fontcache import SANDBOX_FONT_CACHE, font_cache
 from .._interpreter import Interpreter
 from .._mounts import target_inside
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
+from .bwrap_binary import diagnose_bwrap_failure, find_bwrap
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
 from .identity import Identity, lease_identity
 from .procfs import child_pids, read_process_usage
-from .seccomp import SeccompUnavailable, seccomp_filter_fd
+from .seccomp import seccomp_filter_fd
 from .spawner import spawn
+from .wall_config import (
+    PROC_MASKED_DIRS,
+    PROC_MASKED_FILES,
+    PROC_READ_ONLY_DIRS,
+    SANDBOX_SHM_BYTES,
+    WORKSPACE,
+    WallConfig,
+    bind_sources,
+    build_wall_config,
+    setpriv_options,
+)
 
 __all__ = [
     "PROC_MASKED_DIRS",
@@ -90,45 +105,6 @@ __all__ = [
 
 logger = logging.getLogger("securepy")
 
-WORKSPACE = "/workspace"
-# The workspace's path when the interpreter itself lives under /workspace.
-_SPARE_WORKSPACE = "/securepy-workspace"
-SANDBOX_UID = 65534
-MIN_BWRAP_VERSION = (0, 8, 0)
-SANDBOX_SHM_BYTES = 64 * 1024 * 1024
-_SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
-_SYSTEM_LINKS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
-_ETC_FILES = (
-    "/etc/ld.so.cache",
-    "/etc/ld.so.conf",
-    "/etc/ld.so.conf.d",
-    "/etc/localtime",
-    "/etc/timezone",
-    "/etc/alternatives",
-    "/etc/nsswitch.conf",
-    "/etc/mime.types",
-    "/etc/ssl/certs",
-    "/etc/ca-certificates",
-)
-# Kernel-global /proc entries that describe the host rather than the sandbox.
-PROC_MASKED_FILES = (
-    "kcore",
-    "keys",
-    "key-users",
-    "kmsg",
-    "kallsyms",
-    "timer_list",
-    "timer_stats",
-    "sched_debug",
-    "latency_stats",
-    "sysrq-trigger",
-    "kpagecount",
-    "kpageflags",
-    "kpagecgroup",
-    "config.gz",
-)
-PROC_MASKED_DIRS = ("acpi", "asound", "scsi", "driver", "tty", "pressure")
-PROC_READ_ONLY_DIRS = ("sys", "irq", "bus", "fs")
 # Run by /bin/sh before bubblewrap: join each cgroup named before "--", then exec the rest. The
 # (single-threaded) shell moves itself through v1's "tasks" files: a move of a whole process
 # takes a global lock that waits for an RCU grace period, ~10 ms on an idle machine.
@@ -239,37 +215,6 @@ class BubblewrapChild(PopenChild):
         return self._worker
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class WallConfig:
-    """The part of the sandbox that is the same for every child of one interpreter.
-
-    Attributes:
-        bwrap: path of the bubblewrap binary.
-        mode: "user" (unprivileged user namespace) or "root-drop" (bubblewrap as root, the code
-            as uid 65534 through setpriv); see the module docstring.
-        uid, gid: the ids the code runs as, as seen inside.
-        options: bubblewrap options that do not depend on the spec (namespaces, mounts).
-        caps: bubblewrap's capability options for the first program inside.
-        prefix: argv run inside before the worker's argv (setpriv in root-drop mode).
-        seccomp: whether the seccomp filter is applied.
-        own_tmp: /tmp is a tmpfs of its own (the interpreter lives under /tmp, so its binds
-            need /tmp to be a directory) rather than a link into the workspace.
-        workspace: the workspace's path inside: /workspace, unless the interpreter lives
-            there (the workspace tmpfs would hide it).
-    """
-
-    bwrap: str
-    mode: str
-    uid: int
-    gid: int
-    options: tuple[str, ...]
-    caps: tuple[str, ...]
-    prefix: tuple[str, ...]
-    seccomp: bool
-    own_tmp: bool = False
-    workspace: str = "/workspace"
-
-
 def wall_config(interpreter: Interpreter) -> WallConfig:
     """The checked static configuration for ``interpreter``: built, then proven once per
     process by starting the interpreter in it (about 15 ms), so a host that cannot hold the
@@ -282,288 +227,6 @@ def wall_config(interpreter: Interpreter) -> WallConfig:
     config = build_wall_config(interpreter)
     _prove_wall(config, interpreter)
     return config
-
-
-@functools.lru_cache(maxsize=16)
-def build_wall_config(interpreter: Interpreter) -> WallConfig:
-    """The static configuration for ``interpreter``, not yet proven to start.
-
-    Raises:
-        securepy.errors.SandboxUnavailableError: bubblewrap, setpriv or (as root) the seccomp
-            binding is missing.
-    """
-    bwrap = find_bwrap()
-    root = os.geteuid() == 0
-    seccomp = _seccomp_available(required=root)
-    prefix = (_find_setpriv(), *_setpriv_options()) if root else ()
-    sources = bind_sources(interpreter)
-    own_tmp = any(_is_within(source, "/tmp") for source in sources)
-    workspace = WORKSPACE
-    if any(_is_within(source, workspace) or _is_within(workspace, source) for source in sources):
-        workspace = _SPARE_WORKSPACE
-    options = [
-        *(_root_drop_namespaces() if root else _user_namespaces()),
-        *_system_mounts(),
-        # An interpreter checked out under /tmp (CI clones often are) is bound there, so /tmp
-        # must be a directory: a private tmpfs, mounted before the binds inside it.
-        *(["--perms", "01777", "--size", str(_OWN_TMP_BYTES), "--tmpfs", "/tmp"]
-          if own_tmp else []),
-        *_bind_read_only(sources, made={"/etc", "/tmp"} if own_tmp else {"/etc"}),
-        *_font_cache_bind(interpreter),
-        *_proc_mounts(),
-        "--chdir", workspace,
-    ]  # fmt: skip
-    uid, gid = (SANDBOX_UID, SANDBOX_UID) if root else (os.getuid(), os.getgid())
-    caps = _ROOT_DROP_CAPS if root else ("--cap-drop", "ALL")
-    return WallConfig(
-        bwrap, "root-drop" if root else "user", uid, gid, tuple(options), caps, prefix,
-        seccomp, own_tmp, workspace,
-    )
-
-
-def _font_cache_bind(interpreter: Interpreter) -> list[str]:
-    """matplotlib's font cache, read-only, where the worker looks for it (see _fontcache)."""
-    cache = font_cache(interpreter)
-    if cache is None:
-        return []
-    parent = os.path.dirname(SANDBOX_FONT_CACHE)  # made 0755: bubblewrap's default is 0700
-    return ["--perms", "0755", "--dir", parent, "--ro-bind", cache, SANDBOX_FONT_CACHE]
-
-
-def find_bwrap() -> str:
-    """The bubblewrap binary, checked to be new enough.
-
-    Raises:
-        securepy.errors.SandboxUnavailableError: missing or older than 0.8.0.
-    """
-    path = _which_bwrap()
-    if path is None:
-        raise SandboxUnavailableError(
-            "bubblewrap (bwrap) is not installed; install it from your distribution "
-            "(apt install bubblewrap, dnf install bubblewrap, pacman -S bubblewrap), or pass "
-            "sandbox=False to run without a sandbox (explicitly unsafe)"
-        )
-    version = bwrap_version(path)
-    if version < MIN_BWRAP_VERSION:
-        raise SandboxUnavailableError(
-            f"bubblewrap at {path} is version {'.'.join(map(str, version))}; securepy needs "
-            "0.8.0 or newer (--disable-userns, tmpfs sizes): upgrade the bubblewrap package "
-            "(Debian 12, Ubuntu 23.04, Fedora 38 and later ship it)"
-        )
-    return path
-
-
-@functools.cache
-def bwrap_version(path: str) -> tuple[int, ...]:
-    """bubblewrap's version as a tuple, (0,) when it cannot be read."""
-    try:
-        out = subprocess.run(
-            [path, "--version"], capture_output=True, text=True, env={}, timeout=10, check=False
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return (0,)
-    numbers = out.split()[-1].split(".") if out.split() else []
-    try:
-        return tuple(int(n) for n in numbers)
-    except ValueError:
-        return (0,)
-
-
-def diagnose_bwrap_failure(stderr: str) -> str:
-    """Turn bubblewrap's complaint into a cause and a fix, as one sentence."""
-    text = stderr.strip()
-    if "uid map" in text or "No permissions to create" in text or "new namespace" in text:
-        return _userns_blocked_reason(text)
-    if "mount proc" in text or "proc on" in text:
-        return (
-            f"the sandbox cannot mount a fresh /proc ({text}); inside Docker the default "
-            "seccomp and AppArmor profiles refuse it: run the container with "
-            "--security-opt seccomp=unconfined --security-opt apparmor=unconfined "
-            "--security-opt systempaths=unconfined, or run securepy on the host"
-        )
-    if "Can't find source path" in text or "source path" in text:
-        return (
-            f"bubblewrap cannot bind a path the interpreter needs ({text}); make the "
-            "interpreter's directories readable, or pass python= an interpreter installed "
-            "where bubblewrap can read it"
-        )
-    if "seccomp" in text.lower():
-        return f"bubblewrap could not install the seccomp filter ({text}); run `securepy doctor`"
-    return f"bubblewrap failed to start the sandbox ({text or 'no message'}); run `securepy doctor`"
-
-
-def _userns_blocked_reason(text: str) -> str:
-    apparmor = _read_sysctl("kernel/apparmor_restrict_unprivileged_userns")
-    if apparmor == "1":
-        return (
-            f"user namespaces are restricted by AppArmor ({text}): allow them with "
-            "`sudo sysctl kernel.apparmor_restrict_unprivileged_userns=0` (persist it in "
-            "/etc/sysctl.d), or install an AppArmor profile granting bwrap `userns`"
-        )
-    if _read_sysctl("kernel/unprivileged_userns_clone") == "0":
-        return (
-            f"unprivileged user namespaces are disabled ({text}): "
-            "`sudo sysctl kernel.unprivileged_userns_clone=1`"
-        )
-    if _read_sysctl("user/max_user_namespaces") == "0":
-        return (
-            f"user namespaces are disabled ({text}): `sudo sysctl user.max_user_namespaces=15000`"
-        )
-    return (
-        f"the sandbox cannot create its namespaces ({text}); inside a container, run it with "
-        "--security-opt seccomp=unconfined (Docker's default profile refuses namespaces), or "
-        "run securepy on the host"
-    )
-
-
-def _read_sysctl(name: str) -> str | None:
-    try:
-        with open(f"/proc/sys/{name}", encoding="ascii") as f:
-            return f.read().strip()
-    except OSError:
-        return None
-
-
-def _which_bwrap() -> str | None:
-    for candidate in ("/usr/bin/bwrap", "/usr/local/bin/bwrap"):
-        if os.access(candidate, os.X_OK):
-            return candidate
-    return shutil.which("bwrap")
-
-
-def _find_setpriv() -> str:
-    for candidate in _SETPRIV:
-        if os.access(candidate, os.X_OK):
-            return candidate
-    raise SandboxUnavailableError(
-        "running as root, the sandbox drops to uid 65534 with setpriv, which is missing: "
-        "install util-linux (apt install util-linux, dnf install util-linux)"
-    )
-
-
-def _setpriv_options(uid: int = SANDBOX_UID, gid: int = SANDBOX_UID) -> tuple[str, ...]:
-    return (
-        f"--reuid={uid}",
-        f"--regid={gid}",
-        "--clear-groups",
-        "--inh-caps=-all",
-        # An empty bounding set as well: nothing the code runs can ever regain a capability.
-        "--bounding-set=-all",
-        "--no-new-privs",
-        "--",
-    )
-
-
-def _seccomp_available(*, required: bool) -> bool:
-    try:
-        fd = seccomp_filter_fd()
-    except SeccompUnavailable as exc:
-        if required:
-            raise SandboxUnavailableError(
-                f"running as root, the sandbox needs its seccomp filter, and {exc}"
-            ) from exc
-        logger.info("seccomp layer off: %s", exc)
-        return False
-    os.close(fd)
-    return True
-
-
-def _user_namespaces() -> list[str]:
-    return ["--unshare-user", "--disable-userns", *_common_namespaces()]
-
-
-def _root_drop_namespaces() -> list[str]:
-    return _common_namespaces()
-
-
-# setpriv needs these to switch to 65534 and empty the bounding set; the switch then clears
-# every capability.
-_ROOT_DROP_CAPS = (
-    "--cap-drop", "ALL", "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-    "--cap-add", "CAP_SETPCAP",
-)  # fmt: skip
-
-
-def _common_namespaces() -> list[str]:
-    return [
-        "--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--hostname", "sandbox",
-        "--die-with-parent", "--new-session",
-    ]  # fmt: skip
-
-
-def _system_mounts() -> list[str]:
-    options = ["--ro-bind", "/usr", "/usr"]
-    for name in _SYSTEM_LINKS:
-        path = f"/{name}"
-        if os.path.islink(path):
-            options += ["--symlink", os.readlink(path), path]
-        elif os.path.isdir(path):
-            options += ["--ro-bind", path, path]
-    options += ["--perms", "0755", "--dir", "/etc"]
-    return options + _bind_read_only([p for p in _ETC_FILES if os.path.exists(p)], made={"/etc"})
-
-
-def _bind_read_only(sources: list[str], *, made: set[str]) -> list[str]:
-    """``--ro-bind`` each source at its own path, after creating the directories leading to
-    it empty with mode 0755: bubblewrap would make them 0700 (root-owned in root-drop mode,
-    so uid 65534 could not get through them)."""
-    options: list[str] = []
-    for source in sources:
-        for parent in _ancestors(source):
-            if parent not in made and not _under_system_dir(parent):
-                options += ["--perms", "0755", "--dir", parent]
-                made.add(parent)
-        options += ["--ro-bind", source, source]
-    return options
-
-
-# Size of /tmp when it has to be a tmpfs of its own (the default workspace size): the memory
-# cgroup also counts its pages.
-_OWN_TMP_BYTES = 128 * 1024 * 1024
-
-
-def bind_sources(interpreter: Interpreter) -> list[str]:
-    """The interpreter's roots and the worker's package dir, to bind at their host paths."""
-    package_dir = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    roots = [*interpreter.roots, package_dir, os.path.realpath(package_dir)]
-    kept: list[str] = []
-    for path in sorted(dict.fromkeys(roots)):
-        if _under_system_dir(path) or any(_is_within(path, k) for k in kept):
-            continue
-        if not os.path.exists(path):
-            continue
-        kept.append(path)
-    return kept
-
-
-def _under_system_dir(path: str) -> bool:
-    return _is_within(path, "/usr") or any(_is_within(path, f"/{name}") for name in _SYSTEM_LINKS)
-
-
-def _is_within(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
-
-
-def _ancestors(path: str) -> list[str]:
-    parts = path.strip("/").split("/")[:-1]
-    return ["/" + "/".join(parts[: i + 1]) for i in range(len(parts))]
-
-
-def _proc_mounts() -> list[str]:
-    options = ["--proc", "/proc"]
-    for name in PROC_READ_ONLY_DIRS:
-        if os.path.isdir(f"/proc/{name}"):
-            # The sysctl tree is one global tree (net/ipc/uts entries follow the reader's
-            # namespaces), so binding the host's copy read-only over the fresh one is exact.
-            options += ["--ro-bind", f"/proc/{name}", f"/proc/{name}"]
-    for name in PROC_MASKED_FILES:
-        if os.path.exists(f"/proc/{name}"):
-            options += ["--ro-bind", "/dev/null", f"/proc/{name}"]
-    for name in PROC_MASKED_DIRS:
-        if os.path.isdir(f"/proc/{name}"):
-            options += ["--perms", "0555", "--size", "4096", "--tmpfs", f"/proc/{name}"]
-    return options
 
 
 def _spec_options(config: WallConfig, spec: LaunchSpec) -> list[str]:
@@ -602,7 +265,7 @@ def start_sandbox(config: WallConfig, spec: LaunchSpec, cgroup: ChildCgroup | No
     fds: list[int] = []
     prefix = config.prefix
     if identity is not None and prefix:
-        prefix = (prefix[0], *_setpriv_options(identity.uid, identity.gid))
+        prefix = (prefix[0], *setpriv_options(identity.uid, identity.gid))
         config = dataclasses.replace(config, uid=identity.uid, gid=identity.gid)
     try:
         data_options = _data_files(config, fds)

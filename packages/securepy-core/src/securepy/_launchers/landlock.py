@@ -55,7 +55,7 @@ from .._mounts import Mount
 from .._worker import BOOTSTRAP, WORKER_DIR
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
-from .bubblewrap import _ETC_FILES, _SYSTEM_LINKS, bind_sources, create_cgroup
+from .bubblewrap import create_cgroup
 from .cgroups import ChildCgroup
 from .identity import Identity, lease_identity
 from .landlock_mounts import place_mounts
@@ -71,6 +71,7 @@ from .landlock_workspace import (
 from .procfs import read_process_usage
 from .seccomp import SeccompUnavailable, compile_filter
 from .spawner import spawn
+from .wall_config import ETC_FILES, SYSTEM_LINKS, bind_sources
 
 __all__ = [
     "LandlockChild",
@@ -319,8 +320,8 @@ def _bootstrap_options(argv: tuple[str, ...]) -> tuple[str, ...]:
 
 def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str, Any]:
     """What the worker's bootstrap builds the wall from (``_worker/landlock.py``)."""
-    system = ["/usr", *(f"/{name}" for name in _SYSTEM_LINKS)]
-    etc = [path for path in _ETC_FILES if os.path.exists(path)]
+    system = ["/usr", *(f"/{name}" for name in SYSTEM_LINKS)]
+    etc = [path for path in ETC_FILES if os.path.exists(path)]
     return {
         "read_only": [
             *system, *etc, *bind_sources(spec.interpreter),
