@@ -31,6 +31,8 @@ import resource
 import struct
 import sys
 
+from .syscalls import SockFprog, check, libc, prctl
+
 __all__ = ["KEEPER", "MOUNTS", "enter"]
 
 # True in a worker that has a keeper above it (one more process of the session's uid).
@@ -57,21 +59,6 @@ _REFER, _TRUNCATE, _IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
 _NET_BIND_TCP, _NET_CONNECT_TCP = 1, 2
 _SCOPE_ABSTRACT_UNIX_SOCKET, _SCOPE_SIGNAL = 1, 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.prctl.argtypes = [
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-]
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-
 def enter() -> None:
     """Build the wall around this process from ``sys.argv[3]`` (the plan's fd) and
     ``sys.argv[4:]`` (cgroup join files), then leave ``sys.argv`` as the worker expects it."""
@@ -84,7 +71,7 @@ def enter() -> None:
     for fd in join_fds:  # first, so everything this process becomes is counted
         os.write(fd, b"0")
         os.close(fd)
-    _check(_prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
+    check(prctl(_PR_SET_CHILD_SUBREAPER, 1), "prctl(PR_SET_CHILD_SUBREAPER)")
     worker = os.fork()
     if worker:
         from .keeper import keep
@@ -92,7 +79,7 @@ def enter() -> None:
         keep(worker, int(sys.argv[2]))
     global KEEPER
     KEEPER = True
-    _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
+    check(prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(PR_SET_NO_NEW_PRIVS)")
     cap = plan.get("file_size_cap")
     if cap is not None:  # the worker's own limits only lower it further
         resource.setrlimit(resource.RLIMIT_FSIZE, (cap, cap))
@@ -100,13 +87,13 @@ def enter() -> None:
         MOUNTS[inside] = (host_path, bool(writable))
     restrict(plan["read_only"], plan["read_write"], plan["devices"])
     program = ctypes.create_string_buffer(seccomp, len(seccomp))
-    fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(program))
-    _check(_prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog)), "seccomp")
+    fprog = SockFprog(len(seccomp) // 8, ctypes.addressof(program))
+    check(prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(fprog)), "seccomp")
 
 
 def abi_version() -> int:
     """The kernel's Landlock ABI version, 0 when Landlock is missing or disabled."""
-    version = _libc.syscall(
+    version = libc.syscall(
         _SYS_CREATE_RULESET, None, ctypes.c_size_t(0), ctypes.c_uint32(_CREATE_RULESET_VERSION)
     )
     return max(int(version), 0)
@@ -130,9 +117,9 @@ def restrict(read_only: list[str], read_write: list[str], devices: list[str]) ->
     attr = struct.pack("=QQQ", handled, net, scoped)[: 24 if abi >= 6 else 16 if abi >= 4 else 8]
     buffer = ctypes.create_string_buffer(attr, len(attr))
     ruleset = int(
-        _libc.syscall(_SYS_CREATE_RULESET, buffer, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
+        libc.syscall(_SYS_CREATE_RULESET, buffer, ctypes.c_size_t(len(attr)), ctypes.c_uint32(0))
     )
-    _check(-1 if ruleset < 0 else 0, "landlock_create_ruleset")
+    check(-1 if ruleset < 0 else 0, "landlock_create_ruleset")
     try:
         read = _EXECUTE | _READ_FILE | _READ_DIR
         for path in read_only:
@@ -141,8 +128,8 @@ def restrict(read_only: list[str], read_write: list[str], devices: list[str]) ->
             _allow(ruleset, path, (_READ_FILE | _WRITE_FILE | _IOCTL_DEV) & handled)
         for path in read_write:
             _allow(ruleset, path, handled)
-        _check(
-            int(_libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))),
+        check(
+            int(libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))),
             "landlock_restrict_self",
         )
     finally:
@@ -160,18 +147,8 @@ def _allow(ruleset: int, path: str, access: int) -> None:
         rule = struct.pack("=Qi", access, fd)
         buffer = ctypes.create_string_buffer(rule, len(rule))
         result = int(
-            _libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, buffer, ctypes.c_uint32(0))
+            libc.syscall(_SYS_ADD_RULE, ruleset, _RULE_PATH_BENEATH, buffer, ctypes.c_uint32(0))
         )
-        _check(result, f"landlock_add_rule {path}")
+        check(result, f"landlock_add_rule {path}")
     finally:
         os.close(fd)
-
-
-def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
-
-
-def _check(result: int, what: str) -> None:
-    if result < 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")

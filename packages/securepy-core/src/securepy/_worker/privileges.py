@@ -36,6 +36,8 @@ import ctypes
 import os
 import struct
 
+from .syscalls import SockFprog, check, libc, prctl
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
@@ -51,17 +53,6 @@ _PR_CAP_AMBIENT = 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _SECCOMP_MODE_FILTER = 2
 _CAPABILITY_VERSION_3 = 0x20080522
-
-_libc = ctypes.CDLL(None, use_errno=True)
-# prctl reads its arguments as unsigned longs, and some options insist the unused ones are
-# zero: full-width arguments, not ctypes' default 32-bit ints.
-_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong,
-                        ctypes.c_ulong]  # fmt: skip
-
-
-class _SockFprog(ctypes.Structure):
-    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
 
 class PrivilegeDrop:
     """Becoming the session's uid/gid with no capability left anywhere, no-new-privs and the
@@ -84,8 +75,8 @@ class PrivilegeDrop:
         )
         self.cap_data = ctypes.create_string_buffer(24)  # {effective, permitted, inheritable} x2
         self.program = ctypes.create_string_buffer(seccomp, len(seccomp))
-        self.fprog = _SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
-        self.capset = _libc.capset
+        self.fprog = SockFprog(len(seccomp) // 8, ctypes.addressof(self.program))
+        self.capset = libc.capset
 
     def apply(self, uid: int, gid: int, limits_dir: int = -1) -> None:
         """Become ``uid``/``gid`` (never root) with nothing left, then seccomp. In user mode,
@@ -105,23 +96,23 @@ class PrivilegeDrop:
 
     def _drop(self, uid: int | None, gid: int | None) -> None:
         for cap in self.bounding_set:
-            _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
-        _check(_prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient capabilities")
+            check(prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
+        check(prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL), "ambient capabilities")
         if not self.user_mode:  # refused in user mode, where bubblewrap denied setgroups
             os.setgroups([])
         if uid is not None and gid is not None:
             os.setresgid(gid, gid, gid)
             os.setresuid(uid, uid, uid)  # clears the effective and permitted sets
-        _check(self.capset(self.cap_header, self.cap_data), "capset")  # all three sets
+        check(self.capset(self.cap_header, self.cap_data), "capset")  # all three sets
         status = read_status()
         if any(f"{name}:\t0000000000000000" not in status for name in ("CapBnd", "CapEff")):
             raise OSError("capabilities are left after the drop")
         # The uid change made the process undumpable, which would make its /proc entries
         # root's; the exec in bubblewrap's path (setpriv) resets this the same way.
-        _check(_prctl(_PR_SET_DUMPABLE, 1), "prctl(SET_DUMPABLE)")
-        _check(_prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(NO_NEW_PRIVS)")
-        _check(
-            _prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)), "seccomp"
+        check(prctl(_PR_SET_DUMPABLE, 1), "prctl(SET_DUMPABLE)")
+        check(prctl(_PR_SET_NO_NEW_PRIVS, 1), "prctl(NO_NEW_PRIVS)")
+        check(
+            prctl(_PR_SET_SECCOMP, _SECCOMP_MODE_FILTER, ctypes.addressof(self.fprog)), "seccomp"
         )
 
 
@@ -130,7 +121,7 @@ def _enter_own_user_namespace(uid: int, gid: int, limits_dir: int) -> None:
     outside (the host user), and it may hold no further user namespace."""
     if limits_dir < 0:
         raise OSError("no writable /proc/sys/user to limit the session's user namespaces")
-    _check(_libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
+    check(libc.unshare(_CLONE_NEWUSER), "unshare(CLONE_NEWUSER)")
     _write_at(-1, "/proc/self/uid_map", f"{uid} 0 1\n")
     _write_at(-1, "/proc/self/setgroups", "deny")
     _write_at(-1, "/proc/self/gid_map", f"{gid} 0 1\n")
@@ -160,13 +151,3 @@ def read_status() -> str:
     """This process's ``/proc/self/status``."""
     with open("/proc/self/status", encoding="ascii") as f:
         return f.read()
-
-
-def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")

@@ -64,7 +64,6 @@ from __future__ import annotations
 import _signal  # type: ignore[import-not-found]
 import _socket
 import contextlib
-import ctypes
 import os
 import select
 import sys
@@ -72,6 +71,8 @@ import sys
 from . import protocol
 from .control import receive_control, send_control
 from .privileges import PrivilegeDrop, capability_set, read_status
+from .session_mounts import MS_PRIVATE, MS_REC, isolate_mounts, prepare_proc_masks
+from .syscalls import check, libc, mount, prctl
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -88,27 +89,8 @@ _CLONE_NEWNET = 0x40000000
 _NAMESPACES = (
     _CLONE_NEWNS | _CLONE_NEWCGROUP | _CLONE_NEWUTS | _CLONE_NEWIPC | _CLONE_NEWPID | _CLONE_NEWNET
 )
-_MS_RDONLY = 1
-_MS_NOSUID = 2
-_MS_NODEV = 4
-_MS_NOEXEC = 8
-_MS_REMOUNT = 32
-_MS_BIND = 4096
-_MS_MOVE = 8192
-_MS_REC = 16384
-_MS_PRIVATE = 1 << 18
 _PR_CAPBSET_DROP = 24
 
-_libc = ctypes.CDLL(None, use_errno=True)
-# prctl reads its arguments as unsigned longs, and some options insist the unused ones are
-# zero: full-width arguments, not ctypes' default 32-bit ints.
-_libc.prctl.argtypes = [
-    ctypes.c_int,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-    ctypes.c_ulong,
-]
 
 
 def serve_template(control_fd: int, seccomp_fd: int) -> None:
@@ -167,12 +149,12 @@ class _Template:
         effective = capability_set(status, "CapEff")
         for cap in capability_set(status, "CapBnd"):
             if cap not in effective:
-                _check(_prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
+                check(prctl(_PR_CAPBSET_DROP, cap), "prctl(CAPBSET_DROP)")
         self.privileges = PrivilegeDrop(self.plan, seccomp)
         # Once here rather than per session: a session's mounts are copies of these, private
         # too, so nothing a session mounts reaches the template or another session.
-        _mount(None, "/", None, _MS_REC | _MS_PRIVATE)
-        _prepare_proc_masks(self.plan)
+        mount(None, "/", None, MS_REC | MS_PRIVATE)
+        prepare_proc_masks(self.plan)
         self.own_pid_namespace = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
         self.own_net_namespace = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         self.next_net_namespace = -1
@@ -241,16 +223,16 @@ class _Template:
                 reaper_namespace, reaper = prepared
             else:
                 reaper_namespace, reaper = self._make_reaper()
-            _check(_libc.setns(reaper_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+            check(libc.setns(reaper_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
             if net >= 0:
-                _check(_libc.setns(net, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
+                check(libc.setns(net, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             try:
                 pid = os.fork()
                 if pid == 0:
                     self._become_session(message, session_fd, cgroup_fds, net, reaper_namespace)
             finally:
-                _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
-                _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
+                check(libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+                check(libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
             pidfds = [os.pidfd_open(pid), os.pidfd_open(reaper)]
             send_control(self.control, {"kind": "spawned", "pid": pid, "reaper": reaper}, pidfds)
         except OSError as exc:
@@ -273,7 +255,7 @@ class _Template:
         """Fork the next session's pid 1 into a new pid namespace; return that namespace's fd
         and its pid. Made while the template is idle: on a start, only the session's own fork
         remains to be paid."""
-        _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         try:
             pid = os.fork()
             if pid == 0:
@@ -287,7 +269,7 @@ class _Template:
                 self.silent_exits.add(pid)
                 raise
         finally:
-            _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+            check(libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
         return namespace, pid
 
     def _serve_as_reaper(self) -> None:
@@ -317,12 +299,12 @@ class _Template:
         """Make the next session's network namespace now, while nobody waits: creating one is
         the dearest part of a session's isolation (about 0.4 ms). It is empty, and only this
         fd refers to it until one session is forked into it."""
-        if _libc.unshare(_CLONE_NEWNET) != 0:
+        if libc.unshare(_CLONE_NEWNET) != 0:
             return  # the session will make its own
         try:
             self.next_net_namespace = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
         finally:
-            _check(_libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
+            check(libc.setns(self.own_net_namespace, _CLONE_NEWNET), "setns(CLONE_NEWNET)")
 
     def _become_session(
         self,
@@ -369,10 +351,10 @@ class _Template:
         if net >= 0:
             os.close(net)
             namespaces &= ~_CLONE_NEWNET
-        if _libc.unshare(namespaces) != 0:
+        if libc.unshare(namespaces) != 0:
             # As bubblewrap's --unshare-cgroup-try: kernels without cgroup namespaces.
-            _check(_libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
-        limits_dir = _isolate(message, self.plan)
+            check(libc.unshare(namespaces & ~_CLONE_NEWCGROUP), "unshare")
+        limits_dir = isolate_mounts(message, self.plan)
         try:
             self.privileges.apply(
                 int(message.get("uid", self.plan["uid"])),
@@ -388,7 +370,7 @@ class _Template:
         refuses a step fails here, when the template starts (and the host can start sessions
         with bubblewrap instead), not in every session."""
         read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        _check(_libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
+        check(libc.unshare(_CLONE_NEWPID), "unshare(CLONE_NEWPID)")
         try:
             pid = os.fork()
             if pid == 0:
@@ -400,7 +382,7 @@ class _Template:
                     os._exit(1)
                 os._exit(0)
         finally:
-            _check(_libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
+            check(libc.setns(self.own_pid_namespace, _CLONE_NEWPID), "setns(CLONE_NEWPID)")
         os.close(write_end)
         try:
             _, status = os.waitpid(pid, 0)
@@ -442,107 +424,6 @@ def _reseed() -> None:
         numpy_random.seed()
 
 
-def _isolate(message: dict[str, Any], plan: dict[str, Any]) -> int:
-    """The session's own mounts, as root, in its new namespaces. Returns, in user mode, an fd
-    of the fresh /proc's writable ``sys/user`` directory (see :func:`_fresh_proc`), else -1."""
-    os.setsid()
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.close(null)
-    limits_dir = _fresh_proc(plan)  # before the workspace tmpfs hides the read-only null file
-    workspace = plan["workspace"]
-    workspace_bytes = message.get("workspace_bytes")
-    _tmpfs(workspace, 0o777, workspace_bytes, _inodes(workspace_bytes))
-    os.mkdir(f"{workspace}/.tmp")
-    os.chmod(f"{workspace}/.tmp", 0o1777)
-    if plan["own_tmp"]:
-        _fresh_tmp(workspace, plan["tmp_binds"])
-    for staged, target, writable in plan.get("mounts") or ():
-        os.makedirs(target, mode=0o755, exist_ok=True)
-        _mount(staged, target, None, _MS_BIND | _MS_REC)
-        if not writable:
-            _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-    _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"), _inodes(message.get("shm_bytes")))
-    os.chdir(workspace)
-    return limits_dir
-
-
-def _inodes(size: int | None) -> int:
-    """How many files a tmpfs of ``size`` bytes may hold: one per 4 KiB, at least 1024. A
-    tmpfs ``size`` bounds pages, not inodes: empty files would otherwise cost kernel memory
-    (about 1 KiB each) without end."""
-    return 65536 if size is None else max(1024, size // 4096)
-
-
-def _tmpfs(path: str, mode: int, size: int | None, inodes: int) -> None:
-    """A new tmpfs over ``path``. The template's mount below it stays hidden: nothing inside
-    can unmount (no capability, and seccomp refuses umount2)."""
-    options = f"mode={mode:o},nr_inodes={inodes}" + (f",size={size}" if size is not None else "")
-    _mount("tmpfs", path, "tmpfs", _MS_NOSUID | _MS_NODEV, options)
-
-
-def _fresh_tmp(workspace: str, binds: list[str]) -> None:
-    """A new, empty /tmp that still holds the read-only binds living under it (the
-    interpreter, when it is installed under /tmp)."""
-    stage = f"{workspace}/.securepy-tmp"
-    os.mkdir(stage)
-    _mount("tmpfs", stage, "tmpfs", _MS_NOSUID | _MS_NODEV, f"mode=1777,nr_inodes={_inodes(None)}")
-    for source in binds:
-        target = stage + source[len("/tmp") :]
-        os.makedirs(target, mode=0o755, exist_ok=True)
-        _mount(source, target, None, _MS_BIND | _MS_REC)
-        _mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
-    _mount(stage, "/tmp", None, _MS_MOVE)
-    os.rmdir(stage)
-
-
-def _prepare_proc_masks(plan: dict[str, Any]) -> None:
-    """Once, in the template: keep only the /proc entries this kernel has (the same in every
-    session's /proc), and make a read-only, nodev /dev/null to mask files with in one mount
-    each (a bind inherits its source's flags). It lives in the template's workspace, which each
-    session's own workspace hides."""
-    plan["proc_read_only"] = [n for n in plan["proc_read_only"] if os.path.isdir(f"/proc/{n}")]
-    plan["proc_masked_files"] = [
-        n for n in plan["proc_masked_files"] if os.path.exists(f"/proc/{n}")
-    ]
-    plan["proc_masked_dirs"] = [n for n in plan["proc_masked_dirs"] if os.path.isdir(f"/proc/{n}")]
-    null = plan["read_only_null"] = f"{plan['workspace']}/.securepy-null"
-    os.close(os.open(null, os.O_CREAT | os.O_WRONLY, 0o444))
-    _mount("/dev/null", null, None, _MS_BIND)
-    # nodev as well: a device node cannot be opened at all there (EACCES), as in bubblewrap's
-    # masks, rather than read as empty.
-    _mount(
-        None, null, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NODEV | _MS_NOSUID | _MS_NOEXEC
-    )
-
-
-def _fresh_proc(plan: dict[str, Any]) -> int:
-    """A /proc of this pid namespace, hardened like bubblewrap's (see _launchers.bubblewrap).
-
-    In user mode, returns an fd of its ``sys/user`` directory, opened before ``/proc/sys`` turns
-    read-only: the session's own user namespace, made last, sets its limit through it (-1 in
-    root-drop mode)."""
-    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
-    limits_dir = -1
-    if plan.get("mode") == "user":
-        limits_dir = os.open("/proc/sys/user", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    for name in plan["proc_read_only"]:
-        path = f"/proc/{name}"
-        _mount(path, path, None, _MS_BIND | _MS_REC)
-        _mount(
-            None,
-            path,
-            None,
-            _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
-        )
-    for name in plan["proc_masked_files"]:
-        _mount(plan["read_only_null"], f"/proc/{name}", None, _MS_BIND)
-    for name in plan["proc_masked_dirs"]:
-        _mount("tmpfs", f"/proc/{name}", "tmpfs", _MS_NOSUID | _MS_NODEV, "mode=555,size=4096")
-    return limits_dir
-
-
 def _report_start_failure(session_fd: int, exc: BaseException) -> None:
     frame = protocol.encode_frame(
         {
@@ -554,29 +435,6 @@ def _report_start_failure(session_fd: int, exc: BaseException) -> None:
     )
     with contextlib.suppress(OSError):
         os.write(session_fd, frame)
-
-
-def _prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
-    return int(_libc.prctl(option, arg2, arg3, arg4, arg5))
-
-
-def _mount(
-    source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None
-) -> None:
-    result = _libc.mount(
-        None if source is None else source.encode(),
-        target.encode(),
-        None if fstype is None else fstype.encode(),
-        ctypes.c_ulong(flags),
-        None if data is None else data.encode(),
-    )
-    _check(result, f"mount {target}")
-
-
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
 
 
 def _read_all(fd: int) -> bytes:
