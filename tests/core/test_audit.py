@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import securepy
 from securepy._audit import (
-    GENESIS_HASH,
     VerifyResult,
     check_audit_path,
     open_auditor,
     verify_audit_log,
 )
+from securepy._audit_record import GENESIS_HASH
 
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")

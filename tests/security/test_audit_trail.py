@@ -173,14 +173,14 @@ def test_verify_reports_a_record_lost_to_a_failed_write(
     auditor = open_auditor("s1", log, None)
     assert auditor is not None
     auditor.emit("one", {})
-    real_append = _audit._AuditFile.append
+    real_append = _audit.AuditFile.append
 
     def failing(self: Any, record: dict[str, Any]) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(_audit._AuditFile, "append", failing)
+    monkeypatch.setattr(_audit.AuditFile, "append", failing)
     auditor.emit("lost", {})  # logged, not raised
-    monkeypatch.setattr(_audit._AuditFile, "append", real_append)
+    monkeypatch.setattr(_audit.AuditFile, "append", real_append)
     auditor.emit("three", {})
     auditor.close()
     result = verify_audit_log(log)

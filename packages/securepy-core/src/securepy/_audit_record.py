@@ -15,11 +15,14 @@ import datetime
 import hashlib
 import json
 import math
+import re
 from typing import Any
 
 __all__ = [
     "ARGUMENTS_BUDGET",
     "CODE_LIMIT",
+    "GENESIS_HASH",
+    "HASH_SUFFIX",
     "MAX_LINE_BYTES",
     "TEXT_LIMIT",
     "build_record",
@@ -31,6 +34,9 @@ CODE_LIMIT = 10_000
 TEXT_LIMIT = 4_000
 ARGUMENTS_BUDGET = 4_000
 MAX_LINE_BYTES = 32 * 1024
+# The chain: the first line's prev_hash, and each line's end, ``, "hash": "<sha256>"}``.
+GENESIS_HASH = "0" * 64
+HASH_SUFFIX = re.compile(r', "hash": "([0-9a-f]{64})"\}\Z')
 _MAX_DEPTH = 6
 _MAX_ITEMS = 50
 _HEAD_ITEMS = 40
