@@ -119,20 +119,36 @@ def _child_pids() -> set[int]:
     return found
 
 
+def shared_template_holdings() -> tuple[set[int], set[str], int]:
+    """What the process's shared templates hold, from their public accessor: their pids, their
+    fds, and how many sessions forked from them still run. The leak guard allows exactly
+    these, so a template started by a test is accounted for, never hidden."""
+    statuses = securepy.Session.shared_templates()
+    pids = {status.pid for status in statuses if status.pid is not None}
+    fds = {str(fd) for status in statuses for fd in status.fds}
+    return pids, fds, sum(status.sessions for status in statuses)
+
+
 @pytest.fixture(autouse=True)
 def leak_guard(request: pytest.FixtureRequest) -> Iterator[None]:
-    """No child process and no file descriptor outlives a test."""
+    """No child process, no file descriptor and no session forked from a shared template
+    outlives a test; the shared templates themselves (started on first use, kept for the
+    process's life) are allowed by their pids and fds."""
     pids_before = _child_pids()
     fds_before = _open_fds()
+    sessions_before = shared_template_holdings()[2]
     yield
     if request.node.get_closest_marker("allow_leaks"):
         return
     gc.collect()
-    wait_until(lambda: not (_child_pids() - pids_before), timeout=10)
+    wait_until(lambda: not (_child_pids() - pids_before - shared_template_holdings()[0]),
+               timeout=10)
+    wait_until(lambda: shared_template_holdings()[2] <= sessions_before, timeout=10)
+    template_fds = shared_template_holdings()[1]
     # Threads pools and event loops may lazily keep an fd; sockets and pipes must not leak.
     # (Host threads open and close fds meanwhile, e.g. the Landlock wall's workspace watch: an
     # fd gone by the time it is read was not leaked.)
-    targets = {fd: _fd_target(fd) for fd in _open_fds() - fds_before}
+    targets = {fd: _fd_target(fd) for fd in _open_fds() - fds_before - template_fds}
     leaked = [target for target in targets.values()
               if "anon_inode" not in target and ("socket:" in target or "pipe:" in target)]
     assert not leaked, f"leaked fds: {leaked}"

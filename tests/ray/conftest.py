@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from ..conftest import _child_pids, wait_until
+from ..conftest import _child_pids, shared_template_holdings, wait_until
 
 # Ray turns 127.0.0.1 into the host's outward address unless told this is a local-only
 # cluster; it reads the switch when it is imported, so it is set before any test imports ray.
@@ -117,11 +117,13 @@ def leak_guard() -> Iterator[None]:
     """The root leak guard, less its socket check: Ray's driver opens connections to nodes and
     workers lazily and keeps them, and its C++ core keeps a few descriptors (event loops, log
     files, a socket) for the life of the process even after ``ray.shutdown()``; nothing
-    securepy_ray can close. What must not outlive a test is a process: that is checked here,
-    and ``LocalCluster.stop`` checks that every process under the cluster is gone."""
+    securepy_ray can close. What must not outlive a test is a process (the shared session
+    templates excepted, by their pids): that is checked here, and ``LocalCluster.stop``
+    checks that every process under the cluster is gone."""
     pids_before = _child_pids()
     yield
-    wait_until(lambda: not (_child_pids() - pids_before), timeout=10)
+    wait_until(lambda: not (_child_pids() - pids_before - shared_template_holdings()[0]),
+               timeout=10)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from ._config import SessionConfig
 from ._fontcache import SANDBOX_FONT_CACHE, font_cache
 from ._interpreter import Interpreter, probe_interpreter
 from ._launchers import ChildProcess, LaunchSpec, select_launcher
+from ._launchers.shared import shared_launcher
 from ._limits import THREAD_STACK_BYTES, address_space_bytes
 from ._worker import BOOTSTRAP, WORKER_DIR, protocol
 from .errors import ProtocolError, SandboxUnavailableError
@@ -60,6 +61,10 @@ def start_child(config: SessionConfig) -> Child:
     started_ns = time.time_ns()
     launcher = config.launcher or select_launcher(sandbox=config.sandbox, wall=config.wall)
     interpreter = probe_interpreter(config.python)
+    env = _child_environment()
+    if config.launcher is None and config.sandbox and config.template:
+        # A fork of the process's shared template: a few ms instead of a bubblewrap start.
+        launcher = shared_launcher(interpreter, config.mounts, env, wall=config.wall) or launcher
     host_sock, child_sock = open_socketpair()
     try:
         # Sent before the launch: the socket holds it until the worker reads it, so a worker
@@ -73,7 +78,7 @@ def start_child(config: SessionConfig) -> Child:
             argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
             child_fd=fd,
             limits=config.limits,
-            env=_child_environment(),
+            env=env,
             mounts=config.mounts,
         )
         process = launcher.launch(spec)

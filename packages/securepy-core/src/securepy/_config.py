@@ -69,6 +69,7 @@ class SessionConfig:
     wall: str = "auto"
     trace_content: bool = False
     mounts: tuple[Mount, ...] = ()
+    template: bool = True
 
 
 def make_config(
@@ -93,10 +94,13 @@ def make_config(
     wall: str = "auto",
     trace_content: bool = False,
     mounts: Iterable[Mount] = (),
+    template: bool = True,
 ) -> SessionConfig:
     """Validate and freeze the session options (see :class:`Session`)."""
     if not isinstance(sandbox, bool):
         raise TypeError("sandbox must be True or False")
+    if not isinstance(template, bool):
+        raise TypeError("template must be True or False")
     if wall not in WALLS:
         raise ValueError(f"wall must be one of {', '.join(map(repr, WALLS))}, got {wall!r}")
     resolved = resolve_limits(limits)
@@ -147,6 +151,7 @@ def make_config(
         wall=wall,
         trace_content=bool(trace_content),
         mounts=checked_mounts,
+        template=template,
     )
 
 

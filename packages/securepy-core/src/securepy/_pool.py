@@ -376,6 +376,8 @@ class _PoolCore(Generic[S]):
             self._template = TemplateLauncher(preload=config.preload, fall_back=True,
                                               wall=config.wall)
             config = dataclasses.replace(config, launcher=self._template)
+        else:  # each session starts on its own, as asked: not from the shared template either
+            config = dataclasses.replace(config, template=False)
         self.config = config
         self.size = size
         self.acquire_timeout = check_timeout(acquire_timeout)

@@ -83,6 +83,14 @@ class Session(SessionBase):
             the spans too (by default only their sizes and the code's hash).
         mounts: host directories to expose, each a :class:`securepy.Mount` (read-only unless
             ``writable=True``). Needs the sandbox.
+        template: fork the session from the process's shared template where one can run
+            (the namespaces wall on a host that allows templates): a few milliseconds instead
+            of a bubblewrap start. The template starts with the first such session and stops
+            at interpreter exit (see :meth:`shared_templates`). Its sessions share the str
+            hash secret and the address-space layout it started with; ``False`` (or
+            ``SECUREPY_SHARED_TEMPLATE=0`` in the environment, for the whole process) starts
+            the session with bubblewrap, with both fresh. A pool's sessions fork from the
+            pool's own template instead.
 
     Raises:
         securepy.errors.SandboxUnavailableError: the sandbox cannot start on this host.
@@ -121,6 +129,7 @@ class Session(SessionBase):
         wall: str = "auto",
         trace_content: bool = False,
         mounts: Iterable[Mount] = (),
+        template: bool = True,
     ) -> None:
         config = make_config(
             tools, sandbox=sandbox, limits=limits, timeout=timeout, python=python,
@@ -129,7 +138,7 @@ class Session(SessionBase):
             max_code_length=max_code_length, pre_execute_hook=pre_execute_hook,
             sanitize_errors=sanitize_errors, audit_log=audit_log, audit=audit,
             verbose=verbose, launcher=launcher, preload=preload, wall=wall,
-            trace_content=trace_content, mounts=mounts,
+            trace_content=trace_content, mounts=mounts, template=template,
         )
         self._init_from_config(config)
 

@@ -21,6 +21,7 @@ from ._child import Child, kill_quietly
 from ._config import OnOutput, SessionConfig, UseSessionDefault, check_timeout
 from ._execution import Execution
 from ._launchers import wall_of
+from ._launchers.shared import SharedTemplateStatus, close_shared_templates, shared_templates
 from ._logging import attach_verbose_handler, logger, warn_unsandboxed
 from ._sanitize import sanitize_text
 from ._tool_loop import ToolLoop
@@ -90,6 +91,21 @@ class SessionBase:
         child = self._child
         pid = "" if child is None else f" pid={child.process.pid}"
         return f"{head} open sandbox={self._config.sandbox}{pid} {tools}"
+
+    @staticmethod
+    def shared_templates() -> tuple[SharedTemplateStatus, ...]:
+        """The process's shared templates (sessions outside pools fork from them): for each,
+        the interpreter and mounts it serves, its host ``pid`` (None while none runs), the
+        host file descriptors it holds (``fds``) and how many ``sessions`` forked from it
+        still run. What a leak check must account for."""
+        return shared_templates()
+
+    @staticmethod
+    def close_shared_templates() -> None:
+        """Stop the shared templates now rather than at interpreter exit. Sessions forked
+        from them stop too (each restarts on its next execute, its state lost); the next
+        session starts a new template."""
+        close_shared_templates()
 
     @property
     def tools(self) -> dict[str, Tool]:
