@@ -79,7 +79,7 @@ fields = dict(line.split(":\\t", 1) for line in open("/proc/self/status").read()
 
 
 def test_a_forked_session_has_the_identity_of_a_bubblewrap_session(forked: Any) -> None:
-    with securepy.Session(timeout=30, launcher=None) as bubblewrap_session:
+    with securepy.Session(timeout=30, template=False) as bubblewrap_session:
         assert isinstance(bubblewrap_session._child.process, BubblewrapChild)  # type: ignore[union-attr]
         expected = bubblewrap_session.execute(STATUS).value
     got = forked().execute(STATUS).value

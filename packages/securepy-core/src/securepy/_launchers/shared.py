@@ -3,7 +3,7 @@
 A pool forks its sessions from a template of its own (:mod:`.template`). A plain ``Session()``
 (and ``AsyncSession``, ``execute_python``, the adapters' sessions) would otherwise pay a whole
 bubblewrap start, about three times a bare interpreter's start. Instead, where a template can
-run (:func:`~.template.template_problem` says so), such sessions fork from a template this
+run (``template_problem`` in :mod:`.template` says so), such sessions fork from a template this
 module starts on first use and keeps for the life of the process:
 
 - one template per configuration a template fixes when it starts: the interpreter, the
@@ -44,8 +44,8 @@ from .._interpreter import Interpreter
 from .._mounts import Mount
 from .._worker import WORKER_DIR
 from ..errors import SandboxUnavailableError
+from . import template
 from .base import ChildProcess, LaunchSpec
-from .template import TemplateLauncher, template_problem
 
 __all__ = [
     "ENV_SWITCH",
@@ -119,7 +119,7 @@ def shared_launcher(interpreter: Interpreter, mounts: tuple[Mount, ...],
     if wall == "landlock" or not _switched_on():
         return None
     try:
-        problem = template_problem(interpreter)
+        problem = template.template_problem(interpreter)
     except SandboxUnavailableError:
         return None  # no bubblewrap here: the wall "auto" picks starts the session
     if problem is not None:
@@ -155,7 +155,7 @@ class _SharedTemplate:
     def __init__(self, interpreter: Interpreter, mounts: tuple[Mount, ...]) -> None:
         self._interpreter = interpreter
         self._mounts = mounts
-        self._launcher = TemplateLauncher()
+        self._launcher = template.TemplateLauncher()
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._fds: tuple[int, ...] = ()
