@@ -3,6 +3,7 @@
     uv sync --all-packages --group bench --frozen --inexact   # pydantic-monty, smolagents
     uv run python benchmarks/run.py                           # sandbox=True when available
     uv run python benchmarks/run.py --no-sandbox --quick
+    uv run python benchmarks/run.py --only cold_start         # one row (a method's name)
 
 Each row times its cases round-robin (securepy, peer, peer, baseline, securepy, ...), so drift
 on a shared machine hits every case alike, and reports the median and min-max of the
@@ -28,8 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import securepy
-from securepy._interpreter import probe_interpreter
-from securepy._launchers.template import TemplateLauncher, template_problem
 from securepy._worker import protocol
 
 HERE = Path(__file__).resolve().parent
@@ -95,16 +94,21 @@ def main() -> None:
     parser.add_argument("--no-sandbox", dest="sandbox", action="store_false",
                         help="use sandbox=False sessions")
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    parser.add_argument("--only", metavar="ROWS", default="",
+                        help="comma-separated rows to run, by method name (e.g. cold_start)")
     args = parser.parse_args()
     logging.getLogger("securepy").setLevel(logging.ERROR)  # no per-session sandbox=False warning
     sandbox = sandbox_works() if args.sandbox is None else args.sandbox
     scale = 0.2 if args.quick else 1.0
     bench = Bench(sandbox=sandbox, scale=scale)
     rows: list[Row] = []
+    only = {name for name in args.only.split(",") if name}
     for measure in (bench.warm_execute, bench.tool_call, bench.snippet, bench.compute,
                     bench.pool_checkout, bench.cold_start, bench.sustained_checkouts,
                     bench.throughput, bench.idle_rss, bench.first_plot,
                     bench.file_round_trip):
+        if only and measure.__name__ not in only:
+            continue
         rows.extend(measure())
         bench.close_peers()
     print_table(rows, sandbox=sandbox, quick=args.quick)
@@ -156,7 +160,6 @@ class Bench:
         self.sandbox = sandbox
         self.scale = scale
         self._closers: list[Callable[[], Any]] = []
-        self._template: TemplateLauncher | None = None
 
     def reps(self, n: int) -> int:
         return max(5, int(n * self.scale))
@@ -186,21 +189,6 @@ class Bench:
         session = checkout.__enter__()
         self._closers.append(lambda: checkout.__exit__(None, None, None))
         return session
-
-    def template(self) -> TemplateLauncher | None:
-        """A started session template (where one can run, root or not), closed with the peers."""
-        if not self.sandbox or template_problem(probe_interpreter(None)) is not None:
-            return None
-        if self._template is None:
-            self._template = template = TemplateLauncher()
-            securepy.Session(launcher=template).close()  # starts the template
-
-            def close() -> None:
-                template.close()
-                self._template = None
-
-            self._closers.append(close)
-        return self._template
 
     def smolagents(self, functions: dict[str, Callable[..., Any]] | None = None) -> Any:
         try:
@@ -365,13 +353,15 @@ class Bench:
         return round_robin("new session from a warm pool, then 1+1", cases, self.reps(40))
 
     def cold_start(self) -> list[Row]:
-        def securepy_cold() -> float:
-            started = time.perf_counter()
-            session = securepy.Session(sandbox=self.sandbox)
-            session.execute("1+1")
-            elapsed = time.perf_counter() - started
-            session.close()
-            return Seconds(elapsed)
+        def cold(**options: Any) -> Case:
+            def case() -> float:
+                started = time.perf_counter()
+                session = securepy.Session(sandbox=self.sandbox, **options)
+                session.execute("1+1")
+                elapsed = time.perf_counter() - started
+                session.close()
+                return Seconds(elapsed)
+            return case
 
         def monty_cold() -> float:
             try:
@@ -386,24 +376,27 @@ class Bench:
             return Seconds(elapsed)
 
         bare = [sys.executable, "-I", "-S", "-c", "pass"]
-        cases: dict[str, Case] = {
-            f"securepy Session({'sandboxed' if self.sandbox else 'sandbox=False'}) + 1+1":
-                securepy_cold,
-        }
-        template = self.template()
-        if template is not None:
-            def forked_cold() -> float:
-                started = time.perf_counter()
-                session = securepy.Session(launcher=template)
-                session.execute("1+1")
-                elapsed = time.perf_counter() - started
-                session.close()
-                return Seconds(elapsed)
-
-            cases["securepy Session forked from a running template + 1+1"] = forked_cold
+        if not self.sandbox:
+            cases: dict[str, Case] = {"securepy Session(sandbox=False) + 1+1": cold()}
+        elif self.shared_template_runs():
+            cases = {
+                "securepy Session() forked from a running template (the shared one) + 1+1":
+                    cold(),
+                "securepy Session(sandboxed, template=False): its own bubblewrap + 1+1":
+                    cold(template=False),
+            }
+        else:
+            cases = {"securepy Session(sandboxed), its own bubblewrap (no template here) + 1+1":
+                     cold()}
         cases["pydantic-monty new pool + checkout + 1+1"] = monty_cold
         cases["bare `python -I -S -c pass`"] = lambda: subprocess.run(bare, check=True)
         return round_robin("cold session start, then 1+1", cases, self.reps(40), warmup=2)
+
+    def shared_template_runs(self) -> bool:
+        """Start the process's shared template (sessions outside pools fork from it) and say
+        whether one runs here (root-drop hosts only, today)."""
+        securepy.Session(sandbox=self.sandbox).close()
+        return any(t.pid is not None for t in securepy.Session.shared_templates())
 
     def sustained_checkouts(self) -> list[Row]:
         """Fresh sessions handed out back to back from a pool of 4: the rate is bounded by how
@@ -454,10 +447,10 @@ class Bench:
 
     def idle_rss(self) -> list[Row]:
         rows: list[Row] = []
-        template = self.template()
-        for label, options in (("Session", {}), ("Session forked from a template",
-                                                 {"launcher": template})):
-            if label != "Session" and template is None:
+        forked = self.sandbox and self.shared_template_runs()
+        for label, options in (("Session(template=False)", {"template": False}),
+                               ("Session forked from a template", {})):
+            if label != "Session(template=False)" and not forked:
                 continue
             sessions = [self.session(**options) for _ in range(4)]
             for session in sessions:
@@ -624,11 +617,12 @@ TARGETS = [
     ("one host tool call", "securepy", "pydantic-monty", 0.3, "<="),
     ("one host tool call", "securepy", "raw socketpair", 1.5, "<="),
     ("new session from a warm pool", "fresh session per checkout", None, 1e-3, "<="),
-    ("cold session start", "securepy Session(sandboxed)", "bare", 1.5, "<="),
+    ("cold session start", "its own bubblewrap", "bare", 1.5, "<="),
+    ("cold session start", "forked from a running template", "bare", 1.5, "<="),
     ("cold session start", "forked from a running template", "bare", 0.5, "<="),
     ("prime sieve to 200,000 (bytearray", "securepy", "in-process", 1.1, "<="),
     ("prime sieve to 200,000 (plain", "securepy", "in-process", 1.1, "<="),
-    ("idle RSS per session", "Session (whole process tree)", None, 15.0, "<="),
+    ("idle RSS per session", "Session(template=False) (whole process tree)", None, 15.0, "<="),
     ("idle RSS per session", "template (whole process tree)", None, 15.0, "<="),
 ]
 

@@ -251,7 +251,10 @@ def _processes_in(namespaces: set[str]) -> list[int]:
     exempt, and only if it started after the namespace was recorded."""
     found = []
     uids = {int(n[4:]) for n in namespaces if n.startswith("uid:")}
+    templates = _shared_template_processes()
     for pid in _host_pids():
+        if pid in templates:
+            continue
         with contextlib.suppress(OSError, ValueError, IndexError):
             if uids and os.stat(f"/proc/{pid}").st_uid in uids and os.geteuid() == 0:
                 found.append(pid)
@@ -268,6 +271,49 @@ def _processes_in(namespaces: set[str]) -> list[int]:
                 continue
             found.append(pid)
     return found
+
+
+def _shared_template_processes() -> set[int]:
+    """The shared session templates' own processes, as ``Session.shared_templates()`` accounts
+    for them: each template's bubblewrap and what runs in the template's pid namespace. A
+    template started after a namespace was recorded may get its recycled number; the sessions
+    it forks run in namespaces of their own and stay checked."""
+    own: set[int] = set()
+    for status in securepy.Session.shared_templates():
+        if status.pid is None:
+            continue
+        own.add(status.pid)
+        with contextlib.suppress(OSError):
+            inner = {os.readlink(f"/proc/{child}/ns/pid") for child in _children(status.pid)}
+            own |= {pid for pid in _descendants(status.pid)
+                    if _pid_namespace(pid) in inner}
+    return own
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in _listdir(f"/proc/{pid}/task"):
+        with contextlib.suppress(OSError):
+            found |= {int(p) for p in
+                      pathlib.Path(f"/proc/{pid}/task/{task}/children").read_text().split()}
+    return found
+
+
+def _descendants(pid: int) -> set[int]:
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop()) - found
+        found |= kids
+        todo.extend(kids)
+    return found
+
+
+def _pid_namespace(pid: int) -> str:
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return ""
 
 
 def _processes_marked(marker: str) -> list[int]:
