@@ -420,8 +420,8 @@ def _wall_options(wall: str, request: pytest.FixtureRequest) -> dict[str, Any]:
         if problem is not None:
             pytest.fail(f"the Landlock wall cannot stand here: {problem}")
         return {"wall": "landlock", "python": landlock_python()}
-    if wall != "template":
-        return {}
+    if wall == "bubblewrap":
+        return {"template": False}  # its own bubblewrap, not a fork of the shared template
     launcher = request.getfixturevalue("template_launcher")
     if launcher is None:
         skip_unless_ci(f"no session template here: {_template_problem()}")
