@@ -23,10 +23,11 @@ variable ``SECUREPY_SHARED_TEMPLATE=0``. ``wall="landlock"``, ``sandbox=False`` 
 ``launcher=`` never use it. What sessions of one template share (the str hash secret, the
 address-space layout) is in ``_worker/template.py``'s docstring and docs/threat-model.md.
 
-The template's pid and fds are found by watching the host's children and fds across the launch
-that starts it (:class:`TemplateLauncher` does not expose them), and only kept when exactly one
-new child is a template and the fds are its stderr pipe and a SOCK_SEQPACKET control socket;
-anything ambiguous is left unaccounted, so a leak check reports it rather than miss a leak.
+:class:`TemplateLauncher` does not expose its template's pid and fds, so they are found from
+the launch that starts it: the pid is the child of ours the new session descends from (and runs
+the worker in template mode), the fds are those new across that launch that are the template's
+stderr pipe (the pipe its fd 2 is) and its control socket (the one new SOCK_SEQPACKET socket).
+Anything ambiguous is left unaccounted, so a leak check reports it rather than miss a leak.
 """
 
 from __future__ import annotations
@@ -189,12 +190,14 @@ class _SharedTemplate:
     def _launch_from_template(self, spec: LaunchSpec) -> ChildProcess | None:
         retried = False
         while True:
+            # Taken before every launch (about 0.1 ms): the template launcher may replace a
+            # template that died just now even when ours still looked alive.
+            before = _Snapshot()
             starting = not self._running()
-            before = _Snapshot() if starting else None
             try:
                 child = self._launcher.launch(spec)
             except (SandboxUnavailableError, OSError) as exc:
-                if before is not None:
+                if starting:
                     self._account(before)
                     if self._pid is None:  # no template came up
                         if not retried:  # (a retry may have met the dead one once more)
@@ -207,30 +210,36 @@ class _SharedTemplate:
                     raise  # the template runs: this session's own failure
                 retried = True  # it died under this launch: the next round starts a new one
                 continue
-            if before is not None:
-                self._account(before)
+            if starting or _our_child_above(child.pid) != self._pid:
+                self._account(before, child)
             return child
 
     def _running(self) -> bool:
         return self._pid is not None and _is_live_child(self._pid)
 
-    def _account(self, before: _Snapshot) -> None:
-        """Find the template this launch started: exactly one new child of ours that is a
-        template, and the new fds that are its stderr pipe or a control socket."""
+    def _account(self, before: _Snapshot, child: ChildProcess | None = None) -> None:
+        """Find the template this launch started: the child of ours that ``child`` (the
+        session) descends from, or without one exactly one new child of ours that is a
+        template; and the new fds that are its stderr pipe or its control socket (exactly one
+        new SOCK_SEQPACKET socket: with more, another template started meanwhile and the fds
+        are left unaccounted)."""
         after = _Snapshot()
         started = [pid for pid in after.pids - before.pids if _is_template(pid)]
-        if len(started) != 1:
+        pid = _our_child_above(child.pid) if child is not None else None
+        if pid is None and len(started) == 1:
+            pid = started[0]
+        if pid is None or not _is_template(pid):
             self._pid, self._fds = None, ()
-            if started:
-                logger.debug("securepy: %d templates started at once; the shared one is not "
-                             "accounted for", len(started))
+            logger.debug("securepy: the shared template's process was not found; it is not "
+                         "accounted for")
             return
-        pid = started[0]
         stderr = _link(f"/proc/{pid}/fd/2")
+        new = {fd: link for fd, link in after.fds.items() if before.fds.get(fd) != link}
+        pipes = [fd for fd, link in new.items() if link.startswith("pipe:") and link == stderr]
+        sockets = [fd for fd, link in new.items()
+                   if link.startswith("socket:") and _is_seqpacket(fd)]
         self._pid = pid
-        self._fds = tuple(sorted(fd for fd, link in after.fds.items()
-                                 if before.fds.get(fd) != link
-                                 and _belongs_to_template(fd, link, stderr)))
+        self._fds = tuple(sorted(pipes + (sockets if len(sockets) == 1 else [])))
 
     def status(self) -> SharedTemplateStatus:
         with self._lock:
@@ -279,6 +288,27 @@ def _is_template(pid: int) -> bool:
     return worker in argv and b"template" in argv[argv.index(worker):]
 
 
+def _our_child_above(pid: int) -> int | None:
+    """The child of this process that ``pid`` descends from (a forked session's worker: the
+    template's bubblewrap), or None."""
+    for _ in range(64):  # a session is a few levels below; a loop of pids cannot be
+        parent = _parent(pid)
+        if parent is None or parent <= 1:
+            return None
+        if parent == os.getpid():
+            return pid
+        pid = parent
+    return None
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _is_live_child(pid: int) -> bool:
     """``pid`` is still our child and has not exited (a zombie has: its template launcher has
     not reaped it yet)."""
@@ -295,14 +325,6 @@ def _link(path: str) -> str:
         return os.readlink(path)
     except OSError:
         return ""
-
-
-def _belongs_to_template(fd: int, link: str, stderr: str) -> bool:
-    """``fd`` (which is ``link``) is the read end of the template's stderr pipe (the same pipe
-    as its fd 2) or a control socket (SOCK_SEQPACKET: sessions' sockets are streams)."""
-    if link.startswith("pipe:"):
-        return link == stderr
-    return link.startswith("socket:") and _is_seqpacket(fd)
 
 
 def _is_seqpacket(fd: int) -> bool:
