@@ -104,7 +104,8 @@ def main() -> None:
     rows: list[Row] = []
     only = {name for name in args.only.split(",") if name}
     for measure in (bench.warm_execute, bench.tool_call, bench.snippet, bench.compute,
-                    bench.pool_checkout, bench.cold_start, bench.sustained_checkouts,
+                    bench.pool_checkout, bench.cold_start, bench.first_session,
+                    bench.sustained_checkouts,
                     bench.throughput, bench.idle_rss, bench.first_plot,
                     bench.file_round_trip):
         if only and measure.__name__ not in only:
@@ -391,6 +392,29 @@ class Bench:
         cases["pydantic-monty new pool + checkout + 1+1"] = monty_cold
         cases["bare `python -I -S -c pass`"] = lambda: subprocess.run(bare, check=True)
         return round_robin("cold session start, then 1+1", cases, self.reps(40), warmup=2)
+
+    def first_session(self) -> list[Row]:
+        """The first session of a fresh process (a one-shot script): with the shared template
+        it starts the template too; timed inside the process, from after ``import securepy``
+        to the first result."""
+        script = ("import time, securepy\nstarted = time.perf_counter()\n"
+                  f"with securepy.Session(sandbox={self.sandbox}) as s:\n    s.execute('1+1')\n"
+                  "print(time.perf_counter() - started)")
+
+        def first(switch: str) -> Case:
+            env = {**os.environ, "SECUREPY_SHARED_TEMPLATE": switch}
+
+            def case() -> float:
+                out = subprocess.run([sys.executable, "-c", script], env=env, check=True,
+                                     capture_output=True, text=True).stdout
+                return Seconds(float(out.split()[-1]))
+            return case
+
+        cases = {"securepy first Session() of a process, shared template on (the default)":
+                 first("1"),
+                 "securepy first Session() of a process, SECUREPY_SHARED_TEMPLATE=0": first("0")}
+        return round_robin("first session of a fresh process, then 1+1 (import excluded)",
+                           cases, self.reps(10), warmup=1)
 
     def shared_template_runs(self) -> bool:
         """Start the process's shared template (sessions outside pools fork from it) and say
