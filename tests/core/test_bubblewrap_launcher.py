@@ -496,7 +496,9 @@ def test_an_interpreter_under_tmp_works_and_tmp_stays_private(tmp_path: Path) ->
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     (tmp_path / "host-secret.txt").write_text("not for the sandbox")
-    with securepy.Session(python=str(venv / "bin" / "python")) as session:
+    # template=False: bubblewrap's binds are the subject (and a throwaway interpreter would
+    # otherwise get a shared template of its own for the rest of the process).
+    with securepy.Session(python=str(venv / "bin" / "python"), template=False) as session:
         listing = session.execute(
             "import os\nopen('/tmp/scratch', 'w').write('ok')\n"
             f"sorted(os.listdir({str(tmp_path)!r}))").value
@@ -513,7 +515,8 @@ def test_an_interpreter_under_workspace_moves_the_workspace() -> None:
     try:
         venv = os.path.join(base, "venv")
         subprocess.run([sys.executable, "-m", "venv", "--without-pip", venv], check=True)
-        with securepy.Session(python=os.path.join(venv, "bin", "python")) as session:
+        with securepy.Session(python=os.path.join(venv, "bin", "python"),
+                              template=False) as session:
             cwd, home = session.execute("import os\nos.getcwd(), os.environ['HOME']").value
         assert cwd == home == "/securepy-workspace"
     finally:
