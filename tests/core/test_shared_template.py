@@ -16,7 +16,6 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import securepy
@@ -68,12 +67,12 @@ def ancestors(pid: int) -> list[int]:
     return found
 
 
-def forked_from(session: securepy.Session, status: Any) -> bool:
+def forked_from(session: securepy.Session, status: shared.SharedTemplateStatus) -> bool:
     process = session._child.process  # type: ignore[union-attr]
     return isinstance(process, TemplateChild) and status.pid in ancestors(process.pid)
 
 
-def test_a_plain_session_forks_from_the_shared_template(switch: Any) -> None:
+def test_a_plain_session_forks_from_the_shared_template(switch: pytest.MonkeyPatch) -> None:
     with securepy.Session() as session:
         status = plain_template()
         assert status.pid is not None and status.sessions >= 1
@@ -91,7 +90,7 @@ def test_a_plain_session_forks_from_the_shared_template(switch: Any) -> None:
     assert plain_template().sessions == status.sessions - 1
 
 
-async def test_an_async_session_forks_from_it_too(switch: Any) -> None:
+async def test_an_async_session_forks_from_it_too(switch: pytest.MonkeyPatch) -> None:
     async with securepy.AsyncSession() as session:
         status = plain_template()
         assert isinstance(session._child.process, TemplateChild)  # type: ignore[union-attr]
@@ -100,14 +99,13 @@ async def test_an_async_session_forks_from_it_too(switch: Any) -> None:
 
 
 _TENANT = """
-import os, hashlib
-x = os.getuid()
+import os
 (os.getuid(), os.readlink('/proc/self/ns/pid'), os.readlink('/proc/self/ns/net'),
  os.readlink('/proc/self/ns/mnt'), os.getpid(), hash('securepy'))
 """
 
 
-def test_two_sessions_of_one_template_are_separate_tenants(switch: Any) -> None:
+def test_two_sessions_of_one_template_are_separate_tenants(switch: pytest.MonkeyPatch) -> None:
     with securepy.Session() as a, securepy.Session() as b:
         status = plain_template()
         assert forked_from(a, status) and forked_from(b, status)
@@ -131,7 +129,10 @@ def test_two_sessions_of_one_template_are_separate_tenants(switch: Any) -> None:
 
 
 @pytest.mark.parametrize("value", ["0", "false", "off"])
-def test_the_environment_switch_turns_it_off_for_the_process(switch: Any, value: str) -> None:
+def test_the_environment_switch_turns_it_off_for_the_process(
+    switch: pytest.MonkeyPatch,
+    value: str,
+) -> None:
     switch.setenv(shared.ENV_SWITCH, value)
     with securepy.Session(template=True) as session:
         assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
@@ -141,7 +142,7 @@ def test_the_environment_switch_turns_it_off_for_the_process(switch: Any, value:
         assert forked_from(session, plain_template())
 
 
-def test_a_session_opts_out_with_template_false(switch: Any) -> None:
+def test_a_session_opts_out_with_template_false(switch: pytest.MonkeyPatch) -> None:
     with securepy.Session(template=False) as session:
         assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
         assert session.wall == "namespaces"
@@ -150,7 +151,7 @@ def test_a_session_opts_out_with_template_false(switch: Any) -> None:
         securepy.Session(template="no")  # type: ignore[arg-type]
 
 
-def test_a_bad_switch_value_names_the_variable_and_the_fix(switch: Any) -> None:
+def test_a_bad_switch_value_names_the_variable_and_the_fix(switch: pytest.MonkeyPatch) -> None:
     switch.setenv(shared.ENV_SWITCH, "maybe")
     with pytest.raises(ValueError, match=r"SECUREPY_SHARED_TEMPLATE='maybe' is neither on nor "
                                          r"off: set it to 0"):
@@ -158,7 +159,7 @@ def test_a_bad_switch_value_names_the_variable_and_the_fix(switch: Any) -> None:
 
 
 def test_pools_keep_their_own_template_and_template_false_pools_use_neither(
-    switch: Any,
+    switch: pytest.MonkeyPatch,
 ) -> None:
     with securepy.Session() as session:
         status = plain_template()
@@ -201,7 +202,9 @@ def test_it_is_stopped_at_interpreter_exit() -> None:
     assert not os.path.exists(f"/proc/{pid}")
 
 
-def test_a_template_that_dies_is_replaced_and_its_sessions_restart(switch: Any) -> None:
+def test_a_template_that_dies_is_replaced_and_its_sessions_restart(
+    switch: pytest.MonkeyPatch,
+) -> None:
     with securepy.Session() as session:
         session.execute("kept = 1")
         old = plain_template()
@@ -220,7 +223,7 @@ def test_a_template_that_dies_is_replaced_and_its_sessions_restart(switch: Any) 
 
 
 def test_closing_it_early_stops_its_sessions_and_the_next_session_starts_one(
-    switch: Any,
+    switch: pytest.MonkeyPatch,
 ) -> None:
     with securepy.Session() as session:
         old = plain_template()
@@ -233,7 +236,9 @@ def test_closing_it_early_stops_its_sessions_and_the_next_session_starts_one(
             assert new.pid != old.pid and forked_from(fresh, new)
 
 
-def test_sessions_with_limits_fork_from_it_and_keep_their_limits(switch: Any) -> None:
+def test_sessions_with_limits_fork_from_it_and_keep_their_limits(
+    switch: pytest.MonkeyPatch,
+) -> None:
     limits = securepy.Limits(memory_bytes=256 * MiB, workspace_bytes=4 * MiB)
     with securepy.Session(limits=limits) as session:
         assert forked_from(session, plain_template())
@@ -247,7 +252,10 @@ def test_sessions_with_limits_fork_from_it_and_keep_their_limits(switch: Any) ->
         assert info.value.limit == "memory"
 
 
-def test_sessions_with_mounts_get_a_template_of_their_own(switch: Any, tmp_path: Path) -> None:
+def test_sessions_with_mounts_get_a_template_of_their_own(
+    switch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
     (tmp_path / "hello.txt").write_text("from the host")
     tmp_path.chmod(0o755)  # the sandbox's user (uid 65534 as root) reads it
     mount = securepy.Mount(str(tmp_path), "data")
@@ -262,7 +270,7 @@ def test_sessions_with_mounts_get_a_template_of_their_own(switch: Any, tmp_path:
 
 
 def test_past_the_bound_a_new_configuration_starts_with_bubblewrap(
-    switch: Any, tmp_path: Path,
+    switch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     switch.setattr(shared, "MAX_TEMPLATES", len(securepy.Session.shared_templates()))
     mount = securepy.Mount(str(tmp_path), "data")
@@ -273,7 +281,7 @@ def test_past_the_bound_a_new_configuration_starts_with_bubblewrap(
         assert forked_from(plain, plain_template())
 
 
-def test_where_no_template_can_run_sessions_start_as_before(switch: Any) -> None:
+def test_where_no_template_can_run_sessions_start_as_before(switch: pytest.MonkeyPatch) -> None:
     switch.setattr(template_module, "template_problem", lambda interpreter: "not root")
     with securepy.Session() as session:
         assert isinstance(session._child.process, BubblewrapChild)  # type: ignore[union-attr]
@@ -286,7 +294,7 @@ def test_where_no_template_can_run_sessions_start_as_before(switch: Any) -> None
 
 
 def test_a_template_that_fails_to_start_falls_back_to_bubblewrap(
-    switch: Any, tmp_path: Path,
+    switch: pytest.MonkeyPatch, tmp_path: Path,
 ) -> None:
     # A new configuration (a mount) whose template cannot isolate its sessions.
     switch.setattr(shared, "MAX_TEMPLATES", len(securepy.Session.shared_templates()) + 1)
