@@ -9,10 +9,13 @@ on a ``template=False`` session gives the other answer.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -307,3 +310,60 @@ def test_a_template_that_fails_to_start_falls_back_to_bubblewrap(
         assert session.execute("1 + 1").value == 2
     (entry,) = [s for s in securepy.Session.shared_templates() if s.mounts == (mount,)]
     assert entry.pid is None and entry.sessions == 0
+
+
+# Runs as uid 65534 (a host user who is not root): templates in bubblewrap's user mode.
+_NON_ROOT_SCRIPT = r'''
+import json, os, securepy
+
+def ancestors(pid):
+    found = []
+    while pid not in (0, 1, os.getpid()):
+        with open(f"/proc/{pid}/stat") as f:
+            pid = int(f.read().rsplit(")", 1)[1].split()[1])
+        found.append(pid)
+    return found
+
+NS = "__import__('os').readlink('/proc/self/ns/pid')"
+with securepy.Session() as a, securepy.Session() as b:
+    (status,) = securepy.Session.shared_templates()
+    a.execute("x = 1")
+    report = {"uid": os.getuid(), "type": type(a._child.process).__name__,
+              "template": status.pid, "sessions": status.sessions,
+              "forked": [status.pid in ancestors(s._child.process.pid) for s in (a, b)],
+              "namespaces": [s.execute(NS).value for s in (a, b)],
+              "x": [s.execute("'x' in globals()").value for s in (a, b)],
+              "fds": sorted(os.readlink(f"/proc/self/fd/{fd}").split(":")[0]
+                            for fd in status.fds)}
+with securepy.Session(template=False) as control:
+    report["control"] = type(control._child.process).__name__
+print(json.dumps(report), flush=True)
+'''
+
+
+def test_as_a_host_user_who_is_not_root_plain_sessions_fork_too() -> None:
+    from .test_template_unprivileged import _UID, _copy_packages, _system_python_is_usable
+
+    if os.geteuid() != 0:
+        skip_unless_ci("becoming an unprivileged host user needs root")
+    if not _system_python_is_usable():
+        skip_unless_ci(f"no Python 3.11+ at /usr/bin/python3 to run as uid {_UID}")
+    packages = tempfile.mkdtemp(prefix="securepy-shared-nonroot-", dir="/tmp")
+    try:
+        _copy_packages(packages)
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={_UID}", f"--regid={_UID}", "--clear-groups",
+             "/usr/bin/python3", "-c", _NON_ROOT_SCRIPT],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
+            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
+    finally:
+        shutil.rmtree(packages)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(proc.stdout.splitlines()[-1])
+    assert report["uid"] == _UID
+    assert report["type"] == "TemplateChild" and report["forked"] == [True, True]
+    assert report["sessions"] == 2 and report["fds"] == ["pipe", "socket"]
+    assert report["namespaces"][0] != report["namespaces"][1]  # separate tenants
+    assert report["x"] == [True, False]
+    assert report["control"] == "BubblewrapChild"  # template=False: the other start path
+    assert not os.path.exists(f"/proc/{report['template']}")  # stopped when the script ended
