@@ -120,6 +120,11 @@ class PopenChild:
     def wait(self, timeout: float | None = None) -> int:
         return self._popen.wait(timeout)
 
+    def stderr_fd(self) -> int | None:
+        """The fd of this process's end of the child's stderr pipe, None once closed."""
+        stderr = self._popen.stderr
+        return None if stderr is None or stderr.closed else stderr.fileno()
+
     def read_startup_error(self) -> str:
         """Whatever the child wrote to stderr before it died, bounded (empty while it runs)."""
         stderr = self._popen.stderr

@@ -23,11 +23,7 @@ variable ``SECUREPY_SHARED_TEMPLATE=0``. ``wall="landlock"``, ``sandbox=False`` 
 ``launcher=`` never use it. What sessions of one template share (the str hash secret, the
 address-space layout) is in ``_worker/template.py``'s docstring and docs/threat-model.md.
 
-:class:`TemplateLauncher` does not expose its template's pid and fds, so they are found from
-the launch that starts it: the pid is the child of ours the new session descends from (and runs
-the worker in template mode), the fds are those new across that launch that are the template's
-stderr pipe (the pipe its fd 2 is) and its control socket (the one new SOCK_SEQPACKET socket).
-Anything ambiguous is left unaccounted, so a leak check reports it rather than miss a leak.
+:meth:`TemplateLauncher.running` names each template's pid and the fds it holds here.
 """
 
 from __future__ import annotations
@@ -36,14 +32,12 @@ import atexit
 import dataclasses
 import logging
 import os
-import socket
 import threading
 import weakref
 from collections.abc import Mapping
 
 from .._interpreter import Interpreter
 from .._mounts import Mount
-from .._worker import WORKER_DIR
 from ..errors import SandboxUnavailableError
 from . import template
 from .base import ChildProcess, LaunchSpec
@@ -158,8 +152,6 @@ class _SharedTemplate:
         self._mounts = mounts
         self._launcher = template.TemplateLauncher()
         self._lock = threading.Lock()
-        self._pid: int | None = None
-        self._fds: tuple[int, ...] = ()
         self._children: weakref.WeakSet[ChildProcess] = weakref.WeakSet()
         self._closed = False
         self.failed: str | None = None
@@ -190,61 +182,26 @@ class _SharedTemplate:
     def _launch_from_template(self, spec: LaunchSpec) -> ChildProcess | None:
         retried = False
         while True:
-            # Taken before every launch (about 0.1 ms): the template launcher may replace a
-            # template that died just now even when ours still looked alive.
-            before = _Snapshot()
-            starting = not self._running()
+            starting = not self._launcher.running()
             try:
-                child = self._launcher.launch(spec)
+                return self._launcher.launch(spec)
             except (SandboxUnavailableError, OSError) as exc:
-                if starting:
-                    self._account(before)
-                    if self._pid is None:  # no template came up
-                        if not retried:  # (a retry may have met the dead one once more)
-                            self.failed = str(exc)
-                            logger.info("securepy: the shared session template did not "
-                                        "start (%s); sessions of this configuration start "
-                                        "with bubblewrap", exc)
-                        return None
-                if self._running() or retried:
+                running = bool(self._launcher.running())
+                if starting and not running:  # no template came up
+                    if not retried:  # (a retry may have met the dead one once more)
+                        self.failed = str(exc)
+                        logger.info("securepy: the shared session template did not start "
+                                    "(%s); sessions of this configuration start with "
+                                    "bubblewrap", exc)
+                    return None
+                if running or retried:
                     raise  # the template runs: this session's own failure
                 retried = True  # it died under this launch: the next round starts a new one
-                continue
-            if starting or _our_child_above(child.pid) != self._pid:
-                self._account(before, child)
-            return child
-
-    def _running(self) -> bool:
-        return self._pid is not None and _is_live_child(self._pid)
-
-    def _account(self, before: _Snapshot, child: ChildProcess | None = None) -> None:
-        """Find the template this launch started: the child of ours that ``child`` (the
-        session) descends from, or without one exactly one new child of ours that is a
-        template; and the new fds that are its stderr pipe or its control socket (exactly one
-        new SOCK_SEQPACKET socket: with more, another template started meanwhile and the fds
-        are left unaccounted)."""
-        after = _Snapshot()
-        started = [pid for pid in after.pids - before.pids if _is_template(pid)]
-        pid = _our_child_above(child.pid) if child is not None else None
-        if pid is None and len(started) == 1:
-            pid = started[0]
-        if pid is None or not _is_template(pid):
-            self._pid, self._fds = None, ()
-            logger.debug("securepy: the shared template's process was not found; it is not "
-                         "accounted for")
-            return
-        stderr = _link(f"/proc/{pid}/fd/2")
-        new = {fd: link for fd, link in after.fds.items() if before.fds.get(fd) != link}
-        pipes = [fd for fd, link in new.items() if link.startswith("pipe:") and link == stderr]
-        sockets = [fd for fd, link in new.items()
-                   if link.startswith("socket:") and _is_seqpacket(fd)]
-        self._pid = pid
-        self._fds = tuple(sorted(pipes + (sockets if len(sockets) == 1 else [])))
 
     def status(self) -> SharedTemplateStatus:
         with self._lock:
-            running = self._running()
-            pid, fds = (self._pid, self._fds) if running else (None, ())
+            running = self._launcher.running()
+            pid, fds = (running[0].pid, running[0].fds) if running else (None, ())
             sessions = sum(1 for child in list(self._children) if child.poll() is None)
         return SharedTemplateStatus(python=self._interpreter.executable, mounts=self._mounts,
                                     pid=pid, fds=fds, sessions=sessions)
@@ -253,89 +210,6 @@ class _SharedTemplate:
         with self._lock:
             self._closed = True
             self._launcher.close()
-            self._pid, self._fds = None, ()
-
-
-class _Snapshot:
-    """This process's direct children and open fds (what each is), at one moment. An fd is
-    told by what it is, not only its number: the listing's own fd, for one, is reused."""
-
-    def __init__(self) -> None:
-        self.pids = _child_pids()
-        self.fds = {int(fd): _link(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")}
-
-
-def _child_pids() -> set[int]:
-    found: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{task}/children", encoding="ascii") as f:
-                found.update(int(pid) for pid in f.read().split())
-        except OSError:
-            pass  # the thread ended meanwhile
-    return found
-
-
-def _is_template(pid: int) -> bool:
-    """A template's bubblewrap: its command (after bubblewrap's own options, passed by fd)
-    runs the worker in template mode."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            argv = f.read().split(b"\0")
-    except OSError:
-        return False
-    worker = os.fsencode(WORKER_DIR)
-    return worker in argv and b"template" in argv[argv.index(worker):]
-
-
-def _our_child_above(pid: int) -> int | None:
-    """The child of this process that ``pid`` descends from (a forked session's worker: the
-    template's bubblewrap), or None."""
-    for _ in range(64):  # a session is a few levels below; a loop of pids cannot be
-        parent = _parent(pid)
-        if parent is None or parent <= 1:
-            return None
-        if parent == os.getpid():
-            return pid
-        pid = parent
-    return None
-
-
-def _parent(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return None
-
-
-def _is_live_child(pid: int) -> bool:
-    """``pid`` is still our child and has not exited (a zombie has: its template launcher has
-    not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-    except (OSError, IndexError):
-        return False
-    return fields[0] not in ("Z", "X") and int(fields[1]) == os.getpid()
-
-
-def _link(path: str) -> str:
-    try:
-        return os.readlink(path)
-    except OSError:
-        return ""
-
-
-def _is_seqpacket(fd: int) -> bool:
-    try:
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        return False
-    try:
-        return sock.type == socket.SOCK_SEQPACKET
-    finally:
-        sock.detach()
 
 
 _lock = threading.Lock()

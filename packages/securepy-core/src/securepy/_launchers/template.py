@@ -37,6 +37,7 @@ one by one.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import queue
@@ -70,7 +71,7 @@ from .identity import Identity, lease_identity
 from .seccomp import compile_filter
 from .template_child import TemplateChild
 
-__all__ = ["TemplateChild", "TemplateLauncher", "template_problem"]
+__all__ = ["TemplateChild", "TemplateLauncher", "TemplateProcess", "template_problem"]
 
 logger = logging.getLogger("securepy")
 
@@ -178,9 +179,35 @@ class TemplateLauncher:
         for template in templates:
             template.close()
 
+    def running(self) -> tuple[TemplateProcess, ...]:
+        """The templates running now: what each holds of this process (for accounting, such
+        as a leak check that must tell a template from a leftover)."""
+        with self._lock:
+            templates = list(self._templates.values())
+        return tuple(template.process() for template in templates if template.alive)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class TemplateProcess:
+    """One running template, as :meth:`TemplateLauncher.running` sees it.
+
+    Attributes:
+        pid: host pid of its bubblewrap, a child of this process.
+        fds: this process's file descriptors it holds (its control socket, its stderr pipe).
+    """
+
+    pid: int
+    fds: tuple[int, ...]
+
 
 class _Template:
     """One running template: its bubblewrap, its control socket and the thread reading it."""
+
+    def process(self) -> TemplateProcess:
+        """Its pid and the fds it holds here."""
+        stderr = self._sandbox.stderr_fd()
+        fds = [self._control.fileno(), *([] if stderr is None else [stderr])]
+        return TemplateProcess(self._sandbox.pid, tuple(sorted(fd for fd in fds if fd >= 0)))
 
     def __init__(self, sandbox: BubblewrapChild, control: socket.socket) -> None:
         self._sandbox = sandbox
@@ -404,7 +431,6 @@ def _template_wall(config: WallConfig, mounts: tuple[Mount, ...] = ()) -> WallCo
 
     In user mode the template is uid 0 of bubblewrap's user namespace, which may hold more
     (each session makes its own, and limits that one): no ``--disable-userns``."""
-    import dataclasses
 
     options = list(config.options)
     caps: tuple[str, ...] = _ROOT_TEMPLATE_CAPS
