@@ -137,7 +137,7 @@ def test_a_directory_swapped_for_a_symlink_while_the_host_reads(sandbox: bool) -
     refusal, never the outside one."""
     with securepy.Session(sandbox=sandbox, timeout=60) as session:
         session.execute(
-            "import os, tempfile, threading\n"
+            "import os, tempfile, threading, time\n"
             "outside = tempfile.mkdtemp(dir='/dev/shm' if os.path.isdir('/dev/shm') else None)\n"
             "if outside.startswith(os.getcwd()):\n"
             "    outside = tempfile.mkdtemp(dir=os.path.dirname(os.getcwd()))\n"
@@ -155,10 +155,15 @@ def test_a_directory_swapped_for_a_symlink_while_the_host_reads(sandbox: bool) -
             "        except OSError:\n"
             "            pass\n"
             "        os.rename('d', 'link'); os.rename('real', 'd')\n"
+            "        time.sleep(0.0002)  # d is a real directory for a moment too\n"
             "swapper = threading.Thread(target=swap, daemon=True)\n"
             "swapper.start()\n")
         got: dict[str, int] = {}
-        for _ in range(300):
+        reads = 0
+        # 300 reads at least, and on until one read found the inside file (the control: reads
+        # work while the code races), however the two threads happen to interleave.
+        while reads < 300 or (not got.get("inside") and reads < 20_000):
+            reads += 1
             try:
                 content = session.files.read("d/f").decode()
             except (errors.PolicyError, FileNotFoundError, NotADirectoryError) as exc:
