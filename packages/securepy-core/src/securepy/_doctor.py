@@ -340,7 +340,7 @@ def _check_template(python: str | None) -> Check:
             "session template",
             True,
             f"pools fork each session from a sandboxed template (a few ms a session, {how}; "
-            f"{mode} mode)",
+            f"{mode} mode); {_shared_template_note()}",
             required=False,
         )
     return Check(
@@ -350,6 +350,20 @@ def _check_template(python: str | None) -> Check:
         "none needed: pools start each session with bubblewrap (about 30 ms)",
         required=False,
     )
+
+
+def _shared_template_note() -> str:
+    """What plain sessions do here: fork from the shared template, or (switched off) not."""
+    from ._launchers.shared import ENV_SWITCH, switched_on
+
+    try:
+        on = switched_on()
+    except ValueError as exc:
+        return str(exc)
+    if on:
+        return (f"plain Session()s fork from a shared template started on first use "
+                f"({ENV_SWITCH}=0 turns that off)")
+    return f"plain Session()s start their own bubblewrap ({ENV_SWITCH} is off)"
 
 
 def _fork_one_session(python: str | None) -> str | None:

@@ -49,6 +49,7 @@ __all__ = [
     "close_shared_templates",
     "shared_launcher",
     "shared_templates",
+    "switched_on",
 ]
 
 logger = logging.getLogger("securepy")
@@ -111,7 +112,7 @@ def shared_launcher(interpreter: Interpreter, mounts: tuple[Mount, ...],
     Raises:
         ValueError: ``SECUREPY_SHARED_TEMPLATE`` holds something other than on or off.
     """
-    if wall == "landlock" or not _switched_on():
+    if wall == "landlock" or not switched_on():
         return None
     try:
         problem = template.template_problem(interpreter)
@@ -131,7 +132,12 @@ def shared_launcher(interpreter: Interpreter, mounts: tuple[Mount, ...],
     return None if entry.failed else entry
 
 
-def _switched_on() -> bool:
+def switched_on() -> bool:
+    """Whether plain sessions may fork from shared templates (``SECUREPY_SHARED_TEMPLATE``).
+
+    Raises:
+        ValueError: the variable holds something other than on or off.
+    """
     value = os.environ.get(ENV_SWITCH, "").strip().lower()
     if value in _ON:
         return True
