@@ -70,7 +70,12 @@ class LocalCluster:
         self._stopped = True
         import ray
 
-        started = descendants(os.getpid())
+        # Ray's processes, not this process's shared session templates (started by earlier
+        # tests, kept for the process's life) nor the sessions forked from them.
+        templates = shared_template_holdings()[0]
+        started = descendants(os.getpid()) - templates
+        for template in templates:
+            started -= descendants(template)
         try:
             ray.shutdown()
             self.cluster.shutdown()
