@@ -6,6 +6,8 @@ import gc
 import json
 import os
 import shutil
+import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -38,6 +40,47 @@ def skip_unless_ci(reason: str) -> NoReturn:
     if IN_CI:
         pytest.fail(f"CI=true and {reason}")
     pytest.skip(reason)
+
+
+# Every user can run it: a host process run as an unprivileged user starts from it (this
+# checkout's interpreter may live under /root, which only root may enter).
+SYSTEM_PYTHON = "/usr/bin/python3"
+# What ``import securepy`` loads besides securepy, copied with it for such a process.
+_SECUREPY_IMPORTS = ("pyseccomp", "pydantic", "pydantic_core", "typing_extensions",
+                     "annotated_types", "typing_inspection", "jsonschema",
+                     "jsonschema_specifications", "referencing", "rpds", "attr", "attrs")
+
+
+def system_python_problem() -> str | None:
+    """Why :data:`SYSTEM_PYTHON` cannot host securepy for another user here, or None."""
+    if not os.access(SYSTEM_PYTHON, os.X_OK):
+        return f"no {SYSTEM_PYTHON}"
+    done = subprocess.run([SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= (3, 11))"],
+                          capture_output=True, text=True, check=False)
+    return None if done.stdout.strip() == "True" else f"{SYSTEM_PYTHON} is older than 3.11"
+
+
+def copy_packages_for_another_user(prefix: str = "securepy-packages-") -> str:
+    """A new directory under /tmp holding securepy and what it imports (with their bytecode:
+    the other user could not write it), readable by every user: the PYTHONPATH of a host
+    process run as an unprivileged user. The caller removes it."""
+    target = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    try:
+        for module in (securepy, *(__import__(name) for name in _SECUREPY_IMPORTS)):
+            source = module.__file__ or ""
+            if os.path.basename(source) == "__init__.py":
+                source = os.path.dirname(source)
+            destination = os.path.join(target, os.path.basename(source))
+            if os.path.isdir(source):
+                shutil.copytree(source, destination)
+            else:
+                shutil.copy(source, destination)
+        subprocess.run(["chmod", "-R", "a+rX", target], check=True)
+        os.chmod(target, 0o755)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    return target
 
 
 def sandbox_problem() -> str | None:

@@ -29,6 +29,13 @@ from securepy._launchers.seccomp import compile_filter
 from securepy._limits import Limits
 from securepy.errors import SandboxUnavailableError
 
+from ..conftest import (
+    SYSTEM_PYTHON,
+    copy_packages_for_another_user,
+    skip_unless_ci,
+    system_python_problem,
+)
+
 MiB = 1024 * 1024
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
@@ -530,48 +537,23 @@ def _make_dir(path: str) -> str:
     return path
 
 
-_SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def _system_python_is_usable() -> bool:
-    if not os.access(_SYSTEM_PYTHON, os.X_OK):
-        return False
-    version = subprocess.run([_SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= "
-                              "(3, 11))"], capture_output=True, text=True, check=False).stdout
-    return version.strip() == "True"
-
-
 @pytest.mark.sandbox
 @pytest.mark.skipif(os.geteuid() != 0, reason="becoming an unprivileged host user needs root")
-@pytest.mark.skipif(not _system_python_is_usable(), reason="no system Python 3.11+ here")
 def test_user_mode_for_an_unprivileged_host_user() -> None:
     # The host process itself runs as uid 65534: bubblewrap then builds the sandbox in an
     # unprivileged user namespace ("user" mode) instead of the root-drop mode.
-    import pydantic
-    import pydantic_core
-    import pyseccomp
-    import typing_extensions
-
-    packages = tempfile.mkdtemp(prefix="securepy-usermode-", dir="/tmp")
+    problem = system_python_problem()
+    if problem is not None:
+        skip_unless_ci(f"{problem}: nothing to run as uid 65534")
+    packages = copy_packages_for_another_user("securepy-usermode-")
     try:
-        for module in (securepy, pydantic, pydantic_core, pyseccomp, typing_extensions):
-            source = module.__file__ or ""
-            if os.path.basename(source) == "__init__.py":
-                source = os.path.dirname(source)
-            target = os.path.join(packages, os.path.basename(source))
-            subprocess.run(["cp", "-r", source, target], check=True)
-        for name in ("annotated_types", "typing_inspection", "jsonschema",
-                     "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
-            found = __import__(name).__file__ or ""
-            subprocess.run(["cp", "-r", os.path.dirname(found), packages], check=True)
-        subprocess.run(["chmod", "-R", "a+rX", packages], check=True)
         code = ("import securepy\nwith securepy.Session() as s:\n"
                 "    print(s.execute(\"import os\\nopen('/proc/self/status').read()"
                 ".split('CapEff:')[1].split()[0], os.getuid()\").value)\n"
                 "    try:\n        s.execute(\"open('/etc/shadow')\")\n"
                 "    except securepy.ExecutionError as e:\n        print(e.type_name)\n")
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", _SYSTEM_PYTHON,
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON,
              "-c", code],
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
             capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)

@@ -15,7 +15,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,7 +29,14 @@ from securepy._launchers import template as template_module
 from securepy._launchers.bubblewrap import BubblewrapChild
 from securepy._launchers.template import TemplateChild, template_problem
 
-from ..conftest import sandbox_problem, skip_unless_ci, wait_until
+from ..conftest import (
+    SYSTEM_PYTHON,
+    copy_packages_for_another_user,
+    sandbox_problem,
+    skip_unless_ci,
+    system_python_problem,
+    wait_until,
+)
 
 MiB = 1024 * 1024
 
@@ -342,25 +348,24 @@ print(json.dumps(report), flush=True)
 
 
 def test_as_a_host_user_who_is_not_root_plain_sessions_fork_too() -> None:
-    from .test_template_unprivileged import _UID, _copy_packages, _system_python_is_usable
-
+    uid = 65534
     if os.geteuid() != 0:
         skip_unless_ci("becoming an unprivileged host user needs root")
-    if not _system_python_is_usable():
-        skip_unless_ci(f"no Python 3.11+ at /usr/bin/python3 to run as uid {_UID}")
-    packages = tempfile.mkdtemp(prefix="securepy-shared-nonroot-", dir="/tmp")
+    problem = system_python_problem()
+    if problem is not None:
+        skip_unless_ci(f"{problem}: nothing to run as uid {uid}")
+    packages = copy_packages_for_another_user("securepy-shared-nonroot-")
     try:
-        _copy_packages(packages)
         proc = subprocess.run(
-            ["setpriv", f"--reuid={_UID}", f"--regid={_UID}", "--clear-groups",
-             "/usr/bin/python3", "-c", _NON_ROOT_SCRIPT],
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+             SYSTEM_PYTHON, "-c", _NON_ROOT_SCRIPT],
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
             capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
     finally:
         shutil.rmtree(packages)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.splitlines()[-1])
-    assert report["uid"] == _UID
+    assert report["uid"] == uid
     assert report["type"] == "TemplateChild" and report["forked"] == [True, True]
     assert report["sessions"] == 2 and report["fds"] == ["pipe", "socket"]
     assert report["namespaces"][0] != report["namespaces"][1]  # separate tenants

@@ -16,23 +16,21 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import securepy
 
-from ..conftest import skip_unless_ci
+from ..conftest import (
+    SYSTEM_PYTHON,
+    copy_packages_for_another_user,
+    skip_unless_ci,
+    system_python_problem,
+)
 
 pytestmark = pytest.mark.sandbox
 
-_SYSTEM_PYTHON = "/usr/bin/python3"
 _UID = 65534
-# What securepy imports on the host, besides the standard library.
-_PACKAGES = ("pydantic", "pydantic_core", "pyseccomp", "typing_extensions", "annotated_types",
-             "typing_inspection", "jsonschema", "jsonschema_specifications", "referencing",
-             "rpds", "attr", "attrs")  # fmt: skip
 
 # Runs as uid 65534. `look` is run in a session and returns what the wall looks like there.
 _SCRIPT = r'''
@@ -178,14 +176,14 @@ def report() -> Iterator[dict[str, Any]]:
     """What the unprivileged script saw (run once for the module)."""
     if os.geteuid() != 0:
         skip_unless_ci("becoming an unprivileged host user needs root")
-    if not _system_python_is_usable():
-        skip_unless_ci(f"no Python 3.11+ at {_SYSTEM_PYTHON} to run as uid {_UID}")
-    packages = tempfile.mkdtemp(prefix="securepy-nonroot-", dir="/tmp")
+    problem = system_python_problem()
+    if problem is not None:
+        skip_unless_ci(f"{problem}: nothing to run as uid {_UID}")
+    packages = copy_packages_for_another_user("securepy-nonroot-")
     try:
-        _copy_packages(packages)
         proc = subprocess.run(
             ["setpriv", f"--reuid={_UID}", f"--regid={_UID}", "--clear-groups",
-             _SYSTEM_PYTHON, "-c", _SCRIPT],
+             SYSTEM_PYTHON, "-c", _SCRIPT],
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
             capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
     finally:
@@ -286,25 +284,3 @@ def test_a_forked_session_sees_neither_the_template_nor_its_sibling(
 def test_signals_to_pid_1_leave_the_session_running(report: dict[str, Any]) -> None:
     assert report["kill_pid1"] == "sent"
     assert report["state_after_kill_pid1"] == 42
-
-
-def _system_python_is_usable() -> bool:
-    if not os.access(_SYSTEM_PYTHON, os.X_OK):
-        return False
-    version = subprocess.run([_SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= "
-                              "(3, 11))"], capture_output=True, text=True, check=False).stdout
-    return version.strip() == "True"
-
-
-def _copy_packages(target: str) -> None:
-    """securepy and what it imports, readable by everyone (the venv may live under /root)."""
-    for module in (securepy, *(__import__(name) for name in _PACKAGES)):
-        source = module.__file__ or ""
-        if os.path.basename(source) == "__init__.py":
-            source = os.path.dirname(source)
-        destination = os.path.join(target, os.path.basename(source))
-        if os.path.isdir(source):
-            shutil.copytree(source, destination)  # with its bytecode: the user cannot write it
-        else:
-            shutil.copy(source, destination)
-    subprocess.run(["chmod", "-R", "a+rX", target], check=True)

@@ -3,7 +3,6 @@ environments made of them on the system's interpreter."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import tempfile
@@ -12,13 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import skip_unless_ci
+from ..conftest import SYSTEM_PYTHON, skip_unless_ci, system_python_problem
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = sorted(path.parent.name for path in ROOT.glob("packages/*/pyproject.toml"))
-# Every user can run it (this checkout's interpreter may live under /root, which only root may
-# enter), so a venv made on it serves root, an unprivileged user and a Landlock session's uid.
-SYSTEM_PYTHON = "/usr/bin/python3"
 UNPRIVILEGED = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
@@ -51,9 +47,11 @@ def workdir() -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def fresh_venv(wheels: dict[str, Path], workdir: Path) -> Callable[[str, list[str]], Path]:
-    """``fresh_venv(name, packages)``: a new venv on the system's interpreter holding only these
-    wheels and what they declare, at uv.lock's versions (its files come from uv's cache; the
-    registry is asked only for its indexes), readable by every user. Returns its python."""
+    """``fresh_venv(name, packages)``: a new venv on the system's interpreter (which every user
+    can run, so the venv serves root, an unprivileged user and a Landlock session's uid)
+    holding only these wheels and what they declare, at uv.lock's versions (its files come
+    from uv's cache; the registry is asked only for its indexes), readable by every user.
+    Returns its python."""
     problem = system_python_problem()
     if problem is not None:
         skip_unless_ci(problem)
@@ -79,14 +77,3 @@ def fresh_venv(wheels: dict[str, Path], workdir: Path) -> Callable[[str, list[st
         return python
 
     return make
-
-
-def system_python_problem() -> str | None:
-    """Why the system's interpreter cannot host a fresh venv here, or None."""
-    if not os.access(SYSTEM_PYTHON, os.X_OK):
-        return f"no {SYSTEM_PYTHON}"
-    done = subprocess.run(
-        [SYSTEM_PYTHON, "-c", "import sys; print(sys.version_info >= (3, 11))"],
-        capture_output=True, text=True, check=False,
-    )
-    return None if done.stdout.strip() == "True" else f"{SYSTEM_PYTHON} is older than 3.11"

@@ -27,7 +27,7 @@ from securepy._interpreter import probe_interpreter
 from securepy._launchers.identity import uid_range
 from securepy._launchers.landlock import landlock_problem, landlock_problem_for
 
-from ..conftest import wait_until
+from ..conftest import SYSTEM_PYTHON, copy_packages_for_another_user, wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -505,11 +505,11 @@ def test_without_root_a_daemon_ends_with_its_session(tmp_path: pathlib.Path) -> 
     """A non-root host runs every session as its own uid and, here, has no cgroup to find
     them by: the keeper above the worker (a child subreaper outside the wall) holds the daemon
     in its tree after the code ended the worker, and ends it."""
-    packages = _copy_host_packages()
+    packages = copy_packages_for_another_user("securepy-nonroot-")
     try:
         script = NON_ROOT_HOST.replace("DAEMON", repr(DAEMON.replace("TOKEN", "nonroot")))
         proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "/usr/bin/python3",
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON,
              "-c", script],
             env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
             capture_output=True, text=True, timeout=120, cwd="/tmp", check=False,
@@ -522,31 +522,3 @@ def test_without_root_a_daemon_ends_with_its_session(tmp_path: pathlib.Path) -> 
     assert out["alive"] is True  # control: the daemon escaped the worker and runs
     assert out["ended"] == "ProtocolError"
     wait_until(lambda: not os.path.exists(f"/proc/{out['daemon']}"), timeout=10)
-
-
-def _copy_host_packages() -> str:
-    """securepy and what it imports, where uid 65534 can read them (this interpreter's
-    packages may sit under /root)."""
-    packages = tempfile.mkdtemp(prefix="securepy-nonroot-", dir="/tmp")
-    try:
-        _copy_modules(packages)
-    except BaseException:
-        shutil.rmtree(packages)
-        raise
-    return packages
-
-
-def _copy_modules(packages: str) -> None:
-    for name in ("securepy", "pyseccomp", "pydantic", "pydantic_core", "typing_extensions",
-                 "annotated_types", "typing_inspection", "jsonschema",
-                 "jsonschema_specifications", "referencing", "rpds", "attr", "attrs"):
-        source = __import__(name).__file__ or ""
-        if os.path.basename(source) == "__init__.py":
-            source = os.path.dirname(source)
-        target = os.path.join(packages, os.path.basename(source))
-        if os.path.isdir(source):
-            shutil.copytree(source, target)
-        else:
-            shutil.copyfile(source, target)
-    subprocess.run(["chmod", "-R", "a+rX", packages], check=True)
-    os.chmod(packages, 0o755)
