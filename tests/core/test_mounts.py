@@ -184,3 +184,19 @@ def test_a_writable_mount_is_writable(mounted: tuple[securepy.Session, str],
     assert (scratch / "result.txt").read_text() == "from the sandbox"
     # Only that directory: the rest of the host is as read-only as ever.
     assert mounted.execute("import os\nos.access('/usr', os.W_OK)").value is False
+
+
+def test_the_landlock_wall_refuses_a_mount_inside_another(
+    dataset: pathlib.Path, scratch: pathlib.Path
+) -> None:
+    # Each mount is a link in the workspace: the inner one would be made through the outer
+    # link, in the host directory itself.
+    python = "/usr/bin/python3" if os.geteuid() == 0 else None
+    nested = [securepy.Mount(dataset, "data"), securepy.Mount(scratch, "data/inner")]
+    with pytest.raises(securepy.SandboxUnavailableError, match="a mount inside another"):
+        securepy.Session(mounts=nested, wall="landlock", python=python)
+    assert not (dataset / "inner").exists()
+    side_by_side = [securepy.Mount(dataset, "data"), securepy.Mount(scratch, "inner")]
+    with securepy.Session(mounts=side_by_side, wall="landlock", python=python) as session:
+        assert session.execute("import os\nsorted(os.listdir('.'))").value[-2:] == [
+            "data", "inner"]  # the control: both shown

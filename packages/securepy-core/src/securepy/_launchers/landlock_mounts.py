@@ -53,6 +53,14 @@ def place_mounts(
         if mount.path_inside.startswith("/"):
             continue
         inside = os.path.normpath(mount.path_inside)
+        for other in links:
+            if inside.startswith(other + "/") or other.startswith(inside + "/"):
+                # The inner link would be made through the outer one, in the host directory.
+                raise SandboxUnavailableError(
+                    f"the Landlock wall cannot show a mount inside another ({other!r} and "
+                    f"{inside!r}): each is a link in the workspace; give them paths side by "
+                    "side, or use the namespaces wall (wall='namespaces')"
+                )
         _make_parents(workspace, inside, identity)
         os.symlink(mount.host_path, os.path.join(workspace, inside))
         if identity is not None:
@@ -80,7 +88,7 @@ def _make_parents(workspace: str, inside: str, identity: Identity | None) -> Non
     path = workspace
     for part in inside.split("/")[:-1]:
         path = os.path.join(path, part)
-        if not os.path.isdir(path):
+        if not os.path.isdir(path) or os.path.islink(path):
             os.mkdir(path, 0o755)
             if identity is not None:
                 os.chown(path, identity.uid, identity.gid)

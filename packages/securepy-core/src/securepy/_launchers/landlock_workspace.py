@@ -9,20 +9,22 @@ a directory the host makes (mode 0700, owned by the session's uid) and removes. 
   the worker's bootstrap), so a single file never outgrows the workspace: the write fails
   inside with ``EFBIG``, synchronously;
 - **everything together**: a host thread (:class:`WorkspaceWatch`, one for all sessions)
-  measures every live workspace in turn, bytes allocated to files (``st_blocks``, so sparse
-  files count what they use; not directories, as a tmpfs's size counts only data pages) and
-  files (each inode once, directories and links included) every
-  :data:`SCAN_INTERVAL` seconds, or ten times as long as its last scan took when the tree is
-  large. Past ``workspace_bytes`` or :func:`file_bound` files, it kills the session's
-  processes; the execute then raises ``ResourceLimitError`` with ``limit="workspace"`` and the
-  session restarts with a fresh workspace. So many empty files are bounded like bytes.
+  measures every live workspace in turn (:mod:`.workspace_tree`: walked by descriptor, never
+  following a link the code swaps in, stopping past the file bound or too deep a nesting):
+  bytes allocated (``st_blocks``, so sparse files count what they use; each inode once,
+  directories included) and entries (each name once: a file linked a thousand times is a
+  thousand entries), every :data:`SCAN_INTERVAL` seconds, or ten times as long as its last scan
+  took when the tree is large (at most :data:`_MAX_GAP`). Past ``workspace_bytes``,
+  :func:`file_bound` entries or the depth, it kills the session's processes; the execute then
+  raises ``ResourceLimitError`` with ``limit="workspace"`` and the session restarts with a
+  fresh workspace. So many empty files are bounded like bytes.
 
 What this does not give, and the tmpfs does: the bound is reactive, so between two scans the
 code can write past it (at most what it writes in one interval, each file within
 ``RLIMIT_FSIZE``); the session's state is lost when it is stopped (a full tmpfs answers
-``ENOSPC`` and keeps it); and a file the code unlinked while holding it open is counted only
-where the host may read the session's ``/proc/PID/fd`` (the same uid, or ``CAP_SYS_PTRACE``;
-not root in a default container, where ``Limits.open_files`` times the file bound caps it).
+``ENOSPC`` and keeps it); and a file the code unlinked while holding it (open, or only mapped
+into memory) is counted only where the host may read the session's ``/proc/PID/fd`` and
+``/proc/PID/maps`` (the same uid, or ``CAP_SYS_PTRACE``; not root in a default container).
 For a hard bound on the host's disk, point ``TMPDIR`` at a size-limited volume (``docker run
 --tmpfs /securepy:size=1g`` and ``TMPDIR=/securepy``): every session's workspace lives there.
 """
@@ -44,6 +46,7 @@ from .._interpreter import Interpreter
 from ..errors import SandboxUnavailableError
 from .identity import Identity
 from .procfs import child_pids
+from .workspace_tree import measure_tree, remove_tree
 
 __all__ = [
     "SCAN_INTERVAL",
@@ -62,6 +65,9 @@ logger = logging.getLogger("securepy")
 # let a fill that starts after a pause pass an 8 MiB bound by 50 to 110 MiB instead of 2 to 15.
 SCAN_INTERVAL = 0.05
 _SLOWDOWN = 10  # a large tree is scanned at most a tenth of the time
+# However slow a scan was, the next comes within this (a scan itself is bounded by the file
+# bound's number of entries, so a slow one cannot stretch the gap without end).
+_MAX_GAP = 1.0
 
 
 def file_bound(workspace_bytes: int | None) -> int:
@@ -89,20 +95,12 @@ def make_workspace(identity: Identity | None) -> str:
 
 
 def remove_workspace(workspace: str) -> None:
-    """Remove the workspace even where the code took its own permissions away (its files are
-    this user's, or the host is root)."""
-    for directory, subdirectories, _ in os.walk(workspace):
-        for name in subdirectories:
-            # os.walk lists links to directories (a mount's, or the code's) among them: a
-            # link's target is never touched, even one swapped in while this runs.
-            with contextlib.suppress(OSError):
-                fd = os.open(os.path.join(directory, name),
-                             os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-                try:  # an O_PATH fd opens even a directory the code made mode 000
-                    os.chmod(f"/proc/self/fd/{fd}", 0o700)
-                finally:
-                    os.close(fd)
-    shutil.rmtree(workspace, ignore_errors=True)
+    """Remove the workspace even where the code took its own permissions away, nested past
+    ``PATH_MAX`` or swapped directories for links meanwhile (:func:`.workspace_tree.remove_tree`,
+    which never follows a link). Never raises: what cannot go is logged and stays."""
+    remove_tree(workspace)
+    if os.path.lexists(workspace):
+        logger.warning("securepy: the Landlock workspace %s could not be removed whole", workspace)
 
 
 class WorkspaceWatch:
@@ -135,12 +133,16 @@ class WorkspaceWatch:
     def check_now(self) -> str | None:
         """Measure now; on a bound passed, act on it and return why (else None)."""
         started = time.monotonic()
-        used_bytes, files = measure(self.workspace, self.worker_pid)
-        self._next_scan = time.monotonic() + max(
-            SCAN_INTERVAL, _SLOWDOWN * (time.monotonic() - started)
+        used_bytes, files, stopped = measure(self.workspace, self.worker_pid,
+                                             max_files=self.max_files,
+                                             file_cap=self.max_bytes or 0)
+        self._next_scan = time.monotonic() + min(
+            _MAX_GAP, max(SCAN_INTERVAL, _SLOWDOWN * (time.monotonic() - started))
         )
         reason = None
-        if self.max_bytes is not None and used_bytes > self.max_bytes:
+        if stopped:
+            reason = f"the workspace holds {stopped}, over its bound"
+        elif self.max_bytes is not None and used_bytes > self.max_bytes:
             reason = f"{used_bytes} bytes, over Limits.workspace_bytes={self.max_bytes}"
         elif files > self.max_files:
             reason = f"{files} files, over the workspace's bound of {self.max_files}"
@@ -188,37 +190,24 @@ def _watch_forever() -> None:
         time.sleep(min(max(next_due - time.monotonic(), 0.001), SCAN_INTERVAL))
 
 
-def measure(workspace: str, worker_pid: int) -> tuple[int, int]:
-    """Bytes allocated and inodes in ``workspace``, plus regular files on its file system that
-    the session's processes hold open but are no longer in it (unlinked, ``O_TMPFILE``)."""
-    seen: set[int] = set()
-    used = 0
-    try:
-        device = os.lstat(workspace).st_dev
-    except OSError:
-        return 0, 0
-    stack = [workspace]
-    while stack:
-        try:
-            entries = os.scandir(stack.pop())
-        except OSError:
-            continue  # removed meanwhile, or the code took its permissions away (root reads on)
-        with entries:
-            for entry in entries:
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                if info.st_ino in seen:
-                    continue
-                seen.add(info.st_ino)
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)  # its blocks are not counted, as on a tmpfs
-                else:
-                    used += info.st_blocks * 512
+def measure(workspace: str, worker_pid: int, *, max_files: int,
+            file_cap: int) -> tuple[int, int, str]:
+    """Bytes allocated and entries in ``workspace`` (walked by :func:`.workspace_tree.measure_tree`,
+    never following a link, stopping past ``max_files`` entries or too deep: the third value
+    says so), plus the files on its file system the session's processes still hold although
+    they are no longer in it: open (unlinked, ``O_TMPFILE``) or only mapped into memory. A
+    mapped file whose size the host cannot read counts as ``file_cap`` bytes, the largest file
+    the session may write."""
+    usage, device = measure_tree(workspace, max_entries=max_files)
+    if device < 0 or usage.stopped:
+        return usage.used_bytes, usage.entries, usage.stopped
+    held = 0
     for pid in _tree(worker_pid):
-        used += _held_open(pid, device, seen)
-    return used, len(seen)
+        used, count = _held_open(pid, device, usage.inodes)
+        mapped, mapped_count = _mapped_deleted(pid, device, usage.inodes, file_cap)
+        usage.used_bytes += used + mapped
+        held += count + mapped_count
+    return usage.used_bytes, usage.entries + held, ""
 
 
 def _tree(root: int) -> list[int]:
@@ -231,13 +220,14 @@ def _tree(root: int) -> list[int]:
     return found
 
 
-def _held_open(pid: int, device: int, seen: set[int]) -> int:
-    """Bytes of regular files on ``device`` that ``pid`` holds open and ``seen`` lacks."""
-    used = 0
+def _held_open(pid: int, device: int, seen: set[int]) -> tuple[int, int]:
+    """Bytes and number of regular files on ``device`` that ``pid`` holds open and ``seen``
+    lacks."""
+    used = count = 0
     try:
         fds = os.listdir(f"/proc/{pid}/fd")
     except OSError:
-        return 0  # gone, or not ours to read (root without CAP_SYS_PTRACE)
+        return 0, 0  # gone, or not ours to read (root without CAP_SYS_PTRACE)
     for fd in fds:
         try:
             info = os.stat(f"/proc/{pid}/fd/{fd}")
@@ -246,7 +236,38 @@ def _held_open(pid: int, device: int, seen: set[int]) -> int:
         if info.st_dev == device and stat.S_ISREG(info.st_mode) and info.st_ino not in seen:
             seen.add(info.st_ino)
             used += info.st_blocks * 512
-    return used
+            count += 1
+    return used, count
+
+
+def _mapped_deleted(pid: int, device: int, seen: set[int], file_cap: int) -> tuple[int, int]:
+    """Bytes and number of deleted files on ``device`` that ``pid`` keeps only by a memory
+    mapping (its fd closed): listed in ``/proc/PID/maps``, sized through ``map_files`` where
+    the host may follow it, else counted as ``file_cap``."""
+    used = count = 0
+    try:
+        with open(f"/proc/{pid}/maps", "rb") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0, 0  # gone, or not ours to read
+    for line in lines:
+        if not line.endswith(b" (deleted)"):
+            continue
+        fields = line.split(None, 5)
+        try:
+            major, minor = (int(part, 16) for part in fields[3].split(b":"))
+            inode = int(fields[4])
+        except (IndexError, ValueError):
+            continue
+        if inode == 0 or inode in seen or os.makedev(major, minor) != device:
+            continue
+        seen.add(inode)
+        count += 1
+        try:
+            used += os.stat(f"/proc/{pid}/map_files/{fields[0].decode()}").st_blocks * 512
+        except OSError:
+            used += file_cap
+    return used, count
 
 
 def copy_font_cache(interpreter: Interpreter, workspace: str, identity: Identity | None) -> None:
