@@ -522,3 +522,20 @@ def test_without_root_a_daemon_ends_with_its_session(tmp_path: pathlib.Path) -> 
     assert out["alive"] is True  # control: the daemon escaped the worker and runs
     assert out["ended"] == "ProtocolError"
     wait_until(lambda: not os.path.exists(f"/proc/{out['daemon']}"), timeout=10)
+
+
+def test_the_host_kills_a_listed_pid_only_while_it_is_still_that_parents_child() -> None:
+    """The host lists a session's processes, then kills them: a pid freed and taken by another
+    process in between must not be hit. kill_child checks the parent through a pidfd taken
+    first."""
+    from securepy._launchers.landlock_processes import kill_child
+
+    bystander = subprocess.Popen(["sleep", "30"])
+    try:
+        kill_child(bystander.pid, parent=1)  # listed under another parent: a newcomer here
+        assert bystander.poll() is None
+        kill_child(bystander.pid, parent=os.getpid())  # the control: its real parent
+        assert bystander.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        bystander.kill()
+        bystander.wait()

@@ -70,7 +70,7 @@ from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .bwrap_binary import diagnose_bwrap_failure, find_bwrap
 from .cgroups import CgroupSupport, ChildCgroup, create_child_cgroup, detect_cgroup_support
 from .identity import Identity, lease_identity
-from .procfs import child_pids, read_process_usage
+from .procfs import child_pids, parent_pid, read_process_usage
 from .seccomp import seccomp_filter_fd
 from .spawner import spawn
 from .wall_config import (
@@ -203,7 +203,7 @@ class BubblewrapChild(PopenChild):
     def _find_worker(self) -> int | None:
         """The worker's host pid: the oldest child of bubblewrap's pid 1 (orphans of the code
         are reparented to pid 1 too, later)."""
-        if self._worker is not None and _parent_of(self._worker) is not None:
+        if self._worker is not None and parent_pid(self._worker) is not None:
             return self._worker
         inits = child_pids(self._popen.pid)
         if not inits:
@@ -413,14 +413,6 @@ def kill_sandbox(popen: subprocess.Popen[bytes]) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(popen.pid, signal.SIGKILL)
     popen.wait()
-
-
-def _parent_of(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _start_time(pid: int) -> int:

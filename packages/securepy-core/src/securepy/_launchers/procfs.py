@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["child_pids", "read_process_usage"]
+__all__ = ["child_pids", "parent_pid", "read_process_usage"]
 
 # (Windows has no sysconf, and no /proc: there every read below finds nothing.)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -41,3 +41,12 @@ def child_pids(pid: int) -> list[int]:
         except OSError:
             continue
     return sorted(found)
+
+
+def parent_pid(pid: int) -> int | None:
+    """The parent of ``pid`` (its ``PPid``), or None if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None

@@ -53,11 +53,8 @@ def _forward(worker: int, signum: int) -> None:
 def _end_the_rest() -> None:
     """SIGKILL every process still below the keeper, and reap them, until none is left."""
     while True:
-        for pid in _descendants():
-            try:  # noqa: SIM105
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        for pid, parent in _descendants():
+            _kill_child(pid, parent)
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
@@ -66,8 +63,34 @@ def _end_the_rest() -> None:
         time.sleep(0.001)
 
 
-def _descendants() -> list[int]:
-    found: list[int] = []
+def _kill_child(pid: int, parent: int) -> None:
+    """SIGKILL ``pid`` if it is still ``parent``'s child, through a pidfd taken before the
+    check: a pid the code's processes freed (by reaping) and another process took meanwhile is
+    never hit."""
+    try:
+        handle = os.pidfd_open(pid)
+    except OSError:
+        return  # gone already
+    try:
+        if _parent_of(pid) == parent:
+            signal.pidfd_send_signal(handle, signal.SIGKILL)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def _parent_of(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1
+
+
+def _descendants() -> list[tuple[int, int]]:
+    """Every process below the keeper, with the parent it was listed under."""
+    found: list[tuple[int, int]] = []
     stack = [os.getpid()]
     while stack:
         pid = stack.pop()
@@ -76,7 +99,7 @@ def _descendants() -> list[int]:
                 children = [int(p) for p in f.read().split()]
         except OSError:
             continue
-        found += children
+        found += [(child, pid) for child in children]
         stack += children
     return found
 
