@@ -31,20 +31,26 @@ class Outputs:
     def flush(self) -> None:
         for stream in self.streams:
             stream.flush()
-        if self._ready.poll(0):  # one syscall when, as usual, nothing was written to fds 1, 2
-            self.drain_pipes()
+        # Under the lock: the forwarder may have read the pipe just now and not yet sent what
+        # it read; the turn must not end before that output is on its way.
+        with self._lock:
+            if self._ready.poll(0):  # one syscall when, as usual, nothing was written to fds 1, 2
+                self._drain_locked()
 
     def drain_pipes(self) -> None:
         with self._lock:
-            for name, fd in self._pipes.items():
-                while True:
-                    try:
-                        data = os.read(fd, 65536)
-                    except BlockingIOError:
-                        break
-                    if not data:
-                        break
-                    self.send(name, data.decode("utf-8", "replace"))
+            self._drain_locked()
+
+    def _drain_locked(self) -> None:
+        for name, fd in self._pipes.items():
+            while True:
+                try:
+                    data = os.read(fd, 65536)
+                except BlockingIOError:
+                    break
+                if not data:
+                    break
+                self.send(name, data.decode("utf-8", "replace"))
 
     def send(self, stream: str, text: str) -> None:
         # Frames well under any cap: a single huge print must not end the session.
