@@ -83,6 +83,30 @@ def copy_packages_for_another_user(prefix: str = "securepy-packages-") -> str:
     return target
 
 
+UNPRIVILEGED_UID = 65534
+
+
+def run_as_another_user(script: str, *, prefix: str = "securepy-user-",
+                        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` (Python source) as a host process of uid :data:`UNPRIVILEGED_UID`, with
+    :data:`SYSTEM_PYTHON` and a copy of securepy and what it imports; skipped (failed under
+    CI=true) where that cannot be done here: not root, or no usable system Python."""
+    if os.geteuid() != 0:
+        skip_unless_ci("becoming an unprivileged host user needs root")
+    problem = system_python_problem()
+    if problem is not None:
+        skip_unless_ci(f"{problem}: nothing to run as uid {UNPRIVILEGED_UID}")
+    packages = copy_packages_for_another_user(prefix)
+    try:
+        return subprocess.run(
+            ["setpriv", f"--reuid={UNPRIVILEGED_UID}", f"--regid={UNPRIVILEGED_UID}",
+             "--clear-groups", SYSTEM_PYTHON, "-c", script],
+            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
+            capture_output=True, text=True, timeout=timeout, cwd="/tmp", check=False)
+    finally:
+        shutil.rmtree(packages, ignore_errors=True)
+
+
 def sandbox_problem() -> str | None:
     """Why a bubblewrap session cannot start here, or None if it can."""
     if shutil.which("bwrap") is None:
@@ -95,6 +119,21 @@ def sandbox_problem() -> str | None:
     return None
 
 
+@pytest.fixture
+def needs_template() -> None:
+    """Skip (fail under CI=true) where sessions cannot be forked from a template here (no
+    pidfds, no seccomp binding). A missing sandbox is left to the ``sandbox`` marker."""
+    if not _TEMPLATE_PROBLEM:
+        from securepy._interpreter import probe_interpreter
+        from securepy._launchers.template import template_problem
+
+        _TEMPLATE_PROBLEM.append(
+            None if sandbox_problem() else template_problem(probe_interpreter(None)))
+    if _TEMPLATE_PROBLEM[0] is not None:
+        skip_unless_ci(f"no session template here: {_TEMPLATE_PROBLEM[0]}")
+
+
+_TEMPLATE_PROBLEM: list[str | None] = []
 _SANDBOX_PROBLEM: list[str | None] = []
 
 

@@ -29,12 +29,7 @@ from securepy._launchers.seccomp import compile_filter
 from securepy._limits import Limits
 from securepy.errors import SandboxUnavailableError
 
-from ..conftest import (
-    SYSTEM_PYTHON,
-    copy_packages_for_another_user,
-    skip_unless_ci,
-    system_python_problem,
-)
+from ..conftest import run_as_another_user
 
 MiB = 1024 * 1024
 ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -542,22 +537,11 @@ def _make_dir(path: str) -> str:
 def test_user_mode_for_an_unprivileged_host_user() -> None:
     # The host process itself runs as uid 65534: bubblewrap then builds the sandbox in an
     # unprivileged user namespace ("user" mode) instead of the root-drop mode.
-    problem = system_python_problem()
-    if problem is not None:
-        skip_unless_ci(f"{problem}: nothing to run as uid 65534")
-    packages = copy_packages_for_another_user("securepy-usermode-")
-    try:
-        code = ("import securepy\nwith securepy.Session() as s:\n"
-                "    print(s.execute(\"import os\\nopen('/proc/self/status').read()"
-                ".split('CapEff:')[1].split()[0], os.getuid()\").value)\n"
-                "    try:\n        s.execute(\"open('/etc/shadow')\")\n"
-                "    except securepy.ExecutionError as e:\n        print(e.type_name)\n")
-        proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON,
-             "-c", code],
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
-            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
-    finally:
-        subprocess.run(["rm", "-rf", packages], check=True)
+    code = ("import securepy\nwith securepy.Session() as s:\n"
+            "    print(s.execute(\"import os\\nopen('/proc/self/status').read()"
+            ".split('CapEff:')[1].split()[0], os.getuid()\").value)\n"
+            "    try:\n        s.execute(\"open('/etc/shadow')\")\n"
+            "    except securepy.ExecutionError as e:\n        print(e.type_name)\n")
+    proc = run_as_another_user(code, prefix="securepy-usermode-")
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.splitlines() == ["('0000000000000000', 65534)", "FileNotFoundError"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,27 +26,13 @@ from securepy._interpreter import probe_interpreter
 from securepy._launchers import shared
 from securepy._launchers import template as template_module
 from securepy._launchers.bubblewrap import BubblewrapChild
-from securepy._launchers.template import TemplateChild, template_problem
+from securepy._launchers.template import TemplateChild
 
-from ..conftest import (
-    SYSTEM_PYTHON,
-    copy_packages_for_another_user,
-    sandbox_problem,
-    skip_unless_ci,
-    system_python_problem,
-    wait_until,
-)
+from ..conftest import UNPRIVILEGED_UID, run_as_another_user, wait_until
 
 MiB = 1024 * 1024
 
-_TEMPLATE_PROBLEM = None if sandbox_problem() else template_problem(probe_interpreter(None))
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _template_available() -> None:
-    if _TEMPLATE_PROBLEM is not None:
-        skip_unless_ci(f"no session template here: {_TEMPLATE_PROBLEM}")
+pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("needs_template")]
 
 
 @pytest.fixture
@@ -348,21 +333,8 @@ print(json.dumps(report), flush=True)
 
 
 def test_as_a_host_user_who_is_not_root_plain_sessions_fork_too() -> None:
-    uid = 65534
-    if os.geteuid() != 0:
-        skip_unless_ci("becoming an unprivileged host user needs root")
-    problem = system_python_problem()
-    if problem is not None:
-        skip_unless_ci(f"{problem}: nothing to run as uid {uid}")
-    packages = copy_packages_for_another_user("securepy-shared-nonroot-")
-    try:
-        proc = subprocess.run(
-            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-             SYSTEM_PYTHON, "-c", _NON_ROOT_SCRIPT],
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
-            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
-    finally:
-        shutil.rmtree(packages)
+    uid = UNPRIVILEGED_UID
+    proc = run_as_another_user(_NON_ROOT_SCRIPT, prefix="securepy-shared-nonroot-")
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.splitlines()[-1])
     assert report["uid"] == uid

@@ -18,28 +18,18 @@ from typing import Any
 import pytest
 import securepy
 from securepy import errors
-from securepy._interpreter import probe_interpreter
 from securepy._launchers import template as template_module
 from securepy._launchers.bubblewrap import BubblewrapChild
 from securepy._launchers.cgroups import detect_cgroup_support
 from securepy._launchers.identity import uid_range
-from securepy._launchers.template import TemplateChild, TemplateLauncher, template_problem
+from securepy._launchers.template import TemplateChild, TemplateLauncher
 
-from ..conftest import sandbox_problem, skip_unless_ci, wait_until
+from ..conftest import wait_until
 
 MiB = 1024 * 1024
 
 
-# Without a sandbox the tests are marked "sandbox": skipped, or failed under CI=true. With one,
-# only a host where templates cannot run (not root, or no pidfds) skips them, for that reason.
-_TEMPLATE_PROBLEM = None if sandbox_problem() else template_problem(probe_interpreter(None))
-pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture(autouse=True)
-def _template_available() -> None:
-    if _TEMPLATE_PROBLEM is not None:
-        skip_unless_ci(f"no session template here: {_TEMPLATE_PROBLEM}")
+pytestmark = [pytest.mark.sandbox, pytest.mark.usefixtures("needs_template")]
 
 
 @pytest.fixture(scope="module")

@@ -13,20 +13,12 @@ from __future__ import annotations
 
 import errno
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from ..conftest import (
-    SYSTEM_PYTHON,
-    copy_packages_for_another_user,
-    skip_unless_ci,
-    system_python_problem,
-)
+from ..conftest import run_as_another_user
 
 pytestmark = pytest.mark.sandbox
 
@@ -174,20 +166,7 @@ print(json.dumps(report))
 @pytest.fixture(scope="module")
 def report() -> Iterator[dict[str, Any]]:
     """What the unprivileged script saw (run once for the module)."""
-    if os.geteuid() != 0:
-        skip_unless_ci("becoming an unprivileged host user needs root")
-    problem = system_python_problem()
-    if problem is not None:
-        skip_unless_ci(f"{problem}: nothing to run as uid {_UID}")
-    packages = copy_packages_for_another_user("securepy-nonroot-")
-    try:
-        proc = subprocess.run(
-            ["setpriv", f"--reuid={_UID}", f"--regid={_UID}", "--clear-groups",
-             SYSTEM_PYTHON, "-c", _SCRIPT],
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
-            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False)
-    finally:
-        shutil.rmtree(packages)
+    proc = run_as_another_user(_SCRIPT, prefix="securepy-nonroot-")
     assert proc.returncode == 0, proc.stderr[-3000:]
     yield json.loads(proc.stdout.splitlines()[-1])
 

@@ -27,7 +27,7 @@ from securepy._interpreter import probe_interpreter
 from securepy._launchers.identity import uid_range
 from securepy._launchers.landlock import landlock_problem, landlock_problem_for
 
-from ..conftest import SYSTEM_PYTHON, copy_packages_for_another_user, wait_until
+from ..conftest import run_as_another_user, wait_until
 
 pytestmark = pytest.mark.sandbox
 
@@ -505,17 +505,8 @@ def test_without_root_a_daemon_ends_with_its_session(tmp_path: pathlib.Path) -> 
     """A non-root host runs every session as its own uid and, here, has no cgroup to find
     them by: the keeper above the worker (a child subreaper outside the wall) holds the daemon
     in its tree after the code ended the worker, and ends it."""
-    packages = copy_packages_for_another_user("securepy-nonroot-")
-    try:
-        script = NON_ROOT_HOST.replace("DAEMON", repr(DAEMON.replace("TOKEN", "nonroot")))
-        proc = subprocess.run(
-            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", SYSTEM_PYTHON,
-             "-c", script],
-            env={"PATH": "/usr/bin:/bin", "HOME": "/tmp", "PYTHONPATH": packages},
-            capture_output=True, text=True, timeout=120, cwd="/tmp", check=False,
-        )
-    finally:
-        shutil.rmtree(packages)
+    script = NON_ROOT_HOST.replace("DAEMON", repr(DAEMON.replace("TOKEN", "nonroot")))
+    proc = run_as_another_user(script, prefix="securepy-nonroot-")
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
     assert out["uid"] == 65534  # the host user's own uid: no uid of its own to sweep
@@ -528,7 +519,7 @@ def test_the_host_kills_a_listed_pid_only_while_it_is_still_that_parents_child()
     """The host lists a session's processes, then kills them: a pid freed and taken by another
     process in between must not be hit. kill_child checks the parent through a pidfd taken
     first."""
-    from securepy._launchers.landlock_processes import kill_child
+    from securepy._worker.process_tree import kill_child
 
     bystander = subprocess.Popen(["sleep", "30"])
     try:

@@ -13,7 +13,8 @@ import os
 import signal
 import time
 
-from .procfs import child_pids, parent_pid
+from .._worker.process_tree import kill_child
+from .procfs import child_pids
 
 __all__ = ["first_child", "kill_tree", "kill_uid"]
 
@@ -44,24 +45,6 @@ def kill_tree(root: int, *, timeout: float = 5.0) -> None:
         for pid, parent in found:
             kill_child(pid, parent)
         time.sleep(0.001)
-
-
-def kill_child(pid: int, parent: int) -> None:
-    """SIGKILL ``pid`` if it is still ``parent``'s child. The pidfd is taken before the check:
-    had the child been reaped (its parent is the code's) and its pid reused by another host
-    process meanwhile, the check fails or the signal goes to the dead child, never to the
-    newcomer."""
-    try:
-        handle = os.pidfd_open(pid)
-    except OSError:
-        return  # gone already
-    try:
-        if parent_pid(pid) == parent:
-            signal.pidfd_send_signal(handle, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
 
 
 def kill_uid(uid: int, *, timeout: float = 5.0) -> bool:

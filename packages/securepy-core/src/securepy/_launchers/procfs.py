@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .._worker.process_tree import parent_pid
+
 __all__ = ["child_pids", "parent_pid", "read_process_usage"]
 
 # (Windows has no sysconf, and no /proc: there every read below finds nothing.)
@@ -41,12 +43,3 @@ def child_pids(pid: int) -> list[int]:
         except OSError:
             continue
     return sorted(found)
-
-
-def parent_pid(pid: int) -> int | None:
-    """The parent of ``pid`` (its ``PPid``), or None if it is gone."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None

@@ -25,6 +25,8 @@ import resource
 import signal
 import time
 
+from .process_tree import kill_child
+
 __all__ = ["keep"]
 
 
@@ -54,38 +56,13 @@ def _end_the_rest() -> None:
     """SIGKILL every process still below the keeper, and reap them, until none is left."""
     while True:
         for pid, parent in _descendants():
-            _kill_child(pid, parent)
+            kill_child(pid, parent)
         try:
             while os.waitpid(-1, os.WNOHANG)[0]:
                 pass
         except ChildProcessError:
             return  # no child left, and a process's children become ours when it dies
         time.sleep(0.001)
-
-
-def _kill_child(pid: int, parent: int) -> None:
-    """SIGKILL ``pid`` if it is still ``parent``'s child, through a pidfd taken before the
-    check: a pid the code's processes freed (by reaping) and another process took meanwhile is
-    never hit."""
-    try:
-        handle = os.pidfd_open(pid)
-    except OSError:
-        return  # gone already
-    try:
-        if _parent_of(pid) == parent:
-            signal.pidfd_send_signal(handle, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(handle)
-
-
-def _parent_of(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            return int(f.read().rsplit(b")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return -1
 
 
 def _descendants() -> list[tuple[int, int]]:
