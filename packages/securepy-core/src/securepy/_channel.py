@@ -11,7 +11,7 @@ import math
 import select
 import socket
 import time
-from typing import Any
+from typing import Any, Protocol
 
 from ._frame_cost import check_frame_cost
 from ._worker import protocol
@@ -34,6 +34,32 @@ def open_socketpair() -> tuple[socket.socket, socket.socket]:
     return host, child
 
 
+class _Poll(Protocol):
+    def poll(self, timeout: float | None = None, /) -> list[tuple[int, int]]: ...
+
+
+def _readiness(sock: socket.socket, *, writing: bool) -> _Poll:
+    """A poller of ``sock`` for reading or for writing."""
+    if not hasattr(select, "poll"):
+        return _SelectPoll(sock, writing=writing)
+    poll = select.poll()
+    poll.register(sock, select.POLLOUT if writing else select.POLLIN)
+    return poll
+
+
+class _SelectPoll:
+    """select.poll's one use here, through select.select (Windows has no poll; its select
+    waits on sockets)."""
+
+    def __init__(self, sock: socket.socket, *, writing: bool) -> None:
+        self._sockets = ([], [sock]) if writing else ([sock], [])
+
+    def poll(self, timeout: float | None = None, /) -> list[tuple[int, int]]:
+        seconds = None if timeout is None else timeout / 1000
+        readable, writable, _ = select.select(*self._sockets, [], seconds)
+        return [(0, 1)] if readable or writable else []
+
+
 def _reader(max_frame_bytes: int) -> protocol.FrameReader:
     return protocol.FrameReader(protocol.CHILD_MESSAGES, max_frame_bytes, check_frame_cost)
 
@@ -54,10 +80,8 @@ class Channel:
         # Non-blocking plus our own poll: a socket timeout would cost two fcntl calls per
         # receive, because the deadline (and so the timeout) changes every time.
         sock.setblocking(False)
-        self._poll = select.poll()
-        self._poll.register(sock, select.POLLIN)
-        self._writable = select.poll()
-        self._writable.register(sock, select.POLLOUT)
+        self._poll = _readiness(sock, writing=False)
+        self._writable = _readiness(sock, writing=True)
         # True once a send was cut off part-way: the stream is out of step for good.
         self.broken = False
         self._spinner = protocol.Spinner()
@@ -138,7 +162,7 @@ class Channel:
             return chunk
 
     @staticmethod
-    def _wait(poll: select.poll, deadline: float | None) -> None:
+    def _wait(poll: _Poll, deadline: float | None) -> None:
         if deadline is None:
             poll.poll()
             return

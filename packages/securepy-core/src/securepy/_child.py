@@ -13,7 +13,7 @@ from ._channel import AsyncChannel, Channel, DeadlineExceeded, open_socketpair
 from ._config import SessionConfig
 from ._fontcache import SANDBOX_FONT_CACHE, font_cache
 from ._interpreter import Interpreter, probe_interpreter
-from ._launchers import ChildProcess, LaunchSpec, select_launcher
+from ._launchers import ChildProcess, Launcher, LaunchSpec, select_launcher
 from ._launchers.shared import shared_launcher
 from ._limits import THREAD_STACK_BYTES, address_space_bytes
 from ._worker import BOOTSTRAP, WORKER_DIR, protocol
@@ -65,28 +65,15 @@ def start_child(config: SessionConfig) -> Child:
     if config.launcher is None and config.sandbox and config.template:
         # A fork of the process's shared template: a few ms instead of a bubblewrap start.
         launcher = shared_launcher(interpreter, config.mounts, env, wall=config.wall) or launcher
-    host_sock, child_sock = open_socketpair()
-    try:
-        # Sent before the launch: the socket holds it until the worker reads it, so a worker
-        # that starts fast (a fork of a template) finds it waiting.
-        unsent = _send_what_fits(host_sock, protocol.encode_frame(
-            _configure_message(config, interpreter, sandboxed=launcher.sandboxed,
-                               pids_cgroup=getattr(launcher, "pids_cgroup", False))))
-        fd = child_sock.fileno()
-        spec = LaunchSpec(
-            interpreter=interpreter,
-            argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
-            child_fd=fd,
-            limits=config.limits,
-            env=env,
-            mounts=config.mounts,
-        )
-        process = launcher.launch(spec)
-    except BaseException:
-        host_sock.close()
-        raise
-    finally:
-        child_sock.close()
+    frame = protocol.encode_frame(
+        _configure_message(config, interpreter, sandboxed=launcher.sandboxed,
+                           pids_cgroup=getattr(launcher, "pids_cgroup", False)))
+    if getattr(launcher, "inherits_socket", True):
+        process, host_sock, unsent = _launch_with_socketpair(launcher, interpreter, config,
+                                                             env, frame)
+    else:  # the worker connects back (Windows: _launchers/portable.py)
+        process = launcher.launch(_spec(interpreter, config, env, fd=-1))
+        host_sock, unsent = process.socket, frame  # type: ignore[attr-defined]
     child = Child(process, host_sock, config.max_frame_bytes, started_ns)
     try:
         _handshake(child, unsent)
@@ -94,6 +81,37 @@ def start_child(config: SessionConfig) -> Child:
         child.kill()
         raise
     return child
+
+
+def _launch_with_socketpair(launcher: Launcher, interpreter: Interpreter,
+                            config: SessionConfig, env: dict[str, str],
+                            frame: bytes) -> tuple[ChildProcess, socket.socket, bytes]:
+    """Launch a worker that inherits one end of a socketpair; return it, the host's end and
+    what of ``frame`` is still to send."""
+    host_sock, child_sock = open_socketpair()
+    try:
+        # Sent before the launch: the socket holds it until the worker reads it, so a worker
+        # that starts fast (a fork of a template) finds it waiting.
+        unsent = _send_what_fits(host_sock, frame)
+        process = launcher.launch(_spec(interpreter, config, env, fd=child_sock.fileno()))
+    except BaseException:
+        host_sock.close()
+        raise
+    finally:
+        child_sock.close()
+    return process, host_sock, unsent
+
+
+def _spec(interpreter: Interpreter, config: SessionConfig, env: dict[str, str], *,
+          fd: int) -> LaunchSpec:
+    return LaunchSpec(
+        interpreter=interpreter,
+        argv=(interpreter.executable, "-I", "-S", "-c", BOOTSTRAP, WORKER_DIR, str(fd)),
+        child_fd=fd,
+        limits=config.limits,
+        env=env,
+        mounts=config.mounts,
+    )
 
 
 def _child_environment() -> dict[str, str]:

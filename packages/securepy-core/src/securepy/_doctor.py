@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import platform
-import resource
 import subprocess
 import sys
 from collections.abc import Callable
@@ -60,9 +59,11 @@ def run_checks(python: str | None = None) -> list[Check]:
         One ``Check`` per probe; later probes that depend on a failed one report that they
         were not run.
     """
-    checks = [_check_platform(), _check_seccomp(), _check_cgroups(), _check_rlimits()]
-    if not checks[0].ok:
-        return checks
+    platform_check = _check_platform()
+    if not platform_check.ok:
+        # No wall to check for; the rlimits still tell what sandbox=False enforces here.
+        return [platform_check, dataclasses.replace(_check_rlimits(), required=False)]
+    checks = [platform_check, _check_seccomp(), _check_cgroups(), _check_rlimits()]
     namespaces = [_optional(_check_bubblewrap())]
     if namespaces[0].ok:
         namespaces += [_optional(_check_userns()), _optional(_check_proc_mount())]
@@ -237,6 +238,10 @@ def _check_cgroups() -> Check:
 
 
 def _check_rlimits() -> Check:
+    try:
+        import resource
+    except ImportError:  # Windows
+        resource = None  # type: ignore[assignment]
     names = ("RLIMIT_AS", "RLIMIT_CPU", "RLIMIT_FSIZE", "RLIMIT_NOFILE", "RLIMIT_NPROC")
     missing = [n for n in names if not hasattr(resource, n)]
     if missing:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import binascii
 import os
+import sys
 import time
 import typing
 from collections.abc import Iterator
@@ -200,6 +201,13 @@ def normalize_path(path: Any, *, allow_root: bool = False) -> str:
     text = os.fspath(path)
     if not isinstance(text, str):
         raise TypeError("path must be text, not bytes")
+    if sys.platform == "win32":  # "data\\in.csv" is a path there too, and "C:" a drive
+        text = text.replace("\\", "/")
+        if ":" in text:
+            raise ValueError(
+                f"path {text[:200]!r} names a drive or a stream; files paths are relative to "
+                "the session's workspace, e.g. 'data/input.csv'"
+            )
     if text.startswith("/"):
         raise ValueError(
             f"path {text[:200]!r} is absolute; files paths are relative to the "

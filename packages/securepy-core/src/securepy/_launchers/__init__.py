@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 
 from ..errors import SandboxUnavailableError
@@ -47,8 +48,10 @@ def select_launcher(*, sandbox: bool, wall: str = "auto") -> Launcher:
             used on this host (never falls back to running unsandboxed).
     """
     if not sandbox:
-        if sys.platform == "win32":
-            raise SandboxUnavailableError(_NO_CHILD_ON_WINDOWS)
+        if sys.platform == "win32" or not hasattr(socket, "AF_UNIX"):
+            from .portable import PortableLauncher
+
+            return PortableLauncher()
         from .unsandboxed import UnsandboxedLauncher
 
         return UnsandboxedLauncher()
@@ -65,15 +68,6 @@ def select_launcher(*, sandbox: bool, wall: str = "auto") -> Launcher:
     from .auto import AutoLauncher
 
     return AutoLauncher()
-
-
-# The child inherits its socket by fd number and is stopped by process group: both POSIX.
-_NO_CHILD_ON_WINDOWS = (
-    "securepy cannot start its child process on Windows yet, even with sandbox=False (the "
-    "child inherits its socket by file descriptor and is stopped by process group, which "
-    "Windows does not offer); run securepy under WSL2 or in a Linux container, where "
-    "sandbox=True works too."
-)
 
 
 def _no_wall_message(platform: str) -> str:

@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import sys
 
-__all__ = ["main"]
+__all__ = ["CONNECT", "main"]
 
 
 def main() -> None:
     """``<worker dir> <fd>`` serves one session on the socket ``fd``;
+    ``<worker dir> connect`` on a socket it connects to (see connect_back.py);
     ``<worker dir> <fd> template <seccomp fd>`` serves a template's control socket."""
     if len(sys.argv) > 3 and sys.argv[3] == "template":
         from .template import serve_template
 
         serve_template(int(sys.argv[2]), int(sys.argv[4]))
+    elif sys.argv[2] == CONNECT:
+        from .connect_back import connect_to_host
+        from .session import serve
+
+        serve(connect_to_host())
     else:
         from .session import serve
 
         serve(int(sys.argv[2]))
+
+
+CONNECT = "connect"

@@ -9,6 +9,12 @@ refused, never followed, and what is opened is checked on its fd (a regular file
 hard link). The sandbox's own wall stays the real bound: this only keeps honest requests to the
 workspace the host asked for.
 
+Where ``os`` has no ``dir_fd`` (Windows) the same requests go by path instead (``_FilesByPath``,
+over ``files_by_path.py``), with the same replies. Only an unsandboxed child runs there, whose
+code already has all the host user's powers: the race is no threat, and a link on the path is
+still refused, as an honest mistake. macOS has ``dir_fd`` and takes the fd walk, without
+``O_PATH`` (Linux only).
+
 The host checks every reply as hostile (sizes, types); these checks spare it honest mistakes.
 """
 
@@ -30,7 +36,14 @@ __all__ = ["CHUNK_BYTES", "Files"]
 
 CHUNK_BYTES = 4 * 1024 * 1024  # raw bytes per file_chunk frame (base64: 5.4 MiB)
 
-_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# Decided by what os offers, not by platform name, so Linux tests can take the other branch.
+_BY_FD = os.open in os.supports_dir_fd and hasattr(os, "O_DIRECTORY")
+# O_PATH (Linux) opens a directory with search permission alone; elsewhere O_RDONLY serves.
+_DIR_FLAGS = (
+    getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    if _BY_FD
+    else 0
+)
 
 
 class _Refused(Exception):
@@ -42,8 +55,8 @@ class _Refused(Exception):
         self.detail = detail
 
 
-class Files:
-    """Serves ``files`` requests on the session's workspace."""
+class _FilesByFd:
+    """Serves ``files`` requests on the session's workspace, walking it by directory fd."""
 
     def __init__(self, send: Any, send_frame: Any, workspace: str, max_frame_bytes: int) -> None:
         self._send = send
@@ -88,31 +101,29 @@ class Files:
         finally:
             os.close(parent)
         try:
-            size = _check_regular(fd).st_size
-            if size > limit:
-                raise _Refused("too_large", str(size))
-            sent = 0
-            while sent <= limit:
-                chunk = os.read(fd, min(self._chunk, limit + 1 - sent))
-                if not chunk:
-                    break
-                sent += len(chunk)
-                if sent > limit:  # it grew while we read
-                    raise _Refused("too_large", str(sent))
-                self._send_frame(encode_frame_with_data({"kind": "file_chunk"}, chunk))
-            return {"ok": True, "size": sent}
+            return self._send_file(fd, limit)
         finally:
             os.close(fd)
 
-    def _write(self, parts: list[str], data: str, offset: int) -> dict[str, Any]:
-        if not parts:
-            raise _Refused("is_directory")
-        raw = binascii.a2b_base64(data)
-        import resource  # here: the host imports this module too, and Windows has none
+    def _send_file(self, fd: int, limit: int) -> dict[str, Any]:
+        """Send the open file ``fd`` in ``file_chunk`` frames, if it is a regular file within
+        ``limit`` bytes from start to end."""
+        size = _check_regular(fd).st_size
+        if size > limit:
+            raise _Refused("too_large", str(size))
+        sent = 0
+        while sent <= limit:
+            chunk = os.read(fd, min(self._chunk, limit + 1 - sent))
+            if not chunk:
+                break
+            sent += len(chunk)
+            if sent > limit:  # it grew while we read
+                raise _Refused("too_large", str(sent))
+            self._send_frame(encode_frame_with_data({"kind": "file_chunk"}, chunk))
+        return {"ok": True, "size": sent}
 
-        file_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-        if file_limit != resource.RLIM_INFINITY and offset + len(raw) > file_limit:
-            raise _Refused("file_size", str(file_limit))  # the write would die of SIGXFSZ
+    def _write(self, parts: list[str], data: str, offset: int) -> dict[str, Any]:
+        raw = _payload(parts, data, offset)
         parent = self._walk(parts[:-1], create=True, writing=True)
         try:
             fd = _open_last(parent, parts[-1], os.O_WRONLY | os.O_CREAT, 0o644)
@@ -139,18 +150,11 @@ class Files:
         fd = self._walk(
             parts, create=False, flags=os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
         )
-        entries = []
         try:
             with os.scandir(fd) as scan:
-                for entry in scan:
-                    info = entry.stat(follow_symlinks=False)
-                    entries.append([entry.name, info.st_size, _kind(info.st_mode)])
-                    if len(entries) >= MAX_FILE_ENTRIES:
-                        break
+                return _listing(scan)
         finally:
             os.close(fd)
-        entries.sort()
-        return {"ok": True, "entries": entries}
 
     def _remove(self, parts: list[str]) -> dict[str, Any]:
         if not parts:
@@ -201,6 +205,76 @@ class Files:
         return fd
 
 
+class _FilesByPath(_FilesByFd):
+    """The same service where ``os`` has no ``dir_fd`` (Windows): the four operations go by
+    path, each component checked by ``files_by_path``; nothing of the fd walk runs. Only for an
+    unsandboxed child: see the module's docstring."""
+
+    def _read(self, parts: list[str], limit: int) -> dict[str, Any]:
+        if not parts:
+            raise _Refused("is_directory")
+        fd = _open_path(self._path(parts, "read"), os.O_RDONLY)
+        try:
+            return self._send_file(fd, limit)
+        finally:
+            os.close(fd)
+
+    def _write(self, parts: list[str], data: str, offset: int) -> dict[str, Any]:
+        raw = _payload(parts, data, offset)
+        path = self._path(parts, "write")
+        fd = _open_path(path, os.O_WRONLY | os.O_CREAT)
+        try:
+            try:
+                _check_regular(fd)
+                if offset == 0:
+                    os.ftruncate(fd, 0)
+                os.lseek(fd, offset, os.SEEK_SET)  # Windows has no pwrite
+                view = memoryview(raw)
+                while view:
+                    written = os.write(fd, view)
+                    offset += written
+                    view = view[written:]
+            finally:
+                os.close(fd)  # before the unlink: Windows cannot remove an open file
+        except OSError:
+            os.unlink(path)  # a half-written file would only hold the space
+            raise
+        return {"ok": True, "size": offset}
+
+    def _list(self, parts: list[str]) -> dict[str, Any]:
+        with os.scandir(self._path(parts, "list")) as scan:
+            return _listing(scan)
+
+    def _remove(self, parts: list[str]) -> dict[str, Any]:
+        if not parts:
+            raise _Refused("invalid", "the workspace itself cannot be removed")
+        from .files_by_path import remove
+
+        remove(self._path(parts, "remove"))
+        return {"ok": True}
+
+    def _path(self, parts: list[str], op: str) -> str:
+        """The path of what ``parts`` names under the workspace (a file, or for ``list`` a
+        directory), each directory on the way checked (made, mode 0755, where missing for a
+        ``write``)."""
+        from .files_by_path import plain, walk
+
+        name = [] if op == "list" else parts[-1:]
+        writing = op in ("write", "remove")
+        start, parts = _start_of(self._workspace, parts[: len(parts) - len(name)], writing)
+        if not plain(start, parts + name):
+            raise _Refused("invalid", "not a plain file name on this platform")
+        try:
+            return os.path.join(walk(start, parts, create=op == "write"), *name)
+        except OSError as exc:
+            if isinstance(exc.filename, str):
+                _explain(None, exc.filename, exc)
+            raise
+
+
+Files = _FilesByFd if _BY_FD else _FilesByPath
+
+
 def _start_of(workspace: str, parts: list[str], writing: bool) -> tuple[str, list[str]]:
     """Where a walk of ``parts`` starts: the workspace, or the host path of the Landlock
     mount whose link ``parts`` passes through (the code may have replaced that link: the host
@@ -226,6 +300,33 @@ def _parts(path: Any) -> list[str]:
     return parts
 
 
+def _payload(parts: list[str], data: str, offset: int) -> bytes:
+    """The bytes a write request carries, if they may be written at ``offset``."""
+    if not parts:
+        raise _Refused("is_directory")
+    raw = binascii.a2b_base64(data)
+    try:
+        import resource  # here: the host imports this module too
+    except ImportError:  # Windows: no RLIMIT_FSIZE to hit
+        return raw
+    file_limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if file_limit != resource.RLIM_INFINITY and offset + len(raw) > file_limit:
+        raise _Refused("file_size", str(file_limit))  # the write would die of SIGXFSZ
+    return raw
+
+
+def _listing(scan: Any) -> dict[str, Any]:
+    """The reply to ``list``: the first ``MAX_FILE_ENTRIES`` entries ``scan`` yields, sorted."""
+    entries = []
+    for entry in scan:
+        info = entry.stat(follow_symlinks=False)
+        entries.append([entry.name, info.st_size, _kind(info.st_mode)])
+        if len(entries) >= MAX_FILE_ENTRIES:
+            break
+    entries.sort()
+    return {"ok": True, "entries": entries}
+
+
 def _open_last(parent: int, name: str, flags: int, mode: int = 0o644) -> int:
     # O_NONBLOCK: a FIFO the code planted must not hang the worker (it is refused just after).
     try:
@@ -237,8 +338,19 @@ def _open_last(parent: int, name: str, flags: int, mode: int = 0o644) -> int:
         raise
 
 
-def _explain(parent: int, name: str, exc: OSError) -> None:
-    """Turn "a link was in the way" errors (ELOOP, ENOTDIR, ENXIO) into a clear refusal."""
+def _open_path(path: str, flags: int) -> int:
+    from .files_by_path import open_file
+
+    try:
+        return open_file(path, flags)
+    except OSError as exc:
+        _explain(None, path, exc)
+        raise
+
+
+def _explain(parent: int | None, name: str, exc: OSError) -> None:
+    """Turn "a link was in the way" errors (ELOOP, ENOTDIR, ENXIO) into a clear refusal.
+    ``name`` is in the directory ``parent``, or a path when ``parent`` is None."""
     if exc.errno not in (errno.ELOOP, errno.ENOTDIR, errno.ENXIO, errno.EISDIR):
         return
     try:
@@ -283,7 +395,7 @@ _ERRNO_CODES = {
     errno.ENOTDIR: "not_directory",
     errno.ELOOP: "symlink",
     errno.ENOSPC: "no_space",
-    errno.EDQUOT: "no_space",
+    getattr(errno, "EDQUOT", errno.ENOSPC): "no_space",  # Windows may lack it
     errno.EFBIG: "file_size",
     errno.EACCES: "permission",
     errno.EPERM: "permission",

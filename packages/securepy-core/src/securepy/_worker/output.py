@@ -8,9 +8,12 @@ import os
 import select
 import sys
 import threading
+import time
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
+    from typing import Any
+
     from .connection import Connection
 
 __all__ = ["Outputs", "capture_output"]
@@ -24,9 +27,11 @@ class Outputs:
         self._pipes = pipes
         self._lock = threading.Lock()
         self.streams: list[_OutputStream] = []
-        self._ready = select.poll()
-        for fd in pipes.values():
-            self._ready.register(fd, select.POLLIN)
+        self._ready: Any = None
+        if hasattr(select, "poll"):
+            self._ready = select.poll()
+            for fd in pipes.values():
+                self._ready.register(fd, select.POLLIN)
 
     def flush(self) -> None:
         for stream in self.streams:
@@ -34,7 +39,8 @@ class Outputs:
         # Under the lock: the forwarder may have read the pipe just now and not yet sent what
         # it read; the turn must not end before that output is on its way.
         with self._lock:
-            if self._ready.poll(0):  # one syscall when, as usual, nothing was written to fds 1, 2
+            # poll: one syscall when, as usual, nothing was written to fds 1, 2
+            if self._ready is None or self._ready.poll(0):
                 self._drain_locked()
 
     def drain_pipes(self) -> None:
@@ -44,6 +50,8 @@ class Outputs:
     def _drain_locked(self) -> None:
         for name, fd in self._pipes.items():
             while True:
+                if self._ready is None and not _has_output(fd):
+                    break  # a blocking pipe: read only what is there
                 try:
                     data = os.read(fd, 65536)
                 except BlockingIOError:
@@ -62,8 +70,27 @@ class Outputs:
     def forward_forever(self) -> None:
         fds = list(self._pipes.values())
         while True:
-            select.select(fds, [], [])
+            if self._ready is None:
+                # Windows cannot wait on a pipe: look every few milliseconds instead.
+                time.sleep(_LOOK_EVERY)
+            else:
+                select.select(fds, [], [])
             self.drain_pipes()
+
+
+_LOOK_EVERY = 0.02  # seconds between looks at fds 1, 2 where the worker cannot wait on them
+
+
+def _has_output(fd: int) -> bool:
+    """Whether a pipe holds bytes to read, where select.poll is missing (Windows)."""
+    if os.name == "nt":
+        import _winapi
+        import msvcrt
+
+        handle = msvcrt.get_osfhandle(fd)  # type: ignore[attr-defined, unused-ignore]
+        available: int = _winapi.PeekNamedPipe(handle, 0)[0]  # type: ignore[attr-defined, unused-ignore]
+        return available > 0
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 _OUTPUT_CHUNK = 64 * 1024  # characters: at most 256 KiB of UTF-8 per frame
@@ -121,7 +148,10 @@ def capture_output(connection: Connection) -> Outputs:
     pipes = {}
     for name, fd in (("stdout", 1), ("stderr", 2)):
         read_end, write_end = os.pipe()
-        os.set_blocking(read_end, False)
+        try:  # noqa: SIM105 (contextlib costs the worker's start an import)
+            os.set_blocking(read_end, False)
+        except (AttributeError, OSError):
+            pass  # Windows before 3.12: reads there take only what _has_output saw
         os.dup2(write_end, fd)
         os.close(write_end)
         pipes[name] = read_end

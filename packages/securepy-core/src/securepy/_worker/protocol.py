@@ -369,6 +369,9 @@ _HEADER_SIZE = HEADER.size
 # machine, several times that when the peer ran on another CPU).
 SPIN_SECONDS = 100e-6
 SPIN_BACKOFF_MAX = 64
+# Windows has neither: there a receive never spins, it sleeps on the socket at once.
+_DONTWAIT: int | None = getattr(_socket, "MSG_DONTWAIT", None)
+_yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 
 
 class Spinner:
@@ -388,13 +391,15 @@ class Spinner:
         if self._skips:
             self._skips -= 1
             return None
+        if _DONTWAIT is None:
+            return None
         give_up = time.monotonic() + SPIN_SECONDS
         while True:
             try:
-                chunk: bytes = sock.recv(size, _socket.MSG_DONTWAIT)
+                chunk: bytes = sock.recv(size, _DONTWAIT)
             except BlockingIOError:
                 if time.monotonic() <= give_up:
-                    os.sched_yield()  # a runnable thread on this CPU goes first
+                    _yield()  # a runnable thread on this CPU goes first
                     continue
                 self._backoff = min(self._backoff * 2 or 1, SPIN_BACKOFF_MAX)
                 self._skips = self._backoff

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import _thread
-import resource
 import sys
+
+try:
+    import resource
+except ImportError:  # Windows: no rlimits; there the host's timeout is the one limit enforced
+    resource = None  # type: ignore[assignment]
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs milliseconds at start; the worker needs it only for mypy
@@ -26,6 +30,8 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool, address_space: int | No
             _thread.stack_size(thread_stack)
         except (ValueError, RuntimeError):
             pass  # the platform's default stays
+    if resource is None:
+        return
     memory = limits.get("memory_bytes")
     if address_space is None:
         address_space = memory
@@ -62,6 +68,8 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool, address_space: int | No
 def thread_refused_by() -> str:
     """Which limit refused a new thread: "memory" when the address space has no room left for
     its stack, else "processes"."""
+    if resource is None:
+        return "processes"
     limit = resource.getrlimit(resource.RLIMIT_AS)[0]
     if limit == resource.RLIM_INFINITY:
         return "processes"
