@@ -4,6 +4,8 @@ stdin carries interrupts and the host's end."""
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -113,3 +115,46 @@ def test_windows_and_hosts_without_unix_sockets_get_it(monkeypatch: pytest.Monke
     assert not isinstance(select_launcher(sandbox=False), PortableLauncher)  # control
     monkeypatch.delattr(socket, "AF_UNIX")
     assert isinstance(select_launcher(sandbox=False), PortableLauncher)
+
+
+_HOST = """
+import sys, threading, securepy
+from securepy._launchers.portable import PortableLauncher
+from securepy._launchers.unsandboxed import UnsandboxedLauncher
+launcher = PortableLauncher() if sys.argv[1] == "portable" else UnsandboxedLauncher()
+session = securepy.Session(sandbox=False, launcher=launcher)
+print(session.execute("import os; os.getpid()").value, flush=True)
+session.execute("while True: pass", timeout=600)
+"""
+
+
+@pytest.mark.parametrize("launcher", ["portable", "unsandboxed"])
+def test_a_plain_worker_ends_when_its_host_is_killed_while_its_code_runs(launcher: str) -> None:
+    host = subprocess.Popen([sys.executable, "-c", _HOST, launcher], stdout=subprocess.PIPE,
+                            text=True)
+    worker = 0
+    try:
+        assert host.stdout is not None
+        worker = int(host.stdout.readline())
+        time.sleep(0.3)  # the code is running now
+        assert _alive(worker)  # control: it outlives nothing yet
+        host.kill()
+        host.wait()
+        deadline = time.monotonic() + 10
+        while _alive(worker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not _alive(worker)
+    finally:
+        host.kill()
+        host.wait()
+        host.stdout.close()  # type: ignore[union-attr]
+        if worker and _alive(worker):
+            os.kill(worker, signal.SIGKILL)  # the test failed: leave no spinning worker behind
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import tempfile
 
+from .._worker.connect_back import WATCH_STDIN
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild, describe_signal_exit
 from .procfs import read_process_usage
@@ -34,9 +35,11 @@ class UnsandboxedLauncher:
             popen = subprocess.Popen(
                 spec.argv,
                 pass_fds=(spec.child_fd,),
-                env={**spec.env, "HOME": workdir, "TMPDIR": workdir},
+                # The worker watches its stdin, which ends when this process does (even
+                # killed): nothing else would end a child whose code still runs then.
+                env={**spec.env, "HOME": workdir, "TMPDIR": workdir, WATCH_STDIN: "1"},
                 cwd=workdir,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
@@ -66,8 +69,10 @@ class UnsandboxedChild(PopenChild):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, signal.SIGKILL)
             self._popen.wait()
-        if self._popen.stderr is not None:
-            self._popen.stderr.close()
+        for pipe in (self._popen.stdin, self._popen.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

@@ -6,6 +6,10 @@ stdin: ``<host> <port> <token>``. The worker connects and sends the token, which
 tells it from any other local process that connects first. Stdin then stays open as the host's
 second line to the worker: a byte ``i`` is an interrupt (KeyboardInterrupt in the code, as
 SIGINT is on POSIX), and its end means the host is gone, so the worker ends too.
+
+The POSIX unsandboxed launcher keeps such a stdin too (``WATCH_STDIN`` in the environment):
+nothing else ends a plain child whose host was killed while its code runs (a sandbox dies with
+the host through bubblewrap's ``--die-with-parent`` or the Landlock keeper).
 """
 
 from __future__ import annotations
@@ -15,10 +19,11 @@ import _socket
 import _thread
 import os
 
-__all__ = ["INTERRUPT", "MAX_LINE", "connect_to_host"]
+__all__ = ["INTERRUPT", "MAX_LINE", "WATCH_STDIN", "connect_to_host", "watch_host"]
 
 INTERRUPT = b"i"
 MAX_LINE = 512  # bytes: the line is about 90
+WATCH_STDIN = "SECUREPY_WATCH_STDIN"
 
 
 def connect_to_host() -> int:
@@ -30,7 +35,7 @@ def connect_to_host() -> int:
     sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)  # frames, not a byte stream
     sock.connect((host, int(port)))
     sock.sendall(bytes.fromhex(token))
-    _thread.start_new_thread(_watch_host, (0, rest))
+    watch_host(rest)
     return int(sock.detach())
 
 
@@ -45,7 +50,13 @@ def _read_line(fd: int) -> tuple[bytes, bytes]:
     return line, rest
 
 
-def _watch_host(fd: int, pending: bytes) -> None:
+def watch_host(pending: bytes = b"") -> None:
+    """Watch stdin from a thread of its own: interrupts, and the host's end. ``pending``:
+    bytes already read from it."""
+    _thread.start_new_thread(_watch, (0, pending))
+
+
+def _watch(fd: int, pending: bytes) -> None:
     data = pending
     while True:
         for _ in range(data.count(INTERRUPT)):

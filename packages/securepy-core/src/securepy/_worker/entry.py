@@ -25,9 +25,16 @@ def main() -> None:
 
         serve(connect_to_host())
     else:
+        import os
+
+        if os.environ.pop(WATCH_STDIN, None):
+            from .connect_back import watch_host
+
+            watch_host()
         from .session import serve
 
         serve(int(sys.argv[2]))
 
 
 CONNECT = "connect"
+WATCH_STDIN = "SECUREPY_WATCH_STDIN"  # connect_back.WATCH_STDIN, without importing it
