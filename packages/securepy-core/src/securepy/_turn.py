@@ -14,7 +14,8 @@ and tests drive it with no process at all. It owns every rule of a turn:
   dropped, never answered into a later turn; a ``result`` or ``error`` frame while calls are
   outstanding is a protocol violation.
 - **every deadline.** The execution's, each tool's own, and the grace period after SIGINT.
-- **every cap on child data kept by the host.** Output, error text, tool-call records.
+- **every cap on child data kept by the host.** Output (kept by ``_turn_output``), error
+  text, tool-call records.
 
 Its phases::
 
@@ -38,9 +39,9 @@ from typing import Any
 from ._actions import Action, Finish, Interrupt, Phase, RunTool, Send, StopTool
 from ._child_text import approximate_size, bounded_arguments, error_from, error_reply
 from ._execution import Execution, ToolCallRecord
-from ._outputs import MAX_OUTPUTS, Output, decode_bundle
 from ._tools import Tool, ToolCallRequest
 from ._tracing import MAX_REFUSED_SPANS, record_refused_tool_call
+from ._turn_output import CapturedOutput
 from ._worker import codec
 from .errors import (
     ExecutionError,
@@ -76,9 +77,6 @@ MAX_MESSAGES = 1_000_000
 # Tool-call records one execution keeps (the audit log, if any, has every call).
 MAX_RECORDS = 10_000
 
-OUTPUT_MARKER = "\n[output truncated: over the {limit}-byte output limit]\n"
-
-
 # Enum members as module globals: in Python 3.11 reading ``Phase.RUNNING`` costs five times a
 # global's lookup, and the phase is checked on every message.
 _RUNNING, _INTERRUPTING, _ENDED = Phase.RUNNING, Phase.INTERRUPTING, Phase.ENDED
@@ -93,6 +91,7 @@ class Turn:
     __slots__ = (
         "_calls_made",
         "_calls_per_tool",
+        "_captured",
         "_emit",
         "_grace",
         "_grace_deadline",
@@ -100,13 +99,8 @@ class Turn:
         "_lock",
         "_max_in_flight",
         "_max_messages",
-        "_max_output",
         "_max_tool_calls",
         "_messages",
-        "_on_output",
-        "_out",
-        "_output_size",
-        "_outputs",
         "_outstanding",
         "_queued",
         "_records",
@@ -122,7 +116,6 @@ class Turn:
         "refused_calls",
         "span",
         "trace_arguments",
-        "truncated",
     )
 
     def __init__(
@@ -143,8 +136,7 @@ class Turn:
         self.deadline = deadline  # the execution's (monotonic clock), None for none
         self._timeout = timeout
         self._max_tool_calls = max_tool_calls
-        self._max_output = max_output_bytes
-        self._on_output = on_output
+        self._captured = CapturedOutput(max_output_bytes, on_output)
         self._emit = emit  # None: no audit trail, so the events are not even built
         self._sanitize = sanitize
         self._max_in_flight = max_in_flight
@@ -159,10 +151,6 @@ class Turn:
         self.trace_arguments = False
         self.refused_calls = 0  # tool calls refused before running (each traced, up to a cap)
         self._grace_deadline: float | None = None
-        self._out: dict[str, list[str]] = {"stdout": [], "stderr": []}
-        self._output_size = 0
-        self._outputs: list[Output] = []
-        self.truncated = False
         self._calls_made = 0
         self._calls_per_tool: dict[str, int] = {}
         self._ids: set[int] = set()
@@ -188,47 +176,16 @@ class Turn:
                                        restart="the code sent too many messages"))
         kind = message["kind"]
         if kind == "output":
-            self._take_output(message["stream"], message["text"])
+            self._captured.take_text(message["stream"], message["text"])
             return None
         if kind == "tool_call":
             return self._take_tool_call(message, now)
         if kind == "display":
-            self._take_display(message["data"])
+            self._captured.take_display(message["data"])
             return None
         if kind == "result" or kind == "error":
             return self._take_end(message)
         raise ProtocolError(f"the child sent an unexpected {kind!r} message during a turn")
-
-    def _take_display(self, data: dict[str, Any]) -> None:
-        output, size = decode_bundle(data)
-        if output is None:
-            self.truncated = self.truncated or size > 0
-            return
-        if len(self._outputs) >= MAX_OUTPUTS or (
-            self._max_output is not None and self._output_size + size > self._max_output
-        ):
-            self.truncated = True
-            return
-        self._output_size += size
-        self._outputs.append(output)
-
-    def _take_output(self, stream: str, text: str) -> None:
-        if stream not in self._out:
-            raise ProtocolError(f"the child sent output for an unknown stream {stream[:20]!r}")
-        if self._max_output is not None:
-            room = self._max_output - self._output_size
-            if room <= 0:
-                self.truncated = True
-                return
-            encoded_size = len(text.encode("utf-8", "surrogatepass"))
-            if encoded_size > room:
-                text = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
-                self.truncated = True
-                encoded_size = room
-            self._output_size += encoded_size
-        self._out[stream].append(text)
-        if self._on_output is not None and text:
-            self._on_output(stream, text)
 
     def _take_tool_call(self, message: dict[str, Any], now: float) -> Action:
         call_id, name = message["call_id"], message["name"]
@@ -476,17 +433,21 @@ class Turn:
 
     @property
     def stdout(self) -> str:
-        text = "".join(self._out["stdout"])
-        return text + OUTPUT_MARKER.format(limit=self._max_output) if self.truncated else text
+        return self._captured.stdout
 
     @property
     def stderr(self) -> str:
-        return "".join(self._out["stderr"])
+        return self._captured.stderr
+
+    @property
+    def truncated(self) -> bool:
+        """Whether output was dropped for the output cap."""
+        return self._captured.truncated
 
     def build_execution(self, value: Any, *, duration: float) -> Execution:
-        records = tuple(self._records)
-        return Execution(value, self.stdout, self.stderr, records, duration, self.truncated,
-                         tuple(self._outputs))
+        captured = self._captured
+        return Execution(value, captured.stdout, captured.stderr, tuple(self._records),
+                         duration, captured.truncated, tuple(captured.outputs))
 
     def _finish(self, finish: Finish) -> Finish:
         # No lock: nothing is outstanding when a turn finishes (a result needs none, and the
