@@ -158,3 +158,61 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_job_object_carries_the_limits_windows_can_enforce() -> None:
+    import ctypes
+
+    from securepy._launchers.windows_job import JobLimits, job_limits
+
+    # The sizes Windows (64-bit) expects: a wrong layout would set the wrong limits there.
+    assert ctypes.sizeof(JobLimits) == 144
+    info = job_limits(securepy.Limits(memory_bytes=256 << 20, cpu_seconds=1.5, processes=8))
+    basic = info.BasicLimitInformation
+    assert basic.LimitFlags == 0x2000 | 0x0200 | 0x0002 | 0x0008
+    assert info.JobMemoryLimit == 256 << 20
+    assert basic.PerProcessUserTimeLimit == 15_000_000
+    assert basic.ActiveProcessLimit == 9
+    unlimited = job_limits(securepy.Limits(memory_bytes=None, cpu_seconds=None, processes=None))
+    assert unlimited.BasicLimitInformation.LimitFlags == 0x2000  # still ends the whole tree
+
+
+class _Kernel32:
+    def __init__(self, calls: list[tuple[object, ...]]) -> None:
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> object:
+        calls = self._calls
+
+        class _Function:
+            def __call__(self, *args: object) -> int:
+                calls.append((name, *args))
+                return 7
+
+        function = _Function()
+        self.__dict__[name] = function
+        return function
+
+
+def test_the_job_is_opened_around_the_worker_and_ends_its_tree(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import ctypes
+    import types
+
+    from securepy._launchers.windows_job import open_job
+
+    worker = types.SimpleNamespace(_handle=42)
+    assert open_job(securepy.Limits(), worker) is None  # type: ignore[arg-type]
+    assert "limits are not enforced" in caplog.text  # control: no Windows here, said plainly
+    calls: list[tuple[object, ...]] = []
+    monkeypatch.setattr(ctypes, "WinDLL", lambda *args, **kwargs: _Kernel32(calls),
+                        raising=False)
+    job = open_job(securepy.Limits(), worker)  # type: ignore[arg-type]
+    assert job is not None
+    assert [call[0] for call in calls] == ["CreateJobObjectW", "SetInformationJobObject",
+                                           "AssignProcessToJobObject"]
+    assert calls[1][1:3] == (7, 9) and calls[1][4] == 144
+    assert calls[2][1:] == (7, 42)
+    job.terminate()
+    job.terminate()  # idempotent
+    assert calls[3:] == [("TerminateJobObject", 7, 1), ("CloseHandle", 7)]

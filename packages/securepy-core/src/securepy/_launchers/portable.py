@@ -7,9 +7,10 @@ connection that sends the token is the worker's; any other local process that co
 turned away. Stdin then stays open as the host's second line to the worker (an interrupt is a
 byte on it, see ``_worker/connect_back.py``), and closing it ends the worker if the host dies.
 
-Limits: the host's timeout is enforced (it kills the worker, and on Windows every process the
-code started, through ``taskkill /T``); the rlimits (memory, CPU seconds, processes, file size,
-open files) are not, since Windows has none. The code runs as the host user, with no isolation.
+Limits: the host's timeout is enforced (it kills the worker and every process the code
+started); on Windows a job object (``windows_job.py``) bounds memory, CPU time and processes
+and ends the whole tree with the session. Windows has no rlimits, so file size and open files
+are not bounded. The code runs as the host user, with no isolation.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .._worker.connect_back import INTERRUPT
 from ..errors import SandboxUnavailableError
 from .base import LaunchSpec, PopenChild
 from .procfs import read_process_usage
+from .windows_job import WindowsJob, open_job
 
 __all__ = ["ACCEPT_TIMEOUT", "PortableChild", "PortableLauncher"]
 
@@ -52,19 +54,22 @@ class PortableLauncher:
         try:
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 popen = _start(spec, workdir)
+                # Before the worker hears where to connect: no code of the session runs
+                # outside the job.
+                job = open_job(spec.limits, popen) if os.name == "nt" else None
                 try:
                     token = secrets.token_bytes(_TOKEN_BYTES)
                     host, port = listener.getsockname()[:2]
                     _tell(popen, f"{host} {port} {token.hex()}\n".encode("ascii"))
                     sock = _accept_worker(listener, token, popen)
                 except BaseException:
-                    _kill_tree(popen)
+                    _kill_tree(popen, job)
                     _close_pipes(popen)
                     raise
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise
-        return PortableChild(popen, workdir, sock)
+        return PortableChild(popen, workdir, sock, job)
 
 
 class PortableChild(PopenChild):
@@ -74,10 +79,11 @@ class PortableChild(PopenChild):
     wall = "none"
 
     def __init__(self, popen: subprocess.Popen[bytes], workdir: str,
-                 sock: socket.socket) -> None:
+                 sock: socket.socket, job: WindowsJob | None = None) -> None:
         super().__init__(popen)
         self.socket = sock
         self._workdir: str | None = workdir
+        self._job = job
 
     def interrupt(self) -> None:
         if self._popen.poll() is None:
@@ -85,7 +91,9 @@ class PortableChild(PopenChild):
 
     def kill(self) -> None:
         if self._popen.returncode is None:
-            _kill_tree(self._popen)
+            _kill_tree(self._popen, self._job)
+        elif self._job is not None:
+            self._job.terminate()  # what the code started may outlive the worker
         _close_pipes(self._popen)
         self.socket.close()
         if self._workdir is not None:
@@ -241,10 +249,13 @@ def _close_pipes(popen: subprocess.Popen[bytes]) -> None:
                 pipe.close()
 
 
-def _kill_tree(popen: subprocess.Popen[bytes]) -> None:
-    """Kill the worker and what the code started: Windows' taskkill walks the tree by parent
-    pid (so it runs first, while the worker is still its root); POSIX, the process group."""
-    if os.name == "nt":
+def _kill_tree(popen: subprocess.Popen[bytes], job: WindowsJob | None) -> None:
+    """Kill the worker and what the code started: on Windows the job object, or where there
+    is none taskkill, which walks the tree by parent pid (so it runs first, while the worker
+    is still its root); on POSIX the process group."""
+    if job is not None:
+        job.terminate()
+    elif os.name == "nt":
         with contextlib.suppress(OSError, subprocess.SubprocessError):
             subprocess.run(["taskkill", "/F", "/T", "/PID", str(popen.pid)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
