@@ -144,10 +144,11 @@ def _windows_environment(env: Mapping[str, str], workdir: str) -> dict[str, str]
 
 
 def _tell(popen: subprocess.Popen[bytes], data: bytes) -> None:
-    """Write to the worker's stdin; a worker that is gone just does not hear it."""
+    """Write to the worker's stdin; a worker that is gone (or a stdin closed by a kill on
+    another thread) just does not hear it."""
     if popen.stdin is None:
         return
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, ValueError):
         popen.stdin.write(data)
         popen.stdin.flush()
 
