@@ -4,27 +4,34 @@ Paths are relative to the workspace. The host refuses absolute paths and ``..`` 
 is sent; the worker (``_worker/files.py``) then resolves each path inside the sandbox one
 component at a time with ``O_NOFOLLOW``, so a symbolic link or hard link the code planted (even
 one it swaps in while the host reads) is refused, never followed. What comes back is checked as
-hostile: chunk sizes, base64, the total against ``MAX_READ_BYTES``, the listing's shape. Each
+hostile (``_files_wire.py``: chunk sizes, base64, the total, the listing's shape). Each
 operation holds the session like an execute does, and runs against the session's timeout; a
 worker that breaks the protocol or does not answer in time is replaced (state lost).
 """
 
 from __future__ import annotations
 
-import binascii
 import os
 import sys
 import time
 import typing
 from collections.abc import Iterator
-from typing import Any, NamedTuple
+from typing import Any
 
 from ._channel import DeadlineExceeded
-from ._child_text import error_reply
-from ._worker import protocol
+from ._files_wire import (
+    MAX_READ_BYTES,
+    ChunkReader,
+    FileEntry,
+    between_turns,
+    check_reply,
+    entries_from,
+    file_request,
+    read_request,
+    write_request,
+)
 from .errors import (
     ExecutionTimeout,
-    PolicyError,
     ProtocolError,
     ResourceLimitError,
 )
@@ -58,21 +65,10 @@ class _AsyncSession(_SessionSide, typing.Protocol):
 
 __all__ = ["MAX_READ_BYTES", "AsyncFiles", "FileEntry", "Files"]
 
-# files.read() refuses larger files (they would be held in host memory whole).
-MAX_READ_BYTES = 256 * 1024 * 1024
 _WRITE_CHUNK = 4 * 1024 * 1024
 _DEFAULT_TIMEOUT = 30.0
 
 FileData = bytes | bytearray | memoryview | str | os.PathLike[str]
-
-
-class FileEntry(NamedTuple):
-    """One entry of ``files.list()``: its name, size in bytes and kind ("file", "directory",
-    "symlink" or "other")."""
-
-    name: str
-    size: int
-    kind: str
 
 
 class Files:
@@ -102,7 +98,7 @@ class Files:
         with _Held(self._session) as held:
             offset = 0
             for chunk in chunks:
-                reply = held.call(_write_request(name, chunk, offset))
+                reply = held.call(write_request(name, chunk, offset))
                 check_reply(reply, "write", name)
                 offset += len(chunk)
         self._session._emit("file_write", path=name, size=offset)
@@ -118,9 +114,9 @@ class Files:
         """
         name = normalize_path(path)
         with _Held(self._session) as held:
-            reader = _Reader(MAX_READ_BYTES)
-            reply = held.call(_read_request(name), reader)
-        check_reply(reply, "read", name)
+            reader = ChunkReader(MAX_READ_BYTES)
+            reply = held.call(read_request(name, MAX_READ_BYTES), reader)
+        check_reply(reply, "read", name, MAX_READ_BYTES)
         content = reader.content(reply)
         self._session._emit("file_read", path=name, size=len(content))
         return content
@@ -130,7 +126,7 @@ class Files:
         symbolic links are listed as such, never followed."""
         name = normalize_path(path, allow_root=True)
         with _Held(self._session) as held:
-            reply = held.call(_request("list", name))
+            reply = held.call(file_request("list", name))
         check_reply(reply, "list", name)
         return entries_from(reply)
 
@@ -138,7 +134,7 @@ class Files:
         """Remove the file, link or directory (with its content) at ``path``."""
         name = normalize_path(path)
         with _Held(self._session) as held:
-            reply = held.call(_request("remove", name))
+            reply = held.call(file_request("remove", name))
         check_reply(reply, "remove", name)
         self._session._emit("file_remove", path=name)
 
@@ -156,7 +152,7 @@ class AsyncFiles:
         async with _AsyncHeld(self._session) as held:
             offset = 0
             for chunk in chunks:
-                reply = await held.call(_write_request(name, chunk, offset))
+                reply = await held.call(write_request(name, chunk, offset))
                 check_reply(reply, "write", name)
                 offset += len(chunk)
         self._session._emit("file_write", path=name, size=offset)
@@ -165,9 +161,9 @@ class AsyncFiles:
         """See :meth:`Files.read`."""
         name = normalize_path(path)
         async with _AsyncHeld(self._session) as held:
-            reader = _Reader(MAX_READ_BYTES)
-            reply = await held.call(_read_request(name), reader)
-        check_reply(reply, "read", name)
+            reader = ChunkReader(MAX_READ_BYTES)
+            reply = await held.call(read_request(name, MAX_READ_BYTES), reader)
+        check_reply(reply, "read", name, MAX_READ_BYTES)
         content = reader.content(reply)
         self._session._emit("file_read", path=name, size=len(content))
         return content
@@ -176,7 +172,7 @@ class AsyncFiles:
         """See :meth:`Files.list`."""
         name = normalize_path(path, allow_root=True)
         async with _AsyncHeld(self._session) as held:
-            reply = await held.call(_request("list", name))
+            reply = await held.call(file_request("list", name))
         check_reply(reply, "list", name)
         return entries_from(reply)
 
@@ -184,7 +180,7 @@ class AsyncFiles:
         """See :meth:`Files.remove`."""
         name = normalize_path(path)
         async with _AsyncHeld(self._session) as held:
-            reply = await held.call(_request("remove", name))
+            reply = await held.call(file_request("remove", name))
         check_reply(reply, "remove", name)
         self._session._emit("file_remove", path=name)
 
@@ -265,141 +261,6 @@ def _check_size(size: int, file_limit: int | None) -> None:
         )
 
 
-def _write_request(name: str, chunk: bytes, offset: int) -> bytes:
-    return protocol.encode_frame_with_data(
-        {"kind": "files", "op": "write", "path": name, "offset": offset}, chunk
-    )
-
-
-def _read_request(name: str) -> bytes:
-    return protocol.encode_frame(
-        {"kind": "files", "op": "read", "path": name, "max": MAX_READ_BYTES}
-    )
-
-
-def _request(op: str, name: str) -> bytes:
-    return protocol.encode_frame({"kind": "files", "op": op, "path": name})
-
-
-class _Reader:
-    """Collects a read's ``file_chunk`` frames, bounded as the child is hostile."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._chunks: list[bytes] = []
-        self._size = 0
-
-    def take(self, data: str) -> None:
-        try:
-            chunk = binascii.a2b_base64(data, strict_mode=True)
-        except (binascii.Error, ValueError):
-            raise ProtocolError("the child sent a file chunk that is not valid base64") from None
-        self._size += len(chunk)
-        if self._size > self._limit:
-            raise ProtocolError(f"the child sent more than the {self._limit}-byte read bound")
-        self._chunks.append(chunk)
-
-    def content(self, reply: dict[str, Any]) -> bytes:
-        if reply.get("size") != self._size:
-            raise ProtocolError("the child's file reply does not match the chunks it sent")
-        return b"".join(self._chunks)
-
-
-_ERRORS: dict[str, tuple[type[Exception], str]] = {
-    "not_found": (FileNotFoundError, "no such file or directory"),
-    "is_directory": (IsADirectoryError, "is a directory"),
-    "not_directory": (NotADirectoryError, "a part of the path is not a directory"),
-    "not_empty": (OSError, "the directory is not empty"),
-    "permission": (PermissionError, "permission denied"),
-    "read_only": (PermissionError, "it is on a read-only mount"),
-    "symlink": (
-        PolicyError,
-        "a symbolic link is on the path; session.files never follows "
-        "links (the code could point them anywhere)",
-    ),
-    "hard_link": (
-        PolicyError,
-        "the file has other hard links; session.files refuses it (the "
-        "code could have linked a file it should not be able to hand "
-        "out)",
-    ),
-    "special": (PolicyError, "not a regular file (a device, FIFO or socket)"),
-    "invalid": (ValueError, "not a valid path"),
-}
-
-
-def check_reply(reply: dict[str, Any], op: str, name: str) -> None:
-    """Raise the error a failed ``file_reply`` names (its text is the host's own)."""
-    if reply["ok"]:
-        return
-    code = str(reply.get("error", ""))[:50]
-    detail = str(reply.get("detail", ""))[:200]
-    where = f"files.{op}({name!r})"
-    if code == "too_large":
-        raise ResourceLimitError(
-            f"{where}: the file is over the {MAX_READ_BYTES}-byte read "
-            "bound (files.MAX_READ_BYTES)",
-            limit="output",
-            state_kept=True,
-        )
-    if code == "no_space":
-        raise ResourceLimitError(
-            f"{where}: the workspace is full (Limits.workspace_bytes)",
-            limit="workspace",
-            state_kept=True,
-        )
-    if code == "file_size":
-        raise ResourceLimitError(
-            f"{where}: over the file size limit (Limits.file_size_bytes)",
-            limit="file_size",
-            state_kept=True,
-        )
-    error, text = _ERRORS.get(code, (OSError, f"failed ({detail or code})"))
-    raise error(f"{where}: {text}")
-
-
-def entries_from(reply: dict[str, Any]) -> list[FileEntry]:
-    """The listing of a ``file_reply``, each entry checked."""
-    raw = reply.get("entries")
-    if not isinstance(raw, list) or len(raw) > protocol.MAX_FILE_ENTRIES:
-        raise ProtocolError("the child sent a malformed file listing")
-    entries = []
-    for item in raw:
-        if not (
-            isinstance(item, list)
-            and len(item) == 3
-            and isinstance(item[0], str)
-            and isinstance(item[1], int)
-            and not isinstance(item[1], bool)
-            and item[2] in ("file", "directory", "symlink", "other")
-        ):
-            raise ProtocolError("the child sent a malformed file listing entry")
-        entries.append(FileEntry(item[0][:1024], item[1], item[2]))
-    return entries
-
-
-def _between_turns(
-    message: dict[str, Any], reader: _Reader | None
-) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """(the reply if this message is it, a frame to answer with), for one child message.
-
-    Threads the code left running may print or call tools meanwhile: their output is dropped
-    (no execute is there to take it) and their tool calls are refused."""
-    kind = message["kind"]
-    if kind == "file_reply":
-        return message, None
-    if kind == "file_chunk" and reader is not None:
-        reader.take(message["data"])
-        return None, None
-    if kind in ("output", "display"):
-        return None, None
-    if kind == "tool_call":
-        return None, error_reply(
-            message["call_id"], "ToolError", "tools answer only while an execute runs"
-        )
-    raise ProtocolError(f"the child sent an unexpected {kind!r} message during a files request")
-
-
 class _Held:
     """Holds a Session for one files operation: its child, channel and deadline."""
 
@@ -423,7 +284,7 @@ class _Held:
     def __exit__(self, *exc_info: object) -> None:
         self._session._release_after_execute()
 
-    def call(self, request: bytes, reader: _Reader | None = None) -> dict[str, Any]:
+    def call(self, request: bytes, reader: ChunkReader | None = None) -> dict[str, Any]:
         session = self._session
         child = session._child
         assert child is not None
@@ -433,7 +294,7 @@ class _Held:
             with child.send_lock:
                 child.channel.send_frame(request, deadline)
             while True:
-                reply, answer = _between_turns(child.channel.receive(deadline), reader)
+                reply, answer = between_turns(child.channel.receive(deadline), reader)
                 if reply is not None:
                     return reply
                 if answer is not None:
@@ -471,7 +332,7 @@ class _AsyncHeld:
     async def __aexit__(self, *exc_info: object) -> None:
         self._session._release_after_execute()
 
-    async def call(self, request: bytes, reader: _Reader | None = None) -> dict[str, Any]:
+    async def call(self, request: bytes, reader: ChunkReader | None = None) -> dict[str, Any]:
         session = self._session
         child = session._child
         assert child is not None
@@ -481,7 +342,7 @@ class _AsyncHeld:
         try:
             await channel.send_frame(request, deadline)
             while True:
-                reply, answer = _between_turns(await channel.receive(deadline), reader)
+                reply, answer = between_turns(await channel.receive(deadline), reader)
                 if reply is not None:
                     return reply
                 if answer is not None:
