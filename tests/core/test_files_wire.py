@@ -8,7 +8,6 @@ import base64
 from typing import Any
 
 import pytest
-
 from securepy import errors
 from securepy._files_wire import (
     MAX_READ_BYTES,
