@@ -5,7 +5,8 @@ call ``read_orders``, a LlamaIndex FunctionTool that runs on the host, and keep 
 the session for the next step. One step fails on purpose: the agent reads the error and
 carries on.
 
-Runs offline: a scripted ``MockFunctionCallingLLM`` plays the model. The code runs in the
+Runs offline: a scripted ``MockFunctionCallingLLM`` plays the model (llama-index-core 0.14.12
+or later has it; the adapter itself works from 0.14.10). The code runs in the
 bubblewrap sandbox; set SECUREPY_SANDBOX=0 to run it unsandboxed, explicitly.
 Run: ``uv run python examples/llamaindex_agent.py``
 """
