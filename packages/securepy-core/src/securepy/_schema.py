@@ -18,7 +18,6 @@ The error the sandboxed code (and so the model) sees names the argument and the 
 
 from __future__ import annotations
 
-import os
 import reprlib
 from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
@@ -30,7 +29,7 @@ if TYPE_CHECKING:
     import jsonschema.validators  # type: ignore[import-untyped]
     import referencing.exceptions
 
-__all__ = ["JSON_TYPE_NAMES", "ArgumentChecker", "SchemaProblem", "refuse_hash_flooding"]
+__all__ = ["JSON_TYPE_NAMES", "ArgumentChecker", "SchemaProblem"]
 
 JSON_TYPE_NAMES = {
     "string": "str",
@@ -119,55 +118,6 @@ class ArgumentChecker:
         if error is not None:
             raise ValueError(f"{self._name}(): {_describe(error)}")
         return values
-
-
-def refuse_hash_flooding(arguments: Mapping[str, Any], tool_name: str) -> None:
-    """Refuse arguments a validator could turn into a hash-flooded set or dict.
-
-    pydantic builds a ``set[int]`` from a list and a ``dict[int, ...]`` from string keys: fed
-    ints that all share one hash, that build is quadratic with the interpreter held. Every list,
-    tuple and set in the arguments, and every dict's keys (read as ints where they are
-    decimal), may hold at most ``MAX_SHARED_HASH`` colliding items.
-
-    Raises:
-        ValueError: naming the argument that holds them.
-    """
-    for name, value in arguments.items():
-        if _has_flood(value, 0):
-            raise ValueError(
-                f"{tool_name}(): argument {str(name)[:100]!r} holds many values "
-                "that share one hash (hash flooding); the call was refused"
-            )
-
-
-def _has_flood(value: Any, depth: int) -> bool:
-    kind = type(value)
-    if depth > 100 or kind in _SCALARS:
-        return False
-    if kind is dict:
-        keys = [_key_as_int(key) for key in value]
-        return _collides(keys) or any(_has_flood(item, depth + 1) for item in value.values())
-    if kind in (list, tuple, set, frozenset):
-        return _collides(value) or any(_has_flood(item, depth + 1) for item in value)
-    return False
-
-
-def _key_as_int(key: Any) -> Any:
-    if type(key) is str and 0 < len(key) <= 4300 and key.lstrip("-").isdigit():
-        return int(key)
-    return key
-
-
-def _collides(items: Any) -> bool:
-    if len(items) <= MAX_SHARED_HASH:
-        return False
-    hashes = []
-    for item in items:
-        try:
-            hashes.append(hash(item) ^ _SALT)
-        except TypeError:
-            continue
-    return len(hashes) - len(set(hashes)) > MAX_SHARED_HASH
 
 
 def _describe(error: jsonschema.exceptions.ValidationError) -> str:
@@ -266,9 +216,6 @@ _TYPES: dict[str, _Check] = {
     "object": lambda v: type(v) is dict,
 }
 _SCALARS = (str, int, float, bool, type(None))
-MAX_SHARED_HASH = 8
-# Salts the hashes counted for collisions: bare, the child's chosen ints could flood that count.
-_SALT = int.from_bytes(os.urandom(8), "little")
 
 
 def _compile(schema: Any, depth: int) -> _Check | None:

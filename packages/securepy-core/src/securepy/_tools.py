@@ -13,7 +13,8 @@ from typing import Any, overload
 
 import pydantic
 
-from ._schema import ArgumentChecker, refuse_hash_flooding
+from ._hash_flooding import refuse_hash_flooding
+from ._schema import ArgumentChecker
 from ._tool_doc import return_type_text, schema_type_text, tool_doc
 
 __all__ = ["Tool", "ToolCallRequest", "tool"]
