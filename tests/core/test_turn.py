@@ -56,7 +56,19 @@ def make(deadline: float | None = 10.0, **options: Any) -> Turn:
         "timeout": deadline,
     }
     settings.update(options)
-    return Turn(TOOLS, deadline=deadline, **settings)
+    return _EchoingTurn(TOOLS, deadline=deadline, **settings)
+
+
+class _EchoingTurn(Turn):
+    """A turn fed as the worker feeds it: results and errors echo its id (the tests of the
+    other rules leave it out of their messages; test_a_result_must_name_its_turn checks it)."""
+
+    __slots__ = ()
+
+    def feed(self, message: dict[str, Any], now: float) -> Any:
+        if message.get("kind") in ("result", "error") and "turn" not in message:
+            message = {**message, "turn": self.id}
+        return super().feed(message, now)
 
 
 def call(call_id: int, name: str = "add", solo: bool = False, **args: Any) -> dict[str, Any]:
@@ -71,6 +83,33 @@ def call(call_id: int, name: str = "add", solo: bool = False, **args: Any) -> di
 
 
 RESULT = {"kind": "result", "value": codec.encode(42)}
+
+
+@pytest.mark.parametrize("kind", ["result", "error"])
+def test_a_result_must_name_its_turn(kind: str) -> None:
+    end: dict[str, Any] = {"kind": "result", "value": codec.encode(42)} if kind == "result" else {
+        "kind": "error", "type": "E", "message": "", "traceback": ""}
+    first, second = Turn(TOOLS, **_settings()), Turn(TOOLS, **_settings())
+    assert first.id != second.id
+    finish = first.feed({**end, "turn": first.id}, 0.0)  # control: its own id ends it
+    assert isinstance(finish, Finish)
+    for forged in ({**end, "turn": first.id}, end, {**end, "turn": -1}):
+        with pytest.raises(errors.ProtocolError, match="other than the one it was running"):
+            second.feed(forged, 0.0)
+
+
+@pytest.mark.parametrize("call_id", [-1, 2**53, 2**61 - 1, 2**200])
+def test_a_tool_call_id_out_of_range_is_a_protocol_violation(call_id: int) -> None:
+    turn = make()
+    assert isinstance(turn.feed(call(2**53 - 1), 0.0), RunTool)  # control: the largest one
+    with pytest.raises(errors.ProtocolError, match="outside 0"):
+        turn.feed(call(call_id), 0.0)
+
+
+def _settings() -> dict[str, Any]:
+    return {"deadline": 10.0, "timeout": 10.0, "max_tool_calls": None,
+            "max_output_bytes": 1000, "on_output": None, "emit": None,
+            "sanitize": lambda t: t}
 
 
 def run(turn: Turn, action: Any, value: Any = 3, *, now: float = 1.0) -> dict[str, Any] | None:

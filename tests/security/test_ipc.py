@@ -66,17 +66,55 @@ def test_malformed_frames_end_the_child_not_the_host(
     assert host.value(session, "6 * 7") == 42  # restarted
 
 
+# The running execute's turn id, which the code can read from the worker's own frames.
+TURN = """
+frame_ = sys._getframe()
+while "message" not in frame_.f_locals:
+    frame_ = frame_.f_back
+turn = frame_.f_locals["message"]["turn"]
+"""
+
+
 def test_forged_result_frames_only_lie_about_the_child_itself(sandboxes: Any, host: Any) -> None:
     """A forged ``error`` frame claiming a limit becomes that error on the host: plain data,
     nothing executed, and the session stays usable."""
     session = sandboxes()
     forged = (
-        b'{"kind":"error","type":"X","message":"%s%n {0.__class__}","traceback":"",'
-        b'"limit":"cpu_seconds"}'
+        '{"kind":"error","type":"X","message":"%s%n {0.__class__}","traceback":"",'
+        '"limit":"cpu_seconds","turn":TURN_ID}'
     )
-    outcome = host.run(session, RAW + f"sock.sendall(frame({forged!r}))\ntime.sleep(1)")
+    code = (RAW + TURN + f"sock.sendall(frame({forged!r}.replace('TURN_ID', str(turn))"
+            ".encode()))\ntime.sleep(1)")
+    outcome = host.run(session, code)
     assert outcome.error_type == "ResourceLimitError" and outcome.limit == "cpu_seconds"
     assert "%s%n {0.__class__}" in str(outcome.error)
+    # Without this execute's id (as a frame left over from another turn) it is refused.
+    unnamed = forged.replace(',"turn":TURN_ID', "").encode()
+    outcome = host.run(session, RAW + f"sock.sendall(frame({unnamed!r}))\ntime.sleep(1)")
+    assert outcome.error_type == "ProtocolError"
+
+
+LEFT_RUNNING = """
+import json, threading
+def forge():
+    time.sleep(0.3)  # after this execute's own result is sent: between turns
+    body = json.dumps({"kind": "result", "value": "forged"}).encode()
+    sock.sendall(frame(body))
+threading.Thread(target=forge, daemon=True).start()
+"planted"
+"""
+
+
+def test_a_thread_left_running_cannot_end_a_later_execute(sandboxes: Any, host: Any) -> None:
+    session = sandboxes()
+    assert host.value(session, RAW + LEFT_RUNNING) == "planted"
+    time.sleep(1)
+    outcome = host.run(session, "'the second code ran'")
+    assert outcome.error_type == "ProtocolError"  # not the forged value: the child is replaced
+    assert "other than the one it was running" in str(outcome.error)
+    # Every later execute gets its own result (none is one behind).
+    assert host.value(session, "'third'") == "third"
+    assert host.value(session, "'fourth'") == "fourth"
 
 
 def _host_fds() -> dict[str, str]:

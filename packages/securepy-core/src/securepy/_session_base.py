@@ -258,7 +258,8 @@ class SessionBase:
             self._emit("execute_start", code=code, sha256=_sha256(code))
         turn.span = start_execute_span(self.id, code, record_code=config.trace_content)
         turn.trace_arguments = config.trace_content
-        message = {"kind": "execute", "code": code, "filename": f"<cell-{self._executions}>"}
+        message = {"kind": "execute", "code": code, "filename": f"<cell-{self._executions}>",
+                   "turn": turn.id}
         return turn, message, started
 
     def _restart_reason(self, finish: Finish, broken: bool, child: Child, turn: Turn

@@ -32,6 +32,7 @@ lock; the counter of timed calls and the phase changes of ``interrupt`` and ``en
 
 from __future__ import annotations
 
+import secrets
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -54,6 +55,7 @@ from .errors import (
 __all__ = [
     "INTERRUPT_GRACE",
     "MAX_CALLS_IN_FLIGHT",
+    "MAX_CALL_ID",
     "MAX_MESSAGES",
     "MAX_RECORDS",
     "Action",
@@ -76,6 +78,10 @@ INTERRUPT_GRACE = 1.0
 MAX_MESSAGES = 1_000_000
 # Tool-call records one execution keeps (the audit log, if any, has every call).
 MAX_RECORDS = 10_000
+# Tool call ids are below this: smaller ints than 2**61 - 1 are their own hash, so ids the
+# child picks cannot collide in the turn's set and dict (which would make each call cost as
+# much as all before it). JSON-safe as well.
+MAX_CALL_ID = 2**53
 
 # Enum members as module globals: in Python 3.11 reading ``Phase.RUNNING`` costs five times a
 # global's lookup, and the phase is checked on every message.
@@ -111,6 +117,7 @@ class Turn:
         "by_caller",
         "cancelled",
         "deadline",
+        "id",
         "made_calls",
         "phase",
         "refused_calls",
@@ -144,6 +151,10 @@ class Turn:
         self.phase = _RUNNING
         self.cancelled = False  # the caller gave up (async cancellation), not the clock
         self.by_caller = False  # interrupt() stopped the code, not the clock
+        # Sent with the execute and echoed in its result or error. Random, so no thread the
+        # code left running can end a later turn before it starts: a result it forged between
+        # turns names no turn the host is running, and the child is replaced.
+        self.id = secrets.randbits(62)
         self._messages = 0
         self._max_messages = MAX_MESSAGES
         # Tracing (opaque to the turn): the execute's span, the parent of its tool calls' spans.
@@ -189,6 +200,9 @@ class Turn:
 
     def _take_tool_call(self, message: dict[str, Any], now: float) -> Action:
         call_id, name = message["call_id"], message["name"]
+        if not 0 <= call_id < MAX_CALL_ID:  # ids the child picks must not collide in a set
+            raise ProtocolError(f"the child sent tool call id {str(call_id)[:30]}, outside "
+                                f"0..{MAX_CALL_ID - 1}")
         # Only the reader touches the ids: no lock needed.
         if call_id in self._ids:
             raise ProtocolError(f"the child reused tool call id {call_id} within one turn")
@@ -266,6 +280,9 @@ class Turn:
                                      reason=reason, tool=self._tools.get(name))
 
     def _take_end(self, message: dict[str, Any]) -> Finish:
+        if message.get("turn") != self.id:
+            raise ProtocolError("the child ended an execute other than the one it was running "
+                                "(a result or error frame left over from another turn)")
         if self._outstanding:
             raise ProtocolError(
                 f"the child ended its turn while {len(self._outstanding)} of its tool calls "

@@ -11,13 +11,14 @@ A session's life:
                                  modules to preload)
     child -> host   ready       (version, pid)                 once
     then, per execute (one turn at a time):
-    host -> child   execute     (code, filename)
+    host -> child   execute     (code, filename, turn)
     child -> host   output*     (stream, text)                 streamed while the code runs
     child -> host   display*    (data: MIME bundle)            display() and figures, in order
     child -> host   tool_call   (call_id, name, args, solo)    each answered by the host with
     host -> child   tool_result (call_id, ok, value | error)   a tool_result for that call_id;
                                                                several may be in flight at once
-    child -> host   result (value) | error (type, message, traceback, limit)   exactly one
+    child -> host   result (value, turn) | error (type, message,    exactly one
+                    traceback, limit, turn)
     between executes, for session.files (one request at a time):
     host -> child   files       (op, path, data?, offset?, max?)
     child -> host   file_chunk* (data: base64)                 a read's content
@@ -90,12 +91,14 @@ CHILD_MESSAGES: dict[str, _Schema] = {
         "size": (int, False),
         "entries": (list, False),
     },
-    "result": {"value": (_ANY, True)},
+    # "turn": the execute's, echoed (absent only in an error before the first turn).
+    "result": {"value": (_ANY, True), "turn": (int, False)},
     "error": {
         "type": (str, True),
         "message": (str, True),
         "traceback": (str, True),
         "limit": ((str, type(None)), False),
+        "turn": (int, False),
     },
 }
 
@@ -112,7 +115,7 @@ HOST_MESSAGES: dict[str, _Schema] = {
         "address_space": ((int, type(None)), False),
         "thread_stack": (int, False),
     },
-    "execute": {"code": (str, True), "filename": (str, True)},
+    "execute": {"code": (str, True), "filename": (str, True), "turn": (int, False)},
     "files": {
         "op": (str, True),
         "path": (str, True),

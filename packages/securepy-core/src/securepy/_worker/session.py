@@ -133,6 +133,8 @@ def _run_turn(
         state.in_user_code = False
         outputs.flush()
         end = _error_message(exc)
+    if "turn" in message:
+        end["turn"] = message["turn"]
     broker.end_turn(lambda: _send_end(connection, end))
 
 
@@ -147,6 +149,7 @@ def _send_end(connection: Connection, end: dict[str, Any]) -> None:
                 "traceback": "",
                 "message": f"the value could not be returned: {exc}",
                 "limit": "output",
+                **({"turn": end["turn"]} if "turn" in end else {}),
             }
         )
 
