@@ -4,6 +4,7 @@ time linear in what it keeps, never in what the child sent beyond that."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +18,7 @@ __all__ = [
     "capped",
     "error_from",
     "error_reply",
+    "well_formed",
 ]
 
 # Characters of the child's error message and of its traceback kept on the host (each).
@@ -28,20 +30,36 @@ _LIMIT_NAMES = {"memory", "cpu_seconds", "file_size", "processes", "open_files",
                 "output"}
 
 
+def well_formed(text: str) -> str:
+    """``text`` with every surrogate code point replaced by U+FFFD.
+
+    JSON lets the child send lone surrogates (``"\\ud800"``, or ``print('\\ud800')``), which a
+    Python str holds but no UTF-8 encoder takes: kept as they are, they would raise
+    UnicodeEncodeError in whatever the host hands the text to next (an LLM client, a log file,
+    a database), far from here.
+    """
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def error_from(message: dict[str, Any], sanitize: Callable[[str], str], stdout: str,
                stderr: str) -> SecurePyError:
-    """The host error for the child's ``error`` message, its text capped before it is
-    sanitized or kept."""
-    type_name = message["type"][:200]
-    text = sanitize(capped(message["message"]))
+    """The host error for the child's ``error`` message, its text capped and made well-formed
+    before it is sanitized or kept."""
+    type_name = well_formed(message["type"][:200])
+    text = sanitize(well_formed(capped(message["message"])))
     limit = message.get("limit")
     if limit in _LIMIT_NAMES:
         return ResourceLimitError(
             f"the code hit the {limit} limit: {type_name}: {text}"[:2000],
             limit=limit, state_kept=True,
         )
-    return ExecutionError(type_name, text, traceback=sanitize(capped(message["traceback"])),
-                          stdout=stdout, stderr=stderr)
+    traceback = sanitize(well_formed(capped(message["traceback"])))
+    return ExecutionError(type_name, text, traceback=traceback, stdout=stdout, stderr=stderr)
 
 
 def error_reply(call_id: int, type_name: str, text: str, *, kind: str = "tool") -> dict[str, Any]:

@@ -6,6 +6,7 @@ import dataclasses
 import typing
 from typing import Any
 
+from ._child_text import well_formed
 from ._outputs import Output
 
 __all__ = ["Execution", "ToolCall", "ToolCallRecord", "render_for_model"]
@@ -93,7 +94,7 @@ def render_for_model(stdout: str, stderr: str, value: Any, *, max_chars: int,
             shown = f"<{type(value).__name__} (repr failed: {type(exc).__name__})>"
         parts.append(shown)
     text = "\n".join(parts) if parts else "(no output)"
-    return truncate_middle(text, max_chars)
+    return truncate_middle(well_formed(text), max_chars)
 
 
 def _describe_output(output: Output) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._child_text import well_formed
 from ._execution import DEFAULT_TEXT_CHARS, truncate_middle
 from ._tool_doc import TOOL_DOC_CHARS, stub_header, tool_stub
 from ._tools import Tool
@@ -125,7 +126,7 @@ def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) ->
         parts.append(f"Error: {error}")
     else:
         parts.append(f"Error ({type(error).__name__}): {error}")
-    return truncate_middle("\n".join(parts), max_chars)
+    return truncate_middle(well_formed("\n".join(parts)), max_chars)
 
 
 def shorten(value: Any, limit: int = 200) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ._child_text import well_formed
 from ._outputs import MAX_OUTPUTS, Output, decode_bundle
 from .errors import ProtocolError
 
@@ -44,14 +45,15 @@ class CapturedOutput:
         """
         if stream not in self._out:
             raise ProtocolError(f"the child sent output for an unknown stream {stream[:20]!r}")
+        text = well_formed(text)  # no lone surrogate reaches a strict UTF-8 encoder later
         if self._max_output is not None:
             room = self._max_output - self._size
             if room <= 0:
                 self.truncated = True
                 return
-            encoded_size = len(text.encode("utf-8", "surrogatepass"))
+            encoded_size = len(text.encode("utf-8"))
             if encoded_size > room:
-                text = text.encode("utf-8", "surrogatepass")[:room].decode("utf-8", "ignore")
+                text = text.encode("utf-8")[:room].decode("utf-8", "ignore")
                 self.truncated = True
                 encoded_size = room
             self._size += encoded_size
