@@ -149,3 +149,34 @@ def test_fd_exhaustion_is_named_and_recoverable(sandboxes: Any, host: Any) -> No
     # The code still holds every fd; the worker must still answer (it needs none).
     assert host.value(session, "len(files) < 64") is True
     assert host.value(session, "[f.close() for f in files] and 6 * 7") == 42
+
+
+CRASH_WITH_CORE = """
+import os, resource, signal
+try:
+    resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    raised = "raised"
+except (ValueError, OSError):
+    raised = "refused"
+child = os.fork()
+if child == 0:
+    os.kill(os.getpid(), signal.SIGSEGV)
+_, status = os.waitpid(child, 0)
+(raised, resource.getrlimit(resource.RLIMIT_CORE), os.WCOREDUMP(status))
+"""
+
+
+def test_the_code_cannot_turn_core_dumps_back_on(sandboxes: Any, host: Any,
+                                                 tmp_path: Any) -> None:
+    # Control, on the host: a process whose hard limit allows it raises its limit (and its
+    # crash dumps, wherever core_pattern sends the dump).
+    import resource
+    import subprocess
+    import sys
+
+    if resource.getrlimit(resource.RLIMIT_CORE)[1] != 0:
+        done = subprocess.run([sys.executable, "-c", CRASH_WITH_CORE + "\nprint(raised)"],
+                              capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        assert done.stdout == "raised\n", done
+    session = sandboxes()
+    assert host.value(session, CRASH_WITH_CORE) == ("refused", (0, 0), False)

@@ -40,6 +40,9 @@ def apply_limits(limits: dict[str, Any], *, nproc: bool, address_space: int | No
         resource.RLIMIT_CPU: limits.get("cpu_seconds"),
         resource.RLIMIT_FSIZE: limits.get("file_size_bytes"),
         resource.RLIMIT_NOFILE: limits.get("open_files"),
+        # No core dumps, soft and hard: a crash would write the process's memory into the
+        # workspace, or (where core_pattern is a pipe) hand it to a host helper run as root.
+        resource.RLIMIT_CORE: 0,
     }
     if nproc and processes is not None:
         # The Landlock wall's keeper is one more process of the uid (see landlock.py).
