@@ -139,3 +139,22 @@ json_like = st.recursive(
 @given(json_like)
 def test_round_trip_property(value: Any) -> None:
     assert round_trip(value) == value
+
+
+def test_ints_up_to_the_limit_cross_and_larger_are_refused_before_sending() -> None:
+    for value in (1 << 3_999_999, -(1 << 3_999_999)):  # control: the largest that cross
+        assert codec.decode(json.loads(json.dumps(codec.encode(value)))) == value
+    for value in (1 << 4_000_000, -(1 << 4_000_000)):
+        with pytest.raises(codec.CodecError, match="over the 4000000-bit limit"):
+            codec.encode(value)
+
+
+@pytest.mark.sandbox
+def test_returning_a_too_large_int_keeps_the_session() -> None:
+    import securepy
+
+    with securepy.Session() as session:
+        session.execute("kept = 5")
+        result = session.execute("1 << 4_000_000")  # was: ProtocolError, and the state lost
+        assert isinstance(result.value, codec.Opaque)
+        assert session.execute("kept").value == 5

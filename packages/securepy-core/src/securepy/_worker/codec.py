@@ -43,6 +43,7 @@ MAX_VALUE_DEPTH = 100
 _MAX_REPR = 2000
 _TRUNCATED = "...[truncated]"
 _SAFE_INT = 2**53
+_MAX_INT_HEX_DIGITS = 1_000_000  # an int crosses as hex: 4,000,000 bits at most
 
 
 def encode(value: Any, depth: int = 0) -> Any:
@@ -55,7 +56,7 @@ def encode(value: Any, depth: int = 0) -> Any:
     if value is None or kind is str or kind is bool:
         return value
     if kind is int:
-        return value if -_SAFE_INT < value < _SAFE_INT else {"$": "int", "v": format(value, "x")}
+        return value if -_SAFE_INT < value < _SAFE_INT else _encode_big_int(value)
     if kind is float:
         return value if math.isfinite(value) else {"$": "float", "v": repr(value)}
     if depth >= MAX_VALUE_DEPTH:
@@ -71,6 +72,15 @@ def encode(value: Any, depth: int = 0) -> Any:
     if encoder is not None:
         return encoder(value, depth)
     return _encode_other(value, depth)
+
+
+def _encode_big_int(value: int) -> dict[str, Any]:
+    # Refused here, as an error the code sees, rather than sent for the host to refuse (which
+    # would end the session).
+    if value.bit_length() > 4 * _MAX_INT_HEX_DIGITS:
+        raise CodecError(f"an int of {value.bit_length()} bits is over the "
+                         f"{4 * _MAX_INT_HEX_DIGITS}-bit limit of what crosses the sandbox")
+    return {"$": "int", "v": format(value, "x")}
 
 
 def _encode_other(value: Any, depth: int) -> Any:
@@ -212,7 +222,7 @@ def _decode_list(items: list[Any], depth: int) -> list[Any]:
 
 def _decode_int(tree: dict[str, Any], depth: int) -> int:
     text = field(tree, "v", str)
-    if len(text) > 1_000_000:
+    if len(text) > _MAX_INT_HEX_DIGITS + 1:  # a minus sign
         raise CodecError("encoded int is too long")
     return int(text, 16)  # base 16: linear in the digits, unlike base 10
 
