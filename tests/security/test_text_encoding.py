@@ -29,9 +29,8 @@ def test_printed_surrogates_are_replaced_and_the_rest_kept() -> None:
 
 
 def test_an_error_s_text_is_well_formed() -> None:
-    with securepy.Session() as session:
-        with pytest.raises(errors.ExecutionError) as raised:
-            session.execute(f"raise ValueError('bad \\ud800 ' + {CONTROL!r})")
+    with securepy.Session() as session, pytest.raises(errors.ExecutionError) as raised:
+        session.execute(f"raise ValueError('bad \\ud800 ' + {CONTROL!r})")
     error = raised.value
     assert f"bad \ufffd {CONTROL}" in str(error)
     str(error).encode("utf-8")
