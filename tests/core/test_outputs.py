@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Callable
 
 import pytest
@@ -160,3 +161,27 @@ def test_a_thread_refused_for_memory_names_memory(sandboxed_session: securepy.Se
     assert sandboxed_session.execute(
         "del reserved\nt = threading.Thread(target=lambda: None); t.start(); t.join()\n"
         "'started'").value == "started"
+
+
+def test_costly_display_json_is_dropped_not_parsed() -> None:
+    from securepy._outputs import decode_bundle
+
+    table = json.dumps([{"a": i, "b": str(i)} for i in range(1000)])
+    output, _ = decode_bundle({"application/json": table, "text/plain": "t"})
+    assert output is not None and len(output.data["application/json"]) == 1000  # control
+    bomb = "[" + ",".join(["[{}]"] * 300_000) + "]"  # 1.2 MB, about 80 times that parsed
+    output, size = decode_bundle({"application/json": bomb, "text/plain": "t"})
+    assert output is not None and "application/json" not in output.data
+    assert output.data["text/plain"] == "t" and size == len(bomb) + 1
+
+
+def test_a_display_over_the_room_left_is_not_decoded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from securepy import _outputs
+
+    def refuse(*args: object) -> None:
+        raise AssertionError("decoded a bundle that cannot be kept")
+
+    bundle = {"application/json": "[1, 2, 3]"}
+    assert _outputs.decode_bundle(bundle, room=100)[0] is not None  # control: it fits
+    monkeypatch.setattr(_outputs.json, "loads", refuse)
+    assert _outputs.decode_bundle(bundle, room=5) == (None, 9)

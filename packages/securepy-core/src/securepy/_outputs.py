@@ -16,6 +16,7 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from ._frame_cost import check_frame_cost
 from ._worker.display import BINARY_TYPES, MIME_TYPES
 from .errors import ProtocolError
 
@@ -59,11 +60,12 @@ class Output:
         return f"Output({', '.join(parts)})"
 
 
-def decode_bundle(data: dict[str, Any]) -> tuple[Output | None, int]:
+def decode_bundle(data: dict[str, Any], room: int | None = None) -> tuple[Output | None, int]:
     """The Output for one ``display`` frame's bundle and its size in bytes (as sent).
 
-    Unknown MIME types are dropped; None when nothing is left or the bundle is over
-    ``MAX_OUTPUT_BYTES``.
+    Unknown MIME types are dropped, and JSON that would cost the host more memory than a frame
+    of its size may (``_frame_cost.py``); None when nothing is left or the bundle is over
+    ``MAX_OUTPUT_BYTES`` or ``room`` bytes (then nothing of it is decoded).
 
     Raises:
         ProtocolError: a value is not text, or an image is not valid base64.
@@ -73,7 +75,7 @@ def decode_bundle(data: dict[str, Any]) -> tuple[Output | None, int]:
         if not isinstance(value, str):
             raise ProtocolError(f"the child sent a {mime[:50]!r} display output that is not text")
         size += len(value)
-    if size > MAX_OUTPUT_BYTES:
+    if size > MAX_OUTPUT_BYTES or (room is not None and size > room):
         return None, size
     bundle: dict[str, Any] = {}
     for mime in MIME_TYPES:
@@ -89,8 +91,10 @@ def decode_bundle(data: dict[str, Any]) -> tuple[Output | None, int]:
                 ) from None
         elif mime == "application/json":
             try:
+                # The frame's cost check saw this JSON as one string: parsing it builds more.
+                check_frame_cost(value.encode("utf-8", "surrogatepass"))
                 bundle[mime] = json.loads(value)
-            except (ValueError, RecursionError):
+            except (ValueError, RecursionError):  # FrameError is a ValueError
                 continue
         else:
             bundle[mime] = value

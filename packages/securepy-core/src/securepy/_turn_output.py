@@ -62,15 +62,15 @@ class CapturedOutput:
             self._on_output(stream, text)
 
     def take_display(self, data: dict[str, Any]) -> None:
-        """Keep a displayed object (a chart, a table) if it is valid and fits."""
-        output, size = decode_bundle(data)
+        """Keep a displayed object (a chart, a table) if it is valid and fits (what does not
+        fit is not even decoded)."""
+        if len(self.outputs) >= MAX_OUTPUTS:
+            self.truncated = True
+            return
+        room = None if self._max_output is None else self._max_output - self._size
+        output, size = decode_bundle(data, room)
         if output is None:
             self.truncated = self.truncated or size > 0
-            return
-        if len(self.outputs) >= MAX_OUTPUTS or (
-            self._max_output is not None and self._size + size > self._max_output
-        ):
-            self.truncated = True
             return
         self._size += size
         self.outputs.append(output)
