@@ -89,7 +89,9 @@ def test_a_forged_result_while_a_tool_runs_ends_the_child_and_shifts_nothing(
     outcome = host.run(
         session,
         RAW + "call(900001, 'count', n=1)\n"
-        "send({'kind': 'result', 'value': 'forged'})\n"
+        # With this execute's turn id (the code can read it), so it is the end it claims.
+        "f = sys._getframe()\nwhile 'message' not in f.f_locals:\n    f = f.f_back\n"
+        "send({'kind': 'result', 'value': 'forged', 'turn': f.f_locals['message']['turn']})\n"
         "time.sleep(30)",
         timeout=20,
     )

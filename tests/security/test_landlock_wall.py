@@ -240,6 +240,249 @@ def sc(n, *a):
     assert host.value(landlocked(), code) == [1, 1, 1, 1, 38]  # EPERM x4, ENOSYS
 
 
+# -- what the kernel would let the code see or reach past the wall --------------------------
+
+MOVES = """
+import errno, os, shutil
+def attempt(f):
+    try:
+        f()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode[e.errno]
+os.chdir(BASE)
+os.makedirs("a/deep", exist_ok=True)
+os.makedirs("a/up", exist_ok=True)
+os.makedirs("b", exist_ok=True)
+open("a/f", "w").write("data")
+[attempt(lambda: os.rename("a/f", "a/g")),          # within one directory
+ attempt(lambda: os.link("a/g", "a/h")),
+ attempt(lambda: os.rename("a/deep", "a/deeper")),
+ attempt(lambda: os.rename("a/h", "b/h")),          # between two directories
+ attempt(lambda: os.link("a/g", "b/l")),
+ attempt(lambda: os.rename("a/deeper", "b/deeper")),
+ attempt(lambda: os.rename("a/up", "up")),
+ shutil.move("a/g", "b/g"), open("b/g").read(), sorted(os.listdir("a"))]
+"""
+
+
+def test_renames_and_links_between_directories_fail_with_exdev(
+    landlocked: Any, control: securepy.Session, host: Any
+) -> None:
+    """A tree moved between the directories the host's workspace walk has listed and those it
+    has still to list is never measured (timed with inotify, 540 MiB past an 8 MiB bound): the
+    wall grants Landlock's REFER right nowhere, so only a rename within one directory works,
+    and shutil.move falls back to a copy."""
+    got = host.value(landlocked(limits=SMALL), MOVES.replace("BASE", "'.'"))
+    assert got[:3] == ["ok"] * 3  # control: within one directory
+    assert got[3:7] == ["EXDEV"] * 4
+    assert got[7:] == ["b/g", "data", ["deeper", "h", "up"]]
+    base = tempfile.mkdtemp(prefix="securepy-moves-")
+    try:  # control: the host's own kernel allows the same moves
+        reached = host.value(control, MOVES.replace("BASE", repr(base)), record=False)
+    finally:
+        shutil.rmtree(base)
+    assert reached[:7] == ["ok"] * 7
+
+
+INOTIFY = """
+import ctypes, os, struct
+libc = ctypes.CDLL(None, use_errno=True)
+os.makedirs(BASE, exist_ok=True)
+fd = libc.inotify_init1(os.O_CLOEXEC | os.O_NONBLOCK)
+if fd < 0:
+    r = os.strerror(ctypes.get_errno())
+else:
+    libc.inotify_add_watch(fd, BASE.encode(), 0x100)  # IN_CREATE
+    open(os.path.join(BASE, "seen-by-a-watch"), "w").close()
+    data = os.read(fd, 4096)
+    length = struct.unpack_from("iIII", data)[3]
+    r = data[16 : 16 + length].rstrip(b"\\0").decode()
+r
+"""
+
+
+def test_inotify_is_refused(landlocked: Any, control: securepy.Session, host: Any) -> None:
+    """Watches would see the host's own directories (names created in /tmp the code cannot
+    list, a sibling session's workspace on a non-root host) and time the host's workspace
+    walk; the namespace wall keeps them (its directories are its own)."""
+    code = INOTIFY.replace("BASE", "'watched'")
+    assert host.value(landlocked(), code) == "Operation not permitted"
+    base = tempfile.mkdtemp(prefix="securepy-inotify-")
+    try:  # control: on the host the same watch sees the name
+        assert host.value(control, INOTIFY.replace("BASE", repr(base)), record=False) == (
+            "seen-by-a-watch"
+        )
+    finally:
+        shutil.rmtree(base)
+    try:
+        namespaces = securepy.Session(wall="namespaces", template=False, timeout=30)
+    except securepy.SandboxUnavailableError:
+        return
+    with namespaces:  # control: and so it does in the namespace wall
+        assert host.value(namespaces, code) == "seen-by-a-watch"
+
+
+DATAGRAMS = """
+import os, socket, subprocess, multiprocessing, asyncio
+def attempt(f):
+    try:
+        r = f()
+        return "ok" if r is None else r
+    except OSError as e:
+        return type(e).__name__
+def dgram(kind):
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    a.sendto(b"from-a-pair", TARGET)
+    c, d = socket.socketpair(socket.AF_UNIX, kind)
+    c.connect(TARGET)
+    c.send(b"through-connect")
+    for s in (a, b, c, d):
+        s.close()
+[attempt(lambda: dgram(socket.SOCK_DGRAM)),
+ attempt(lambda: dgram(socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)),
+ attempt(lambda: [s.close() for s in socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)]
+         and None)]
+"""
+
+STREAMS = """
+import asyncio, multiprocessing, os, socket, subprocess
+def pair(kind):
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    a.sendall(b"x")
+    r = b.recv(1)
+    a.close(); b.close()
+    return r.decode()
+def child(conn):
+    conn.send(6 * 7)
+    conn.close()
+def forked():
+    context = multiprocessing.get_context("fork")
+    mine, theirs = context.Pipe()
+    process = context.Process(target=child, args=(theirs,))
+    process.start()
+    value = mine.recv()
+    process.join()
+    return (value, process.exitcode)
+async def loop():
+    process = await asyncio.create_subprocess_exec("echo", "async", stdout=subprocess.PIPE)
+    return (await process.communicate())[0].decode().strip()
+[pair(socket.SOCK_STREAM), pair(socket.SOCK_STREAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK),
+ subprocess.run(["echo", "sub"], capture_output=True, text=True).stdout.strip(),
+ forked(), asyncio.run(loop())]
+"""
+
+
+def _received(sock: socket.socket) -> list[bytes]:
+    got = []
+    sock.setblocking(False)
+    while True:
+        try:
+            got.append(sock.recv(100))
+        except BlockingIOError:
+            return got
+
+
+def test_no_datagram_pair_reaches_a_socket_on_disk(
+    landlocked: Any, control: securepy.Session, host: Any
+) -> None:
+    """Landlock does not check a unix connect by path: a datagram end of a socketpair could
+    sendto() or connect() any socket on disk (/dev/log, journald, an application's). Only
+    SOCK_STREAM pairs are allowed; they are connected to each other for good."""
+    folder = tempfile.mkdtemp(prefix="securepy-dgram-")
+    os.chmod(folder, 0o755)
+    target = os.path.join(folder, "host.sock")
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as listener:
+            listener.bind(target)
+            os.chmod(target, 0o777)
+            code = DATAGRAMS.replace("TARGET", repr(target))
+            got = host.value(landlocked(), code)
+            assert got == ["PermissionError"] * 3
+            assert _received(listener) == []
+            # control: the host's own kernel lets the same code deliver both datagrams, twice
+            assert host.value(control, code, record=False) == ["ok", "ok", "ok"]
+            assert _received(listener) == [b"from-a-pair", b"through-connect"] * 2
+    finally:
+        shutil.rmtree(folder)
+    # control: what needs a pair still works (subprocess, multiprocessing, asyncio's self-pipe)
+    assert host.value(landlocked(), STREAMS) == ["x", "x", "sub", (42, 0), "async"]
+
+
+SQUAT = """
+import socket
+end, other = socket.socketpair()
+name = "\\0securepy-squat-" + str(id(end))
+try:
+    end.bind(name)
+    r = "bound"
+except OSError as e:
+    r = type(e).__name__
+end.close(); other.close()
+r
+"""
+
+
+def test_no_socket_name_can_be_bound(landlocked: Any, control: securepy.Session,
+                                     host: Any) -> None:
+    """An abstract name bound there is in the host's namespace: the code could squat a name a
+    host service wants (the host then gets EADDRINUSE) and receive what its clients send."""
+    assert host.value(landlocked(), SQUAT) == "PermissionError"
+    assert host.value(control, SQUAT, record=False) == "bound"  # control: the host's kernel
+
+
+PRIORITIES = """
+import os
+def attempt(f):
+    try:
+        f()
+        return os.getpriority(os.PRIO_PROCESS, 0)
+    except OSError as e:
+        return type(e).__name__
+[attempt(lambda: os.setpriority(os.PRIO_USER, 0, 19)),
+ attempt(lambda: os.setpriority(os.PRIO_PGRP, 0, 19)),
+ attempt(lambda: os.setpriority(os.PRIO_PROCESS, 0, 5))]
+"""
+
+
+def test_priority_is_set_for_the_caller_alone(landlocked: Any, host: Any) -> None:
+    """setpriority(PRIO_USER or PRIO_PGRP, 0) means the caller's uid or group, which without
+    root is the host user's (every process of it reniced to 19, for good). The control, the
+    caller's own priority, works (never run unsandboxed: it would renice the test run)."""
+    assert host.value(landlocked(), PRIORITIES) == ["PermissionError", "PermissionError", 5]
+
+
+MEMFD = """
+import os
+try:
+    os.close(os.memfd_create("pages"))
+    r = "ok"
+except OSError as e:
+    r = type(e).__name__
+r
+"""
+
+
+def test_memfd_is_refused_without_a_memory_cgroup(
+    landlocked: Any, host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages written into a memfd and never mapped count against no rlimit (not RLIMIT_AS):
+    with no memory cgroup to charge them to (a default container's read-only /sys/fs/cgroup),
+    memory_bytes would not bound them, so memfd_create is refused there."""
+    from securepy._launchers import landlock
+
+    with_cgroup = landlocked()
+    if ROOT and landlock.create_cgroup is not None and with_cgroup._child is not None:
+        cgroup = getattr(with_cgroup._child, "_cgroup", None)
+        if cgroup is not None:  # control: charged to the session's cgroup, it is allowed
+            assert host.value(with_cgroup, MEMFD) == "ok"
+    monkeypatch.setattr(landlock, "create_cgroup", lambda spec, own_processes=1: None)
+    assert host.value(landlocked(), MEMFD) == "PermissionError"
+    # control: with no memory bound to keep, nothing is refused
+    unbounded = securepy.Limits(memory_bytes=None)
+    assert host.value(landlocked(limits=unbounded), MEMFD) == "ok"
+
+
 # -- a reproduced default container ---------------------------------------------------------
 
 IN_CONTAINER = """
@@ -386,6 +629,94 @@ def test_unlinked_open_files_count_against_the_workspace(landlocked: Any, host: 
     code = HIDDEN.replace("WAIT", "0.5")
     assert host.value(session, code.replace("COUNT", "2")) == 2  # control: under the bound
     outcome = host.run(session, HIDDEN.replace("COUNT", "12").replace("WAIT", "30"), timeout=60)
+    assert outcome.error_type == "ResourceLimitError" and outcome.limit == "workspace", outcome
+
+
+HIDE_IN = """
+import os, time
+os.makedirs("h", exist_ok=True)
+for n in range(COUNT):
+    if not MODE & 0o100:  # 0600 keeps the code out too: it opens up to write, briefly
+        os.chmod("h", 0o700)
+    with open(f"h/f{n}", "wb") as f:
+        f.write(b"x" * 7 * 2**20)
+    os.chmod("h", MODE)
+    time.sleep(0.12)
+time.sleep(0.5)
+COUNT
+"""
+
+HIDDEN_DIRECTORY_HOST = """
+import json, os, securepy
+out = {}
+small = securepy.Limits(workspace_bytes=8 * 2**20)
+code = CODE
+with securepy.Session(wall="landlock", timeout=60, limits=small) as session:
+    out["uid"] = session.execute("__import__('os').getuid()").value
+    # control: under the bound, the directory it hid from its host keeps its data
+    out["under"] = session.execute(code.replace("COUNT", "1").replace("MODE", "0o300")).value
+    out["kept"] = session.execute("len(open('h/f0', 'rb').read())").value  # (0300: x, no r)
+    for mode in ("0o300", "0o600"):
+        session.execute("import shutil\\nshutil.rmtree('h', ignore_errors=True)")
+        try:
+            session.execute(code.replace("COUNT", "20").replace("MODE", mode))
+            out[mode] = "not stopped"
+        except securepy.ResourceLimitError as e:
+            out[mode] = e.limit
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.skipif(not ROOT, reason="becoming an unprivileged host user needs root")
+def test_a_directory_hidden_from_a_non_root_host_is_counted_all_the_same() -> None:
+    """A non-root host is the code's own uid, without CAP_DAC_*: a directory of mode 0300 (no
+    listing) or 0600 (no looking at its entries) hid 140 MiB from the watch against an 8 MiB
+    bound. The watch gives the owner back its rights and counts it, or stops the session.
+    (0600 also keeps the code out, so it opens up to write and the old walk caught it by
+    chance; test_workspace_tree.py covers it without a race.)"""
+    script = HIDDEN_DIRECTORY_HOST.replace("CODE", repr(HIDE_IN))
+    proc = run_as_another_user(script, prefix="securepy-hidden-", timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = __import__("json").loads(proc.stdout.strip().splitlines()[-1])
+    assert out["uid"] == 65534  # the host's own uid: no DAC override over its files
+    assert out["under"] == 1 and out["kept"] == 7 * MiB  # control: under the bound, kept
+    assert out["0o300"] == "workspace" and out["0o600"] == "workspace", out
+
+
+MAPS = """
+import ctypes, mmap, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                      ctypes.c_int, ctypes.c_long]
+fd = os.open("kept", os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(fd, 2**20)
+kept = libc.mmap(None, 2**20, mmap.PROT_READ | mmap.PROT_WRITE, mmap.MAP_SHARED, fd, 0)
+ctypes.memset(kept, 1, 2**20)
+os.close(fd)
+os.unlink("kept")
+filler = os.open("filler", os.O_RDWR | os.O_CREAT, 0o600)
+os.ftruncate(filler, 8192)
+fill = [libc.mmap(None, 4096, mmap.PROT_READ, mmap.MAP_SHARED, filler, 4096 * (n % 2))
+        for n in range(5000)]  # a maps line each, listed before the deleted file's
+len(fill)
+"""
+
+
+@pytest.mark.skipif(not ROOT, reason="needs to read the session's /proc/PID/maps")
+def test_maps_past_what_a_scan_reads_stop_the_session(
+    landlocked: Any, host: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watch thread is shared: one session's huge /proc/PID/maps (3-4 s a scan with 30
+    processes of 60,000 mappings) delayed every other session's check. A scan reads at most
+    MAPS_BUDGET bytes of them, and stops the session past it."""
+    from securepy._launchers import landlock_workspace
+
+    session = landlocked(limits=SMALL)
+    assert host.value(session, MAPS) == 5000  # control: within the budget, it runs on
+    assert host.value(session, "import time\ntime.sleep(0.5)\nlen(fill)") == 5000
+    monkeypatch.setattr(landlock_workspace, "MAPS_BUDGET", 64 * 1024)  # below 5000 lines
+    outcome = host.run(session, "import time\ntime.sleep(5)\nlen(fill)", timeout=60)
     assert outcome.error_type == "ResourceLimitError" and outcome.limit == "workspace", outcome
 
 

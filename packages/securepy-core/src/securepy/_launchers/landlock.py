@@ -8,11 +8,13 @@ This wall is built from those alone (the worker side is ``_worker/landlock.py``)
 - **Filesystem** (Landlock): read and execute beneath ``/usr``, the ``/lib*`` and ``/bin``
   links, the few ``/etc`` files bubblewrap binds, the interpreter's installation and the
   worker; read-write beneath the session's own workspace directory only (made by the host
-  per session, mode 0700, owned by the session's uid, removed when it ends); ``/dev/null``,
+  per session, mode 0700, owned by the session's uid, removed when it ends; no rename or link
+  between two directories, which would hide a tree from the host's walk); ``/dev/null``,
   ``/dev/zero``, ``/dev/full``, ``/dev/random`` and ``/dev/urandom``. Nothing else: no
   ``/proc``, ``/sys``, home, host ``/tmp`` or sockets on disk.
 - **Network**: TCP bind and connect denied (Landlock ABI 4), and seccomp refuses ``socket()``
-  itself: only ``socketpair(AF_UNIX)`` (UDP, raw and netlink sockets included).
+  itself: only ``socketpair(AF_UNIX, SOCK_STREAM)`` (UDP, raw and netlink sockets included;
+  a datagram pair could reach sockets on disk). No inotify (it would watch host directories).
 - **Other processes**: signals and abstract unix sockets scoped to the session (Landlock
   ABI 6); ``ptrace``, ``process_vm_*`` and ``pidfd_getfd`` refused by seccomp.
 - **Its own processes**: the process started here forks the worker and stays outside the
@@ -21,7 +23,8 @@ This wall is built from those alone (the worker side is ``_worker/landlock.py``)
 - **Identity**: as root (also root in a container), a uid and gid of its own
   (:mod:`.identity`), no capabilities (the uid change from root clears them all), no groups.
 - no-new-privs, the seccomp allow list, the same rlimits as the namespace wall, and a memory
-  and pids cgroup where the host offers one.
+  and pids cgroup where the host offers one (where it does not, ``memfd_create`` is refused:
+  memfd pages written and never mapped count against no rlimit).
 
 - **Mounts**: a Landlock rule on each ``securepy.Mount``'s host path, read-only or writable
   (:mod:`.landlock_mounts`: a host directory stays at its own path, shown by a link in the
@@ -121,7 +124,13 @@ class LandlockLauncher:
             if cgroup is not None:
                 fds += [os.open(p, os.O_WRONLY | os.O_CLOEXEC) for p in cgroup.thread_join_files]
             plan = _plan(spec, workspace, links)
-            plan_fd = _memfd(json.dumps(plan).encode() + b"\n" + compile_filter("landlock"))
+            # Without a memory cgroup, memfd pages written and never mapped count against no
+            # limit (RLIMIT_AS counts mappings): memfd_create is refused there.
+            bounded = spec.limits.memory_bytes is None or (
+                cgroup is not None and "memory" in cgroup.dirs
+            )
+            program = compile_filter("landlock", memfd=bounded)
+            plan_fd = _memfd(json.dumps(plan).encode() + b"\n" + program)
             fds.insert(0, plan_fd)
             argv = (
                 spec.argv[0],

@@ -17,7 +17,11 @@ a directory the host makes (mode 0700, owned by the session's uid) and removes. 
   took when the tree is large (at most :data:`_MAX_GAP`). Past ``workspace_bytes``,
   :func:`file_bound` entries or the depth, it kills the session's processes; the execute then
   raises ``ResourceLimitError`` with ``limit="workspace"`` and the session restarts with a
-  fresh workspace. So many empty files are bounded like bytes.
+  fresh workspace. So many empty files are bounded like bytes. A directory the code made
+  unreadable to the host (a non-root host has no ``CAP_DAC_*``) gets its owner's rights back
+  and is read again; if it still cannot be read, the session is stopped the same way. Each
+  scan reads at most :data:`MAPS_BUDGET` bytes of the session's ``/proc/PID/maps`` in all,
+  and stops the session past it, so one session cannot slow the thread every session shares.
 
 What this does not give, and the tmpfs does: the bound is reactive, so between two scans the
 code can write past it (at most what it writes in one interval, each file within
@@ -39,7 +43,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from .._fontcache import font_cache
 from .._interpreter import Interpreter
@@ -49,6 +53,7 @@ from .procfs import child_pids
 from .workspace_tree import measure_tree, remove_tree
 
 __all__ = [
+    "MAPS_BUDGET",
     "SCAN_INTERVAL",
     "WorkspaceWatch",
     "copy_font_cache",
@@ -68,6 +73,14 @@ _SLOWDOWN = 10  # a large tree is scanned at most a tenth of the time
 # However slow a scan was, the next comes within this (a scan itself is bounded by the file
 # bound's number of entries, so a slow one cannot stretch the gap without end).
 _MAX_GAP = 1.0
+# What one scan of one session reads of its processes' /proc/PID/maps, in all: the kernel
+# writes those files out on every read (10-25 ms of a core per MiB, measured), and the code can
+# make them huge (65530 mappings a process, each line up to a path long: 30 processes of 60,000
+# made a scan take 3-4 s). Python with numpy maps about 170 lines (22 KiB). Past this budget the
+# session is stopped as over its bound; below it, its scan costs at most ~90 ms (measured), and
+# the next comes ten times as long later.
+MAPS_BUDGET = 4 * 2**20
+_MAPS_CHUNK = 256 * 1024
 
 
 def file_bound(workspace_bytes: int | None) -> int:
@@ -141,7 +154,7 @@ class WorkspaceWatch:
         )
         reason = None
         if stopped:
-            reason = f"the workspace holds {stopped}, over its bound"
+            reason = f"{stopped}: treated as over the workspace's bound"
         elif self.max_bytes is not None and used_bytes > self.max_bytes:
             reason = f"{used_bytes} bytes, over Limits.workspace_bytes={self.max_bytes}"
         elif files > self.max_files:
@@ -193,20 +206,28 @@ def _watch_forever() -> None:
 def measure(workspace: str, worker_pid: int, *, max_files: int,
             file_cap: int) -> tuple[int, int, str]:
     """Bytes allocated and entries in ``workspace`` (walked by :func:`.workspace_tree.measure_tree`,
-    never following a link, stopping past ``max_files`` entries or too deep: the third value
-    says so), plus the files on its file system the session's processes still hold although
-    they are no longer in it: open (unlinked, ``O_TMPFILE``) or only mapped into memory. A
-    mapped file whose size the host cannot read counts as ``file_cap`` bytes, the largest file
-    the session may write."""
+    never following a link, stopping past ``max_files`` entries, too deep, or at a directory it
+    cannot read: the third value says so), plus the files on its file system the session's
+    processes still hold although they are no longer in it: open (unlinked, ``O_TMPFILE``) or
+    only mapped into memory. A mapped file whose size the host cannot read counts as
+    ``file_cap`` bytes, the largest file the session may write. Past :data:`MAPS_BUDGET` bytes
+    of ``/proc/PID/maps`` the scan stops too (the third value says so)."""
     usage, device = measure_tree(workspace, max_entries=max_files)
-    if device < 0 or usage.stopped:
-        return usage.used_bytes, usage.entries, usage.stopped
+    if usage.stopped:
+        return usage.used_bytes, usage.entries, f"the workspace holds {usage.stopped}"
+    if device < 0:
+        return usage.used_bytes, usage.entries, ""  # gone: the session is closing
     held = 0
+    budget = [MAPS_BUDGET]
     for pid in _tree(worker_pid):
         used, count = _held_open(pid, device, usage.inodes)
-        mapped, mapped_count = _mapped_deleted(pid, device, usage.inodes, file_cap)
+        mapped, mapped_count = _mapped_deleted(pid, device, usage.inodes, file_cap, budget)
         usage.used_bytes += used + mapped
         held += count + mapped_count
+        if budget[0] < 0:
+            return usage.used_bytes, usage.entries + held, (
+                f"its processes' memory maps (/proc/PID/maps) pass the {MAPS_BUDGET} bytes "
+                "one scan reads of them")
     return usage.used_bytes, usage.entries + held, ""
 
 
@@ -240,17 +261,14 @@ def _held_open(pid: int, device: int, seen: set[int]) -> tuple[int, int]:
     return used, count
 
 
-def _mapped_deleted(pid: int, device: int, seen: set[int], file_cap: int) -> tuple[int, int]:
+def _mapped_deleted(pid: int, device: int, seen: set[int], file_cap: int,
+                    budget: list[int]) -> tuple[int, int]:
     """Bytes and number of deleted files on ``device`` that ``pid`` keeps only by a memory
     mapping (its fd closed): listed in ``/proc/PID/maps``, sized through ``map_files`` where
-    the host may follow it, else counted as ``file_cap``."""
+    the host may follow it, else counted as ``file_cap``. Reads at most ``budget[0]`` bytes of
+    it, and takes what it read off ``budget[0]`` (below 0: there was more)."""
     used = count = 0
-    try:
-        with open(f"/proc/{pid}/maps", "rb") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return 0, 0  # gone, or not ours to read
-    for line in lines:
+    for line in _maps_lines(pid, budget):
         if not line.endswith(b" (deleted)"):
             continue
         fields = line.split(None, 5)
@@ -268,6 +286,32 @@ def _mapped_deleted(pid: int, device: int, seen: set[int], file_cap: int) -> tup
         except OSError:
             used += file_cap
     return used, count
+
+
+def _maps_lines(pid: int, budget: list[int]) -> Iterator[bytes]:
+    """The lines of ``/proc/PID/maps`` (none if it is gone or not ours to read), read in chunks
+    up to ``budget[0]`` bytes in all: the kernel writes that file out on every read, so its
+    cost is what is read, and one session's processes can make it hundreds of MiB."""
+    try:
+        fd = os.open(f"/proc/{pid}/maps", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return  # gone, or not ours to read
+    try:
+        rest = b""
+        while True:
+            try:
+                chunk = os.read(fd, min(_MAPS_CHUNK, max(budget[0], 0) + 1))
+            except OSError:
+                return
+            budget[0] -= len(chunk)
+            if not chunk or budget[0] < 0:
+                if rest and not chunk:
+                    yield rest
+                return
+            *lines, rest = (rest + chunk).split(b"\n")
+            yield from lines
+    finally:
+        os.close(fd)
 
 
 def copy_font_cache(interpreter: Interpreter, workspace: str, identity: Identity | None) -> None:

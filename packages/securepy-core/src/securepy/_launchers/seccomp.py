@@ -24,15 +24,22 @@ Calls with a dual use are allowed only with safe arguments (argument checks):
   falls back to ``clone``;
 - ``socket`` only for ``AF_UNIX`` (and only in the namespace wall: the Landlock wall shares the
   host's abstract socket namespace and filesystem sockets, so there only ``socketpair`` with
-  ``AF_UNIX`` is allowed), ``socketpair`` only for ``AF_UNIX``;
+  ``AF_UNIX`` and ``SOCK_STREAM`` is allowed: a datagram end reaches any socket on disk with
+  ``sendto`` or ``connect``), ``socketpair`` only for ``AF_UNIX``;
 - ``ioctl`` with any request but ``TIOCSTI`` and ``TIOCLINUX`` (terminal injection);
 - ``personality`` with the values Docker allows (query, ``PER_LINUX``, ``PER_LINUX32``,
   ``UNAME26``);
 - ``prctl`` with the options CPython, glibc, ``setpriv`` and common libraries use (names,
   dumpable, no-new-privs, capability bounding/ambient drops, THP, speculation, VMA names, ...);
   never ``PR_SET_MM``, ``PR_SET_PTRACER`` or ``PR_SET_SECCOMP``;
-- ``prlimit64``, ``sched_set*`` and ``setpriority`` only on the caller itself (pid 0): under the
-  Landlock wall without root, host processes share the sandbox's uid.
+- ``prlimit64``, ``sched_set*`` and ``setpriority`` only on the caller itself (pid 0, and
+  ``PRIO_PROCESS`` for ``setpriority``): under the Landlock wall without root, host processes
+  share the sandbox's uid.
+
+The Landlock wall also refuses ``inotify_init``/``inotify_init1`` (watches there see the host's
+own directories), ``bind`` (a name there is in the host's abstract namespace or on disk) and,
+for a session without a memory cgroup, ``memfd_create`` (pages written and never mapped count
+against no rlimit).
 
 Calls from a foreign ABI (32-bit ``int 0x80`` on x86-64, x32) kill the process: only hostile
 code makes them, and the filter could not vouch for them.
@@ -57,6 +64,9 @@ _CLONE_NAMESPACE_MASK = (
     | 0x40000000  # CLONE_NEWNET
 )
 _AF_UNIX = 1
+_SOCK_STREAM = 1
+_SOCK_FLAGS = 0o2000000 | 0o4000  # SOCK_CLOEXEC | SOCK_NONBLOCK, or-ed into the type
+_PRIO_PROCESS = 0
 _TIOCSTI = 0x5412
 _TIOCLINUX = 0x541C
 # personality(2): query (0xffffffff), PER_LINUX, PER_LINUX32, UNAME26, UNAME26|PER_LINUX32.
@@ -138,6 +148,13 @@ _SYSV_IPC = (
     "shmget", "shmat", "shmdt", "shmctl", "semget", "semop", "semtimedop", "semctl",
 )  # fmt: skip
 
+# Allowed in the namespace wall, refused in the Landlock wall: inotify, whose watches see the
+# host's own directories there (names and activity in directories the code cannot list, a
+# sibling session's workspace without root) and time the host's workspace walk; and bind,
+# which there names a socket in the host's own abstract namespace or on disk (the end of a
+# socketpair could squat a name a host service wants, and receive what its clients send).
+_LANDLOCK_REFUSED = ("inotify_init", "inotify_init1", "bind")
+
 # Refused with EPERM, named so the refusal reads as deliberate (anything else unlisted is
 # ENOSYS). Family by family: other processes; kernel surface with a history of exploits;
 # namespaces and mounts; the machine itself; per-uid kernel budgets nothing needs (message
@@ -187,9 +204,14 @@ def seccomp_filter_fd(wall: str = "namespaces") -> int:
 
 
 @functools.cache
-def compile_filter(wall: str = "namespaces") -> bytes:
+def compile_filter(wall: str = "namespaces", *, memfd: bool = True) -> bytes:
     """The filter for ``wall`` ("namespaces" or "landlock") as classic BPF bytes, compiled
-    once per process.
+    once per process and variant.
+
+    ``memfd=False`` (read by the Landlock wall only) refuses ``memfd_create``: for a session
+    without a memory cgroup, where the pages the code ``write()``s into a memfd and never maps
+    count against no limit (``RLIMIT_AS`` counts mappings). A second cached program, so no
+    session compiles its own.
 
     Raises:
         SeccompUnavailable: the binding or libseccomp cannot be loaded.
@@ -203,9 +225,13 @@ def compile_filter(wall: str = "namespaces") -> bytes:
     # code makes walks the program, and an allow list is long.
     rules.set_attr(seccomp.Attr.CTL_OPTIMIZE, 2)
     landlock = wall == "landlock"
+    refused = REFUSED
+    if landlock:
+        refused += (*_SYSV_IPC, *_LANDLOCK_REFUSED, *(() if memfd else ("memfd_create",)))
     for name in ALLOWED:
-        _add_rule(seccomp, rules, allow, name)
-    for name in (*REFUSED, *(_SYSV_IPC if landlock else ())):
+        if name not in refused:
+            _add_rule(seccomp, rules, allow, name)
+    for name in refused:
         _add_rule(seccomp, rules, refuse, name)
     if not landlock:
         for name in _SYSV_IPC:
@@ -232,11 +258,32 @@ def compile_filter(wall: str = "namespaces") -> bytes:
         ("sched_setparam", 0),
         ("sched_setscheduler", 0),
         ("sched_setattr", 0),
-        ("setpriority", 1),
     ):
         _add_rule(seccomp, rules, allow, name, seccomp.Arg(index, eq, 0))
         _add_rule(seccomp, rules, refuse, name, seccomp.Arg(index, ne, 0))
-    _add_rule(seccomp, rules, allow, "socketpair", seccomp.Arg(0, eq, _AF_UNIX))
+    # setpriority(which, who, prio): who == 0 is the caller itself only with PRIO_PROCESS; with
+    # PRIO_PGRP or PRIO_USER it is the caller's group or uid, the host's processes included.
+    _add_rule(
+        seccomp, rules, allow, "setpriority",
+        seccomp.Arg(0, eq, _PRIO_PROCESS), seccomp.Arg(1, eq, 0),
+    )  # fmt: skip
+    _add_rule(seccomp, rules, refuse, "setpriority", seccomp.Arg(0, ne, _PRIO_PROCESS))
+    _add_rule(seccomp, rules, refuse, "setpriority", seccomp.Arg(1, ne, 0))
+    if landlock:
+        # SOCK_STREAM pairs only: a datagram end can be connect()ed or sendto() any socket on
+        # disk (Landlock does not check unix connects by path), and dissolved to bind an
+        # abstract name. The kernel reads the type as 32 bits, flags or-ed in.
+        kind = 0xFFFFFFFF & ~_SOCK_FLAGS
+        unix = seccomp.Arg(0, eq, _AF_UNIX)
+        stream = seccomp.Arg(1, masked_eq, kind, _SOCK_STREAM)
+        _add_rule(seccomp, rules, allow, "socketpair", unix, stream)
+        for bit in range(32):
+            if kind >> bit & 1:
+                value = 0 if _SOCK_STREAM >> bit & 1 else 1 << bit
+                other = seccomp.Arg(1, masked_eq, 1 << bit, value)
+                _add_rule(seccomp, rules, refuse, "socketpair", other)
+    else:
+        _add_rule(seccomp, rules, allow, "socketpair", seccomp.Arg(0, eq, _AF_UNIX))
     _add_rule(seccomp, rules, refuse, "socketpair", seccomp.Arg(0, ne, _AF_UNIX))
     if landlock:
         _add_rule(seccomp, rules, refuse, "socket")

@@ -13,11 +13,13 @@ session, with the session's workspace as cwd; this module then, in order:
    outgrows it; the host bounds the total);
 4. restricts itself with Landlock: read and execute beneath the interpreter, its packages and
    the system paths Python needs, read-write beneath the workspace only, nothing else (no
-   ``/proc``, no ``/sys``, no home, no ``/tmp``); TCP bind and connect denied (ABI 4); signals
-   and abstract unix sockets scoped to the session (ABI 6); the host directories of the
-   session's mounts, read-only or read-write;
+   ``/proc``, no ``/sys``, no home, no ``/tmp``; no rename or link between two directories,
+   even in the workspace: the REFER right is handled, never granted); TCP bind and connect
+   denied (ABI 4); signals and abstract unix sockets scoped to the session (ABI 6); the host
+   directories of the session's mounts, read-only or read-write;
 5. installs the seccomp allow list (Landlock variant: no ``socket()`` at all, AF_UNIX
-   ``socketpair`` only, no SysV IPC).
+   ``SOCK_STREAM`` ``socketpair`` only, no SysV IPC, no inotify, and no ``memfd_create``
+   where no memory cgroup bounds its pages).
 
 Only then does the ordinary worker start. Any failure ends the process before the code runs.
 """
@@ -126,8 +128,12 @@ def restrict(read_only: list[str], read_write: list[str], devices: list[str]) ->
             _allow(ruleset, path, read & handled)
         for path in devices:
             _allow(ruleset, path, (_READ_FILE | _WRITE_FILE | _IOCTL_DEV) & handled)
+        # Everything but REFER: a rename or link between two directories fails with EXDEV
+        # (within one directory it needs no REFER and works; shutil.move falls back to a
+        # copy). A tree moved across the directories the host's workspace walk has listed
+        # and has still to list would never be measured.
         for path in read_write:
-            _allow(ruleset, path, handled)
+            _allow(ruleset, path, handled & ~_REFER)
         check(
             int(libc.syscall(_SYS_RESTRICT_SELF, ruleset, ctypes.c_uint32(0))),
             "landlock_restrict_self",
