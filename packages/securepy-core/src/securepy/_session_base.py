@@ -18,6 +18,7 @@ from typing import Any
 from ._actions import Finish
 from ._audit import Auditor, open_auditor
 from ._child import Child, kill_quietly
+from ._child_text import well_formed
 from ._config import OnOutput, SessionConfig, UseSessionDefault, check_timeout
 from ._execution import Execution
 from ._launchers import wall_of
@@ -314,10 +315,12 @@ class SessionBase:
         if child is not None and status is not None:
             limit = child.process.describe_exit(status)
             if limit is not None:
+                detail = getattr(child.process, "exit_detail", None)
+                why = f" ({well_formed(detail[:300])})" if isinstance(detail, str) else ""
                 return ResourceLimitError(
-                    f"the code hit the {limit} limit and the child was stopped; the session "
-                    "was restarted with a fresh namespace", limit=limit, state_kept=False,
-                    **output)
+                    f"the code hit the {limit} limit{why} and the child was stopped; the "
+                    "session was restarted with a fresh namespace", limit=limit,
+                    state_kept=False, **output)
             return ProtocolError(f"the child process died unexpectedly (exit status {status}); "
                                  "the session was restarted with a fresh namespace", **output)
         return ProtocolError(f"{exc}; the child was stopped and the session restarted with a "

@@ -248,6 +248,11 @@ class LandlockChild(PopenChild):
         if self._popen.stderr is not None:
             self._popen.stderr.close()
 
+    @property
+    def exit_detail(self) -> str | None:
+        """Why the host stopped the child, when it did (the workspace watch's reason)."""
+        return self._exceeded
+
     def describe_exit(self, status: int) -> str | None:
         if self._exceeded is not None:
             return "workspace"
