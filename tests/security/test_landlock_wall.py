@@ -324,14 +324,8 @@ def test_inotify_is_refused(landlocked: Any, control: securepy.Session, host: An
         assert host.value(namespaces, code) == "seen-by-a-watch"
 
 
-DATAGRAMS = """
-import os, socket, subprocess, multiprocessing, asyncio
-def attempt(f):
-    try:
-        r = f()
-        return "ok" if r is None else r
-    except OSError as e:
-        return type(e).__name__
+DATAGRAMS = ATTEMPT + """
+import subprocess, multiprocessing, asyncio
 def dgram(kind):
     a, b = socket.socketpair(socket.AF_UNIX, kind)
     a.sendto(b"from-a-pair", TARGET)
