@@ -265,6 +265,25 @@ def test_content_is_traced_only_when_asked(twin: Any, spans: Any) -> None:
     )
 
 
+@securepy.tool
+def bits(n: int) -> int:
+    """Bits of n."""
+    return n.bit_length()
+
+
+def test_traced_arguments_too_large_for_repr_still_answer_the_call(twin: Any,
+                                                                     spans: Any) -> None:
+    """An int past Python's int-to-str limit used to raise in the span's repr, before the
+    tool ran: the call was never answered."""
+    session = twin(tools=[bits], trace_content=True)
+    assert session.execute("bits(10**5000)").value == 16610
+    found = _by_name(spans)["execute_tool bits"].attributes["gen_ai.tool.call.arguments"]
+    assert found == "{'n': <int of 16610 bits>}"
+    assert session.execute("bits(12345)").value == 14  # control: a small int as it is
+    texts = [s.attributes.get("gen_ai.tool.call.arguments") for s in spans.get_finished_spans()]
+    assert "{'n': 12345}" in texts
+
+
 def test_spans_of_a_pool_execute(spans: Any) -> None:
     with (
         securepy.SessionPool(1, tools=[lookup], sandbox=False) as pool,

@@ -13,6 +13,7 @@ import securepy
 from securepy import errors
 from securepy._child_text import MAX_ERROR_TEXT
 from securepy._turn import (
+    MAX_KEPT_ARGUMENTS,
     MAX_RECORDS,
     Finish,
     Interrupt,
@@ -222,6 +223,22 @@ def test_refused_calls_keep_small_arguments_and_only_the_size_of_large_ones() ->
     records = turn.build_execution(None, duration=0).tool_calls
     assert records[0].arguments == {"[arguments not kept]": "about 100008 characters"}
     assert records[1].arguments == {"a": 1, "b": 2}  # control
+
+
+def _echo(text: str) -> int:
+    return len(text)
+
+
+def test_records_keep_arguments_within_a_budget_and_only_the_size_past_it() -> None:
+    turn = Turn({"echo": securepy.Tool("echo", "Echo.", _echo)}, **_settings())
+    large = "x" * (MAX_KEPT_ARGUMENTS // 2)
+    for n in range(3):  # each runs; together they pass the budget
+        run(turn, turn.feed(call(n, "echo", text=large), 0.0))
+    run(turn, turn.feed(call(3, "echo", text="small"), 0.0))
+    kept = [record.arguments for record in turn.build_execution(None, duration=0).tool_calls]
+    assert kept[0] == kept[1] == {"text": large}  # control: within the budget, kept whole
+    assert kept[2] == {"[arguments not kept]": f"about {len(large)} characters"}
+    assert kept[3] == {"text": "small"}  # small ones are kept past it too
 
 
 def test_records_are_bounded() -> None:

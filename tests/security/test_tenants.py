@@ -90,6 +90,38 @@ COUNT
 """
 
 
+PTYS = """
+import os
+held = []
+try:
+    for _ in range(100):
+        held.append(os.openpty())
+    r = (len(held), None)
+except OSError as e:
+    r = (len(held), e.strerror)
+r
+"""
+
+
+@pytest.mark.usefixtures("needs_template")
+def test_a_forked_session_holds_few_terminals_of_its_own() -> None:
+    """Every devpts instance but the host's first shares one kernel pool (3,072 terminals by
+    default, `docker exec -t` included): a session forked from a template gets an instance of
+    its own, of at most 16, instead of the template's, shared by all its sessions."""
+    with securepy.Session() as greedy, securepy.Session() as other:
+        assert greedy.execute(PTYS).value == (16, "No space left on device")
+        # the other session still gets one, and neither sees the other's
+        assert other.execute("import os; m, s = os.openpty(); os.ttyname(s)").value == (
+            "/dev/pts/0")
+        assert other.execute("import os; sorted(os.listdir('/dev/pts'))").value == [
+            "0", "ptmx"]
+    # control: on the host a process may open more than that
+    held = [os.openpty() for _ in range(20)]
+    for master, slave in held:
+        os.close(master)
+        os.close(slave)
+
+
 @needs_root
 def test_inotify_instances_are_per_session(sandboxes: Any, host: Any) -> None:
     limit = int(pathlib.Path("/proc/sys/fs/inotify/max_user_instances").read_text())

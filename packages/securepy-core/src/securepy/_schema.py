@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     import jsonschema.validators  # type: ignore[import-untyped]
     import referencing.exceptions
 
-__all__ = ["JSON_TYPE_NAMES", "ArgumentChecker", "SchemaProblem"]
+__all__ = ["JSON_TYPE_NAMES", "ArgumentChecker", "SchemaProblem", "short_repr"]
 
 JSON_TYPE_NAMES = {
     "string": "str",
@@ -148,18 +148,18 @@ def _describe(error: jsonschema.exceptions.ValidationError) -> str:
             else [error.validator_value]
         )
         expected = " or ".join(JSON_TYPE_NAMES.get(str(k), str(k)) for k in kinds)
-        return (
-            f"{_where(error)} must be {expected}, got {type(instance).__name__} {_short(instance)}"
-        )
+        got = f"{type(instance).__name__} {short_repr(instance)}"
+        return f"{_where(error)} must be {expected}, got {got}"
     if keyword == "enum":
         return (
-            f"{_where(error)} must be one of {_short(error.validator_value)}, got "
-            f"{_short(instance)}"
+            f"{_where(error)} must be one of {short_repr(error.validator_value)}, got "
+            f"{short_repr(instance)}"
         )
     if keyword == "const":
-        return f"{_where(error)} must be {_short(error.validator_value)}, got {_short(instance)}"
-    rule = _short(error.validator_value)
-    return f"{_where(error)} breaks {keyword!r}: {rule} (got {_short(instance)})"
+        const = short_repr(error.validator_value)
+        return f"{_where(error)} must be {const}, got {short_repr(instance)}"
+    rule = short_repr(error.validator_value)
+    return f"{_where(error)} breaks {keyword!r}: {rule} (got {short_repr(instance)})"
 
 
 def _where(error: jsonschema.exceptions.ValidationError) -> str:
@@ -180,7 +180,8 @@ def _extra_keys(error: jsonschema.exceptions.ValidationError) -> str:
     return "?"
 
 
-def _short(value: Any) -> str:
+def short_repr(value: Any) -> str:
+    """A repr of at most about 60 characters, whatever ``value`` is (never raises)."""
     if type(value) is int and value.bit_length() > 128:
         return f"<int of {value.bit_length()} bits>"
     try:

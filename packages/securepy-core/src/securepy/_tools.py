@@ -14,7 +14,7 @@ from typing import Any, overload
 import pydantic
 
 from ._hash_flooding import refuse_hash_flooding
-from ._schema import ArgumentChecker
+from ._schema import ArgumentChecker, short_repr
 from ._tool_doc import return_type_text, schema_type_text, tool_doc
 
 __all__ = ["Tool", "ToolCallRequest", "tool"]
@@ -398,5 +398,7 @@ def _describe_validation_error(name: str, exc: pydantic.ValidationError) -> str:
         elif error["type"] == "missing":
             problems.append(f"missing required argument {where!r}")
         else:
-            problems.append(f"argument {where!r}: {error['msg']} (got {error['input']!r:.60})")
+            # A bounded repr: the whole input's repr could be as large as the frame.
+            got = short_repr(error["input"])[:60]
+            problems.append(f"argument {where!r}: {error['msg']} (got {got})")
     return f"{name}(): " + "; ".join(problems)

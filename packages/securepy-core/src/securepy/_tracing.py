@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import reprlib
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -181,11 +182,36 @@ def start_tool_span(
     tracer = current_tracer()
     if tracer is None:
         return None
-    attributes = _tool_attributes(tool.name, call_id, tool.description)
-    attributes["securepy.tool.arguments_size"] = approximate_size(arguments)
-    if record_arguments:
-        attributes["gen_ai.tool.call.arguments"] = _truncate(repr(dict(arguments)))
-    return _start_under(tracer, parent, f"execute_tool {tool.name}", attributes)
+    try:
+        attributes = _tool_attributes(tool.name, call_id, tool.description)
+        attributes["securepy.tool.arguments_size"] = approximate_size(arguments)
+        if record_arguments:
+            attributes["gen_ai.tool.call.arguments"] = _truncate(_arguments_repr(arguments))
+        return _start_under(tracer, parent, f"execute_tool {tool.name}", attributes)
+    except Exception:  # tracing never keeps a call from running and being answered
+        return None
+
+
+class _BoundedRepr(reprlib.Repr):
+    """A repr whose cost is bounded whatever the child sent (reprlib's size limits), which
+    never raises on an int past Python's int-to-str digit limit."""
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 1024:
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_ARGUMENTS_REPR = _BoundedRepr()
+_ARGUMENTS_REPR.maxstring = _ARGUMENTS_REPR.maxother = 1000
+_ARGUMENTS_REPR.maxdict = _ARGUMENTS_REPR.maxlist = _ARGUMENTS_REPR.maxtuple = 50
+
+
+def _arguments_repr(arguments: Mapping[str, Any]) -> str:
+    try:
+        return _ARGUMENTS_REPR.repr(dict(arguments))
+    except Exception as exc:  # a tracing attribute never stops a call
+        return f"<arguments (repr failed: {type(exc).__name__})>"
 
 
 def record_refused_tool_call(

@@ -56,6 +56,7 @@ __all__ = [
     "INTERRUPT_GRACE",
     "MAX_CALLS_IN_FLIGHT",
     "MAX_CALL_ID",
+    "MAX_KEPT_ARGUMENTS",
     "MAX_MESSAGES",
     "MAX_RECORDS",
     "Action",
@@ -76,8 +77,11 @@ INTERRUPT_GRACE = 1.0
 # a check, and the output cap alone does not stop a flood of tiny frames when there is no
 # timeout. Far over what real code sends; past it the child is stopped.
 MAX_MESSAGES = 1_000_000
-# Tool-call records one execution keeps (the audit log, if any, has every call).
+# Tool-call records one execution keeps (the audit log, if any, has every call), and the
+# approximate characters of arguments they keep in all (past it, a record keeps only the size
+# of large arguments).
 MAX_RECORDS = 10_000
+MAX_KEPT_ARGUMENTS = 1_000_000
 # Tool call ids are below this: smaller ints than 2**61 - 1 are their own hash, so ids the
 # child picks cannot collide in the turn's set and dict (which would make each call cost as
 # much as all before it). JSON-safe as well.
@@ -102,6 +106,7 @@ class Turn:
         "_grace",
         "_grace_deadline",
         "_ids",
+        "_kept_arguments",
         "_lock",
         "_max_in_flight",
         "_max_messages",
@@ -170,6 +175,7 @@ class Turn:
         self._queued: set[int] = set()  # outstanding, and its tool has not started
         self._timed = 0  # outstanding calls with a deadline of their own
         self._records: list[ToolCallRecord] = []
+        self._kept_arguments = 0  # approximate characters of arguments the records keep
         self._lock = threading.Lock()
 
     # -- the child's messages ---------------------------------------------------------------
@@ -498,8 +504,30 @@ class Turn:
     def _record(self, name: str, raw: dict[str, Any], duration: float, *, ok: bool,
                 error: str | None = None) -> None:
         records = self._records
-        if len(records) < MAX_RECORDS:
-            records.append(ToolCallRecord(name[:200], raw, duration, ok, error))
+        if len(records) >= MAX_RECORDS:
+            return
+        # The records outlive the turn: their arguments are kept within a budget, else 150
+        # calls with 16 MiB strings would keep 2.4 GiB of host memory whatever the caps.
+        size = _arguments_size(raw)
+        if self._kept_arguments + size > MAX_KEPT_ARGUMENTS:
+            raw = bounded_arguments(raw)
+        else:
+            self._kept_arguments += size
+        records.append(ToolCallRecord(name[:200], raw, duration, ok, error))
+
+
+def _arguments_size(raw: dict[str, Any]) -> int:
+    """approximate_size, with a fast path for the usual flat arguments."""
+    size = 0
+    for value in raw.values():
+        kind = type(value)
+        if kind is str:
+            size += len(value)
+        elif kind is int or kind is float or kind is bool or value is None:
+            size += 8
+        else:
+            return approximate_size(raw)
+    return size
 
 
 def _tool_timeout_text(call: RunTool) -> str:

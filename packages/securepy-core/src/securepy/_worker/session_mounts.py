@@ -48,8 +48,24 @@ def isolate_mounts(message: dict[str, Any], plan: dict[str, Any]) -> int:
         if not writable:
             mount(None, target, None, _MS_BIND | _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
     _tmpfs("/dev/shm", 0o1777, message.get("shm_bytes"), _inodes(message.get("shm_bytes")))
+    _own_ptys()
     os.chdir(workspace)
     return limits_dir
+
+
+# Pseudo-terminals one session may hold. Every devpts instance but the host's first draws on one
+# kernel pool (kernel.pty.max minus kernel.pty.reserve: 3,072 by default), shared with the
+# template's other sessions and with the host's containers (`docker exec -t`).
+MAX_PTYS = 16
+
+
+def _own_ptys() -> None:
+    """A devpts instance of the session's own, of at most MAX_PTYS terminals (the template's
+    would be shared by all its sessions, which could then also see each other's)."""
+    mount("devpts", "/dev/pts", "devpts", _MS_NOSUID | _MS_NOEXEC,
+          f"newinstance,ptmxmode=0666,mode=0620,max={MAX_PTYS}")
+    if not os.path.islink("/dev/ptmx"):
+        mount("/dev/pts/ptmx", "/dev/ptmx", None, _MS_BIND)
 
 
 def _inodes(size: int | None) -> int:
