@@ -304,3 +304,23 @@ def test_cache_control_and_strict_reach_the_definition_and_beta_tools() -> None:
         definition = tool.definition
         assert (definition["cache_control"], definition["strict"]) == ({"type": "ephemeral"}, True)
         assert tool.beta_tool.to_dict() == definition
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    for _ in range(depth):
+        leaf = {"x": leaf}
+    return leaf
+
+
+@pytest.mark.parametrize("block_input", [
+    _nested(995, {"code": "1"}),  # a model's input nested past the recursion limit
+    {"code": _nested(5000, [])},
+])
+async def test_inputs_too_deep_to_show_are_error_results_not_exceptions(
+    run_python: SecurePyTool, block_input: Any
+) -> None:
+    block = {"type": "tool_use", "id": "t1", "name": run_python.name, "input": block_input}
+    for result in (run_python.handle(block), await run_python.ahandle(block)):
+        assert result["is_error"] is True and result["tool_use_id"] == "t1"
+    control = {"type": "tool_use", "id": "t2", "name": run_python.name, "input": {"code": "6*7"}}
+    assert run_python.handle(control)["content"] == "42"

@@ -246,5 +246,8 @@ def _content_or_raise(outcome: RunOutcome) -> Content:
 
 
 def _shorten(value: Any, limit: int = 200) -> str:
-    text = repr(value)
+    try:  # a block the model sent may nest past the recursion limit
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__} that cannot be shown>"
     return text if len(text) <= limit else text[:limit] + "..."

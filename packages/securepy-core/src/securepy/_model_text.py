@@ -130,5 +130,11 @@ def describe_error(error: SecurePyError, max_chars: int = DEFAULT_TEXT_CHARS) ->
 
 
 def shorten(value: Any, limit: int = 200) -> str:
-    text = repr(value)
+    """At most ``limit`` characters of ``value``'s repr; never raises (a model's arguments may
+    nest past the recursion limit or hold an int past the digit limit)."""
+    try:
+        text = repr(value)
+    except Exception:  # RecursionError, ValueError, a broken __repr__
+        return f"<{type(value).__name__} that cannot be shown>"
     return text if len(text) <= limit else text[:limit] + "..."
+
