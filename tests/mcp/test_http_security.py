@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Callable
 
 import httpx2
@@ -89,3 +91,30 @@ def test_a_foreign_origin_is_refused(start_securepy_http: Callable[..., Spawned]
 def test_it_binds_loopback_unless_told(start_securepy_http: Callable[..., Spawned]) -> None:
     server = start_securepy_http("--no-sandbox")
     assert server.url.startswith("http://127.0.0.1:")
+
+
+def test_connections_that_never_finish_a_request_are_closed(guarded: Spawned) -> None:
+    """uvicorn times out idle keep-alive connections, not a first request that never ends:
+    ~20,000 such connections used to exhaust the server's descriptors and end the process."""
+    from urllib.parse import urlsplit
+
+    from securepy_mcp._http_guard import FIRST_REQUEST_TIMEOUT
+
+    address = urlsplit(guarded.url)
+    slow = []
+    for _ in range(200):
+        sock = socket.create_connection((address.hostname, address.port), timeout=30)
+        sock.sendall(b"POST /mcp HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and nothing more
+        slow.append(sock)
+    try:
+        # control: meanwhile a whole request is answered (401: no token)
+        assert _post(guarded.url).status_code == 401
+        started = time.monotonic()
+        for sock in slow:
+            assert sock.recv(1) == b""  # closed by the server, not by us
+        assert time.monotonic() - started < FIRST_REQUEST_TIMEOUT + 10
+        assert guarded.proc.poll() is None
+        assert _post(guarded.url, Authorization="Bearer s3cret-token").status_code == 200
+    finally:
+        for sock in slow:
+            sock.close()

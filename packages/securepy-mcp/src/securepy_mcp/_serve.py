@@ -24,6 +24,7 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ._http_guard import GuardedH11Protocol
 from ._server import SecurePyServer, server
 from ._servers import ServerSpec
 
@@ -166,7 +167,7 @@ async def _serve_http(
         allowed_hosts=allowed_hosts,
         idle_timeout=idle_timeout,
     )
-    config = uvicorn.Config(asgi, log_level="warning", lifespan="on")
+    config = uvicorn.Config(asgi, log_level="warning", lifespan="on", http=GuardedH11Protocol)
     print(
         f"securepy-mcp: serving http://{_url_host(host)}:{bound_port}/mcp",
         file=sys.stderr,
