@@ -110,10 +110,12 @@ def start_securepy_http() -> Iterator[Callable[..., Spawned]]:
 
 @contextlib.asynccontextmanager
 async def http_client(
-    url: str, *, token: str | None = None, mode: str = "auto"
+    url: str, *, token: str | None = None, mode: str = "auto",
+    headers: dict[str, str] | None = None,
 ) -> AsyncIterator[mcp.Client]:
-    """The SDK's client over streamable HTTP, with a bearer token when given."""
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    """The SDK's client over streamable HTTP, with a bearer token when given (and any other
+    ``headers`` on every request)."""
+    headers = {**({"Authorization": f"Bearer {token}"} if token else {}), **(headers or {})}
     async with (
         # As the SDK's own client: httpx2's 5 s default read timeout would cut long runs short.
         httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30, read=300)) as http,

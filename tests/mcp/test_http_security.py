@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import httpx2
+import mcp
 import pytest
 
 from .conftest import RunPython, Spawned, http_client
@@ -118,3 +119,41 @@ def test_connections_that_never_finish_a_request_are_closed(guarded: Spawned) ->
     finally:
         for sock in slow:
             sock.close()
+
+
+async def test_a_made_up_protocol_session_id_keys_no_sandbox(
+    start_securepy_http: Callable[..., Spawned],
+) -> None:
+    """On the stateless protocol path the SDK checks no Mcp-Session-Id: clients that send the
+    same made-up one must not share a sandbox (nor pick their key)."""
+    server = start_securepy_http("--no-sandbox")
+    made_up = {"Mcp-Session-Id": "everyone"}
+    async with http_client(server.url, mode="2026-07-28", headers=made_up) as first:
+        own = RunPython(first)
+        await own("secret = 'FIRST'")
+        assert await own("secret") == (False, "'FIRST'")  # control: its own sandbox
+        async with http_client(server.url, mode="2026-07-28", headers=made_up) as second:
+            failed, text = await RunPython(second)("secret")
+            assert failed and "NameError" in text
+
+
+async def test_a_refused_delete_leaves_the_sandbox(
+    start_securepy_http: Callable[..., Spawned],
+) -> None:
+    server = start_securepy_http("--no-sandbox")
+    issued: dict[str, str] = {}
+
+    async def remember(response: httpx2.Response) -> None:
+        issued.setdefault("id", response.headers.get("mcp-session-id", ""))
+
+    async with httpx2.AsyncClient(event_hooks={"response": [remember]}, timeout=60) as http:
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with mcp.Client(streamable_http_client(server.url, http_client=http),
+                              mode="legacy") as victim:
+            state = RunPython(victim)
+            await state("kept = 42")
+            refused = httpx2.delete(server.url, timeout=30, headers={
+                "Mcp-Session-Id": issued["id"], "Host": "evil.example"})
+            assert refused.status_code == 421
+            assert await state("kept") == (False, "42")  # the refused DELETE closed nothing

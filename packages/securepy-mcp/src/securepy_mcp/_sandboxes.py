@@ -31,6 +31,9 @@ STDIO_KEY = "stdio"
 logger = logging.getLogger("securepy.mcp")
 
 
+MAX_ISSUED_SESSIONS = 100_000  # protocol session ids remembered at once
+
+
 @dataclasses.dataclass(eq=False)
 class _Entry:
     session: securepy.AsyncSession
@@ -46,6 +49,7 @@ class Sandboxes:
     def __init__(self, pool: securepy.AsyncSessionPool, *, idle_timeout: float | None) -> None:
         self._pool = pool
         self._idle_timeout = idle_timeout
+        self._issued: dict[str, None] = {}  # protocol session ids issued, oldest first
         self._entries: dict[str, asyncio.Task[_Entry]] = {}
         self._closed = False
 
@@ -56,6 +60,22 @@ class Sandboxes:
     def new_handle() -> str:
         """An unguessable ``session_id`` for a client of the stateless protocol."""
         return secrets.token_urlsafe(18)
+
+    def note_protocol_session(self, session_id: str) -> None:
+        """Remember a protocol session id the server issued (an ``initialize`` response's
+        ``Mcp-Session-Id``): only those key a sandbox, so a client cannot pick its own key (and
+        two clients that send the same made-up id do not share a sandbox)."""
+        issued = self._issued
+        issued[session_id] = None
+        if len(issued) > MAX_ISSUED_SESSIONS:
+            del issued[next(iter(issued))]  # the oldest: long expired by the SDK's idle timeout
+
+    def issued(self, session_id: str) -> bool:
+        """Whether the server issued ``session_id`` (and it was not ended by DELETE)."""
+        return session_id in self._issued
+
+    def forget_protocol_session(self, session_id: str) -> None:
+        self._issued.pop(session_id, None)
 
     def knows(self, key: str) -> bool:
         """Whether a sandbox is open (or starting) under ``key``."""

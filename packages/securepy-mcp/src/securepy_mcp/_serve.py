@@ -22,7 +22,7 @@ import uvicorn
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._http_guard import GuardedH11Protocol
 from ._server import SecurePyServer, server
@@ -135,10 +135,25 @@ class _Guard:
             )
             await refusal(scope, receive, send)
             return
-        await self._app(scope, receive, send)
+        sandboxes = self._server.sandboxes
+        answer: dict[str, Any] = {}
+
+        async def observed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                answer["status"] = message["status"]
+                issued = Headers(raw=message.get("headers") or []).get("mcp-session-id")
+                if issued and sandboxes is not None:
+                    sandboxes.note_protocol_session(issued)
+            await send(message)
+
+        await self._app(scope, receive, observed)
         session_id = headers.get("mcp-session-id")
-        if scope["method"] == "DELETE" and session_id and self._server.sandboxes is not None:
-            await self._server.sandboxes.close("http:" + session_id)
+        # Only a DELETE the SDK carried out ends the sandbox (one it refused, for a foreign
+        # Host say, must not).
+        if (scope["method"] == "DELETE" and session_id and sandboxes is not None
+                and 200 <= answer.get("status", 500) < 300):
+            sandboxes.forget_protocol_session(session_id)
+            await sandboxes.close("http:" + session_id)
 
 
 async def _serve_http(

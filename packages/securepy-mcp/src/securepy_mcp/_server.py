@@ -198,7 +198,8 @@ def _client_key(
     if headers is None:  # stdio: the process serves exactly one client
         return STDIO_KEY, None
     protocol_session = headers.get("mcp-session-id")
-    if protocol_session:
+    # Only an id the server issued: on the stateless protocol path the SDK checks none.
+    if protocol_session and sandboxes.issued(protocol_session):
         return "http:" + protocol_session, None
     if session_id:
         key = "handle:" + session_id
