@@ -332,6 +332,15 @@ def _bootstrap_options(argv: tuple[str, ...]) -> tuple[str, ...]:
     return argv[1 : argv.index("-c") + 1] if "-c" in argv else ("-I", "-S", "-c")
 
 
+_DIRECTORY_ROOM = 64 * 1024  # bytes of directories a workspace holds (its own, .tmp, ...)
+
+
+def _file_size_cap(workspace_bytes: int | None) -> int | None:
+    if workspace_bytes is None:
+        return None
+    return max(workspace_bytes - _DIRECTORY_ROOM, workspace_bytes // 2)
+
+
 def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str, Any]:
     """What the worker's bootstrap builds the wall from (``_worker/landlock.py``)."""
     system = ["/usr", *(f"/{name}" for name in SYSTEM_LINKS)]
@@ -343,8 +352,10 @@ def _plan(spec: LaunchSpec, workspace: str, links: dict[str, Mount]) -> dict[str
         ],
         "read_write": [workspace, *(m.host_path for m in spec.mounts if m.writable)],
         "devices": list(_DEVICES),
-        # One file never outgrows the workspace (the rest is WorkspaceWatch's).
-        "file_size_cap": spec.limits.workspace_bytes,
+        # One file never outgrows the workspace (the rest is WorkspaceWatch's), with room left
+        # for the directories the watch counts too: a file of exactly workspace_bytes would
+        # be over the bound and end the session the code could have kept.
+        "file_size_cap": _file_size_cap(spec.limits.workspace_bytes),
         # For session.files: a mount's link in the workspace is walked from its host path.
         "mounts": {inside: [m.host_path, m.writable] for inside, m in links.items()},
     }
