@@ -8,6 +8,7 @@ bubblewrap launcher and the unsandboxed one live behind it, and tests plug in th
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import signal
 import subprocess
@@ -17,7 +18,15 @@ from .._interpreter import Interpreter
 from .._limits import Limits
 from .._mounts import Mount
 
-__all__ = ["ChildProcess", "LaunchSpec", "Launcher", "PopenChild", "describe_signal_exit"]
+__all__ = [
+    "ChildProcess",
+    "LaunchSpec",
+    "Launcher",
+    "PopenChild",
+    "close_pipes",
+    "describe_signal_exit",
+    "startup_error",
+]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True, slots=True)
@@ -127,10 +136,25 @@ class PopenChild:
 
     def read_startup_error(self) -> str:
         """Whatever the child wrote to stderr before it died, bounded (empty while it runs)."""
-        stderr = self._popen.stderr
-        if stderr is None or stderr.closed or self._popen.poll() is None:
-            return ""
+        return startup_error(self._popen)
+
+
+def startup_error(popen: subprocess.Popen[bytes]) -> str:
+    """What ``popen`` wrote to its stderr pipe before it died, bounded (empty while it runs)."""
+    stderr = popen.stderr
+    if stderr is None or stderr.closed or popen.poll() is None:
+        return ""
+    with contextlib.suppress(OSError, ValueError):
         return stderr.read(65536).decode("utf-8", "replace").strip()
+    return ""
+
+
+def close_pipes(popen: subprocess.Popen[bytes]) -> None:
+    """Close this process's ends of ``popen``'s stdin and stderr pipes."""
+    for pipe in (popen.stdin, popen.stderr):
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                pipe.close()
 
 
 def describe_signal_exit(signum: int) -> str | None:

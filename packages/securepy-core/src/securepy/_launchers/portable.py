@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 from .._worker.connect_back import INTERRUPT
 from ..errors import SandboxUnavailableError
-from .base import LaunchSpec, PopenChild
+from .base import LaunchSpec, PopenChild, close_pipes, startup_error
 from .procfs import read_process_usage
 from .windows_job import WindowsJob, open_job
 
@@ -64,7 +64,7 @@ class PortableLauncher:
                     sock = _accept_worker(listener, token, popen)
                 except BaseException:
                     _kill_tree(popen, job)
-                    _close_pipes(popen)
+                    close_pipes(popen)
                     raise
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -94,7 +94,7 @@ class PortableChild(PopenChild):
             _kill_tree(self._popen, self._job)
         elif self._job is not None:
             self._job.terminate()  # what the code started may outlive the worker
-        _close_pipes(self._popen)
+        close_pipes(self._popen)
         self.socket.close()
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
@@ -232,22 +232,7 @@ def _hear(sock: socket.socket, token: bytes, heard: dict[socket.socket, bytes]) 
 def _why_not_connected(popen: subprocess.Popen[bytes]) -> str:
     if popen.returncode is None:
         return f"it did not connect within {ACCEPT_TIMEOUT:.0f} s"
-    return _startup_error(popen) or f"it exited with status {popen.returncode}"
-
-
-def _startup_error(popen: subprocess.Popen[bytes]) -> str:
-    if popen.returncode is None or popen.stderr is None:
-        return ""
-    with contextlib.suppress(OSError, ValueError):
-        return popen.stderr.read(65536).decode("utf-8", "replace").strip()
-    return ""
-
-
-def _close_pipes(popen: subprocess.Popen[bytes]) -> None:
-    for pipe in (popen.stdin, popen.stderr):
-        if pipe is not None:
-            with contextlib.suppress(OSError):
-                pipe.close()
+    return startup_error(popen) or f"it exited with status {popen.returncode}"
 
 
 def _kill_tree(popen: subprocess.Popen[bytes], job: WindowsJob | None) -> None:

@@ -15,7 +15,7 @@ import tempfile
 
 from .._worker.connect_back import WATCH_STDIN
 from ..errors import SandboxUnavailableError
-from .base import LaunchSpec, PopenChild, describe_signal_exit
+from .base import LaunchSpec, PopenChild, close_pipes, describe_signal_exit
 from .procfs import read_process_usage
 
 __all__ = ["UnsandboxedLauncher"]
@@ -69,10 +69,7 @@ class UnsandboxedChild(PopenChild):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._popen.pid, signal.SIGKILL)
             self._popen.wait()
-        for pipe in (self._popen.stdin, self._popen.stderr):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+        close_pipes(self._popen)
         if self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None

@@ -27,9 +27,9 @@ def main() -> None:
     else:
         import os
 
-        if os.environ.pop(WATCH_STDIN, None):
-            from .connect_back import watch_host
+        from .connect_back import WATCH_STDIN, watch_host  # builtins only: no start cost
 
+        if os.environ.pop(WATCH_STDIN, None):
             watch_host()
         from .session import serve
 
@@ -37,4 +37,3 @@ def main() -> None:
 
 
 CONNECT = "connect"
-WATCH_STDIN = "SECUREPY_WATCH_STDIN"  # connect_back.WATCH_STDIN, without importing it
